@@ -1,0 +1,195 @@
+"""The design campaign as a Prefect flow: one task per stage of each round.
+
+Import this module only after :func:`flows.settings.configure_prefect` has pointed Prefect at the
+invdes home (Prefect reads its settings on import).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
+from prefect.task_runners import ThreadPoolTaskRunner
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+from rich.progress import TimeElapsedColumn
+
+import chem  # noqa: F401  (registers the molecules domain)
+import oracles  # noqa: F401  (registers the oracles)
+from pipeline.config import CampaignConfig
+from pipeline.engine import CampaignEngine, OracleRequest, rank_candidates, ranked_rows
+from pipeline.home import Home
+from pipeline.protocols import Oracle
+from pipeline.report import progress_plot, rows_to_csv
+from pipeline.store import Store
+from pipeline.tracking import CampaignTracker
+from pipeline.types import Candidate, Evaluation
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignResult:
+    """What a campaign run ends with."""
+
+    name: str
+    rounds_done: int
+    store_url: str
+    tracking_uri: str
+    parent_run_id: str
+    metrics: dict[str, float]
+
+
+@task(name="generate-and-filter", cache_policy=NO_CACHE, task_run_name="generate-r{round_index}")
+def generate_task(engine: CampaignEngine, round_index: int) -> int:
+    """Stage 1-2: proposals and validity filters; returns the pool size."""
+    records = engine.generate(round_index)
+    return sum(r.status.value == "pool" for r in records)
+
+
+@task(name="surrogate-and-acquisition", cache_policy=NO_CACHE,
+      task_run_name="select-r{round_index}")
+def select_task(engine: CampaignEngine, round_index: int) -> int:
+    """Stage 3-4: fit the surrogate on every oracle result, pick the batch; returns its size."""
+    return len(engine.select(round_index))
+
+
+@task(name="oracle", cache_policy=NO_CACHE, task_run_name="oracle-{candidate.id}")
+def oracle_task(oracle: Oracle, candidate: Candidate) -> list[Evaluation]:
+    """Stage 5: one oracle calculation for one candidate."""
+    return oracle([candidate])
+
+
+@task(name="record", cache_policy=NO_CACHE, task_run_name="record-r{round_index}")
+def record_task(engine: CampaignEngine, round_index: int) -> dict[str, float]:
+    """Stage 6a: round metrics into the store."""
+    return engine.record(round_index)
+
+
+@task(name="log-mlflow", cache_policy=NO_CACHE, task_run_name="mlflow-r{round_index}")
+def log_task(engine: CampaignEngine, tracker: CampaignTracker, parent_run_id: str,
+             round_index: int) -> str:
+    """Stage 6b: the round as a nested MLflow run, with the ranked table and the progress plot."""
+    record = engine.store.round(engine.name, round_index)
+    assert record is not None
+    rows = ranked_rows(engine.ranked(), engine.config,
+                       list(engine.components.oracle.properties()))
+    table = rows_to_csv(rows)
+    with tempfile.TemporaryDirectory() as tmp:
+        plot = _plot(engine, Path(tmp) / "progress.png")
+        run_id = tracker.log_round(engine.name, parent_run_id, round_index, record.metrics,
+                                   artifacts={"ranked_candidates.csv": table}, files=[plot])
+        tracker.log_campaign_artifacts(parent_run_id, {"ranked_candidates.csv": table}, [plot])
+    engine.store.set_round_logged(engine.name, round_index, run_id)
+    return run_id
+
+
+def _plot(engine: CampaignEngine, path: Path) -> Path:
+    prop = engine.objective.property
+    ids = {r.candidate.id: r.candidate.round_index for r in engine.store.candidates(engine.name)}
+    values: dict[int, list[float]] = {}
+    for e in engine.store.evaluations(engine.name):
+        if e.evaluation.property == prop and e.evaluation.ok:
+            values.setdefault(ids[e.evaluation.candidate_id], []).append(e.evaluation.value)
+    return progress_plot(path, engine.store.rounds(engine.name), values, engine.objective,
+                         f"{engine.name}: {engine.objective.describe()}")
+
+
+def _run_oracle(engine: CampaignEngine, requests: list[OracleRequest], progress: Progress,
+                round_index: int) -> None:
+    bar = progress.add_task(f"round {round_index}: oracle ({engine.config.oracle.name})",
+                            total=len(requests))
+    futures = {oracle_task.submit(engine.components.oracle, req.candidate): req
+               for req in requests}
+    for future in as_completed(list(futures)):
+        req = futures[future]
+        try:
+            evaluations = future.result()
+        except Exception as exc:  # a crash of the oracle code itself must not stop the round
+            evaluations = engine.failed_request(req.candidate, f"oracle task crashed: {exc!r}")
+        engine.store_oracle_result(req.candidate, evaluations, req.request_key, req.call_id)
+        progress.advance(bar)
+
+
+def _stage_index(stage: str | None) -> int:
+    order = [None, "generated", "selected", "evaluated", "recorded", "logged"]
+    return order.index(stage)
+
+
+@flow(name="design-campaign", validate_parameters=False, log_prints=False)
+def campaign_flow(config: CampaignConfig, rounds: int | None = None,
+                  quiet: bool = False) -> CampaignResult:
+    """Runs (or resumes) a campaign until ``rounds`` rounds are complete.
+
+    Each stage of a round commits to the store before the next starts; on a rerun, stages a round
+    already committed are skipped and only oracle requests without a stored result are launched.
+    """
+    home = Home.resolve().ensure()
+    store = Store(config.store.url or home.store_url)
+    engine = CampaignEngine(config, store)
+    target = rounds or config.rounds
+    engine.open(target)
+    tracker = CampaignTracker(config.tracking.tracking_uri or home.mlflow_uri,
+                              home.mlflow_artifacts, config.tracking.experiment or config.name)
+    parent = tracker.campaign_run(config.name, config.model_dump(mode="json"))
+    store.set_campaign_run_id(config.name, parent)
+    console = Console(quiet=quiet, stderr=True)
+    metrics: dict[str, float] = {}
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                  transient=False) as progress:
+        for r in range(target):
+            stage = _stage_index(engine.round_stage(r))
+            if stage == 5:
+                continue
+            start = time.perf_counter()
+            step = progress.add_task(f"round {r}: generate, filter, select", total=None)
+            if stage < 1:
+                generate_task(engine, r)
+            if stage < 2:
+                select_task(engine, r)
+            progress.update(step, total=1, completed=1)
+            if stage < 3:
+                _run_oracle(engine, engine.oracle_requests(r), progress, r)
+                engine.finish_oracle(r)
+            if stage < 4:
+                engine.timer.seconds["round_total"] = time.perf_counter() - start
+                metrics = record_task(engine, r)
+            log_task(engine, tracker, parent, r)
+            record = store.round(config.name, r)
+            metrics = record.metrics if record else metrics
+            console.print(_round_line(r, metrics, engine))
+    tracker.finish_campaign(parent)
+    store.close()
+    return CampaignResult(config.name, target, store.url, tracker.tracking_uri, parent, metrics)
+
+
+def _round_line(r: int, m: dict[str, Any], engine: CampaignEngine) -> str:
+    def fmt(key: str, spec: str = ".2f") -> str:
+        v = m.get(key, math.nan)
+        return "n/a" if v is None or not math.isfinite(v) else format(v, spec)
+
+    prop = engine.objective.property
+    return (
+        f"[bold]round {r}[/bold]: generated {fmt('n_generated', '.0f')}, "
+        f"valid {fmt('validity_rate')}, unique {fmt('uniqueness')}, novel {fmt('novelty')}, "
+        f"oracle calls {fmt('oracle_calls', '.0f')} (failed {fmt('oracle_failures', '.0f')}), "
+        f"hit rate {fmt('hit_rate')}, hits so far {fmt('hits_total', '.0f')}, "
+        f"surrogate MAE {fmt(f'surrogate_mae_{prop}', '.3f')}"
+    )
+
+
+def run_campaign(config: CampaignConfig, rounds: int | None = None, *,
+                 quiet: bool = False) -> CampaignResult:
+    """Runs the campaign flow with the oracle's parallelism as Prefect's thread pool."""
+    runner = ThreadPoolTaskRunner(max_workers=config.oracle.max_parallel)  # type: ignore[var-annotated]
+    configured = campaign_flow.with_options(task_runner=runner, flow_run_name=config.name)
+    return configured(config, rounds, quiet)
+
+
+__all__ = ["CampaignResult", "campaign_flow", "rank_candidates", "run_campaign"]

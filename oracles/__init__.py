@@ -1,0 +1,6 @@
+"""The expensive truth: quantum chemistry (PySCF), force fields (CHGNet), the lab.
+
+Importing this package registers its oracles in :mod:`pipeline.registry`.
+"""
+
+from oracles import pyscf_oracle  # noqa: F401  (registration)

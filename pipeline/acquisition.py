@@ -1,0 +1,198 @@
+"""Acquisition: pick the batch of q candidates worth an oracle call from the filtered pool."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from botorch.acquisition.logei import qLogNoisyExpectedImprovement
+from botorch.acquisition.objective import GenericMCObjective
+from botorch.optim import optimize_acqf_discrete
+from botorch.sampling import SobolQMCNormalSampler
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.objectives import Objective
+from pipeline.registry import ACQUISITIONS
+from pipeline.surrogates import TanimotoKernel
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """A picked batch.
+
+    Attributes:
+        indices: rows of the pool, in the order they were picked (q,).
+        values: acquisition value of each pick where the method has one, else NaN (q,).
+    """
+
+    indices: tuple[int, ...]
+    values: tuple[float, ...]
+
+
+class Acquisition(Protocol):
+    """Picks q rows of a pool."""
+
+    needs_surrogate: bool
+
+    def select(
+        self,
+        x_pool: npt.NDArray[np.float64],
+        q: int,
+        *,
+        objective: Objective,
+        seed: int,
+        surrogate: object | None = None,
+        x_train: npt.NDArray[np.float64] | None = None,
+    ) -> Selection:
+        """Returns q distinct pool rows.
+
+        Args:
+            x_pool: features of the pool, shape (n_pool, d).
+            q: batch size, at most n_pool.
+            objective: what the campaign asks for.
+            seed: seed for any randomness.
+            surrogate: the fitted surrogate of the objective's property (when needed).
+            x_train: features of the labelled designs, shape (n_train, d) (when needed).
+        """
+        ...
+
+
+def _check_q(x_pool: npt.NDArray[np.float64], q: int) -> int:
+    if q < 1:
+        raise ValueError(f"batch size q must be >= 1, got {q}")
+    return min(q, x_pool.shape[0])
+
+
+@ACQUISITIONS.register("random")
+class RandomAcquisition:
+    """Uniform random picks: the baseline every other acquisition must beat."""
+
+    needs_surrogate = False
+
+    def __repr__(self) -> str:
+        return "RandomAcquisition()"
+
+    def select(self, x_pool, q, *, objective, seed, surrogate=None, x_train=None):  # type: ignore[no-untyped-def]
+        """See :class:`Acquisition`."""
+        q = _check_q(x_pool, q)
+        picks = np.random.default_rng(seed).choice(x_pool.shape[0], size=q, replace=False)
+        return Selection(tuple(int(i) for i in picks), (float("nan"),) * q)
+
+
+@ACQUISITIONS.register("maxmin")
+class MaxMinAcquisition:
+    """Diverse picks by greedy max-min Tanimoto distance; the initial design before any labels.
+
+    The first pick is random (seeded); each next pick is the pool row farthest from all picks so far.
+    """
+
+    needs_surrogate = False
+
+    def __repr__(self) -> str:
+        return "MaxMinAcquisition()"
+
+    def select(self, x_pool, q, *, objective, seed, surrogate=None, x_train=None):  # type: ignore[no-untyped-def]
+        """See :class:`Acquisition`; ``x_train`` rows, when given, count as already picked."""
+        q = _check_q(x_pool, q)
+        x = torch.as_tensor(x_pool, dtype=torch.float64)
+        kernel = TanimotoKernel()
+        rng = np.random.default_rng(seed)
+        with torch.no_grad():
+            if x_train is not None and len(x_train):
+                sim = kernel.forward(x, torch.as_tensor(x_train, dtype=torch.float64))
+                nearest = sim.max(dim=1).values
+                picks: list[int] = []
+            else:
+                first = int(rng.integers(x.shape[0]))
+                picks = [first]
+                nearest = kernel.forward(x, x[first : first + 1]).squeeze(-1)
+            values: list[float] = [float("nan")] * len(picks)
+            while len(picks) < q:
+                distance = 1.0 - nearest
+                distance[picks] = -1.0
+                nxt = int(torch.argmax(distance))
+                picks.append(nxt)
+                values.append(float(distance[nxt]))
+                nearest = torch.maximum(nearest, kernel.forward(x, x[nxt : nxt + 1]).squeeze(-1))
+        return Selection(tuple(picks), tuple(values))
+
+
+@ACQUISITIONS.register("greedy")
+class GreedyAcquisition:
+    """The q pool rows whose predicted mean scores best: pure exploitation."""
+
+    needs_surrogate = True
+
+    def __repr__(self) -> str:
+        return "GreedyAcquisition()"
+
+    def select(self, x_pool, q, *, objective, seed, surrogate=None, x_train=None):  # type: ignore[no-untyped-def]
+        """See :class:`Acquisition`."""
+        if surrogate is None:
+            raise ValueError("greedy acquisition needs a fitted surrogate")
+        q = _check_q(x_pool, q)
+        mean, _ = surrogate.predict(x_pool)
+        score = objective.score(mean)
+        order = np.argsort(-score, kind="stable")[:q]
+        return Selection(tuple(int(i) for i in order), tuple(float(score[i]) for i in order))
+
+
+@ACQUISITIONS.register("qlognei")
+class QLogNEIAcquisition:
+    """BoTorch qLogNoisyExpectedImprovement of the objective score over a discrete pool.
+
+    The objective (maximise, minimise or window score, see :mod:`pipeline.objectives`) is applied to
+    posterior samples of the property, so the window's non-linearity is handled exactly. The batch
+    is optimised jointly by sequential greedy selection (``optimize_acqf_discrete``).
+    """
+
+    needs_surrogate = True
+
+    class Params(BaseModel):
+        """Settings of qLogNEI.
+
+        Attributes:
+            mc_samples: quasi-Monte Carlo samples of the posterior (16 to 4096).
+            max_batch_size: pool rows scored per forward pass (memory bound).
+        """
+
+        model_config = ConfigDict(extra="forbid", frozen=True)
+        mc_samples: int = Field(default=256, ge=16, le=4096)
+        max_batch_size: int = Field(default=256, ge=1, le=100_000)
+
+    def __init__(self, params: Params | None = None) -> None:
+        self.params = params or self.Params()
+
+    def __repr__(self) -> str:
+        return f"QLogNEIAcquisition(mc_samples={self.params.mc_samples})"
+
+    def select(self, x_pool, q, *, objective, seed, surrogate=None, x_train=None):  # type: ignore[no-untyped-def]
+        """See :class:`Acquisition`."""
+        if surrogate is None or x_train is None:
+            raise ValueError("qlognei needs a fitted surrogate and its training features")
+        q = _check_q(x_pool, q)
+        choices = torch.as_tensor(x_pool, dtype=torch.float64)
+        sampler = SobolQMCNormalSampler(torch.Size([self.params.mc_samples]), seed=seed)
+        acq = qLogNoisyExpectedImprovement(
+            model=surrogate.model,
+            X_baseline=torch.as_tensor(x_train, dtype=torch.float64),
+            sampler=sampler,
+            objective=GenericMCObjective(lambda samples, X=None: objective.score_torch(samples[..., 0])),
+            prune_baseline=True,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            picked, _ = optimize_acqf_discrete(
+                acq, q=q, choices=choices, max_batch_size=self.params.max_batch_size, unique=True
+            )
+            with torch.no_grad():
+                single = acq(picked.unsqueeze(1)).numpy()
+        indices: list[int] = []
+        for row in picked:
+            matches = torch.nonzero((choices == row).all(dim=1)).flatten().tolist()
+            indices.append(next(i for i in matches if i not in indices))
+        return Selection(tuple(indices), tuple(float(v) for v in single))

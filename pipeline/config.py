@@ -1,0 +1,276 @@
+"""Campaign configuration: YAML files in ``conf/`` loaded into pydantic models.
+
+Every model forbids unknown keys, so a typo is an error. Component sections (generators, filters,
+featurizer, surrogate, acquisition, oracle) name a registered implementation and give its
+``params``, which are validated against that implementation's own ``Params`` model. A bad file
+raises :class:`ConfigError` whose message names the file, the key, the bad value and what is
+allowed; loading a config never writes anything.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pipeline.objectives import Objective
+from pipeline.registry import (
+    ACQUISITIONS,
+    FEATURIZERS,
+    FILTERS,
+    GENERATORS,
+    ORACLES,
+    SURROGATES,
+    Registry,
+    RegistryError,
+)
+
+
+class ConfigError(ValueError):
+    """A campaign file that cannot be used; the message says where and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ComponentConfig(_Strict):
+    """A registered implementation and its parameters.
+
+    Attributes:
+        name: registry name of the implementation.
+        params: its parameters, validated against the implementation's ``Params`` model.
+    """
+
+    name: str = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class GeneratorConfig(ComponentConfig):
+    """A generator and how many proposals it makes per round.
+
+    Attributes:
+        n_proposals: proposals per round from this generator (1 to 100,000).
+    """
+
+    n_proposals: int = Field(default=200, ge=1, le=100_000)
+
+
+class AcquisitionConfig(ComponentConfig):
+    """The acquisition step.
+
+    Attributes:
+        batch_size: q, the number of candidates sent to the oracle per round (1 to 1,000).
+        initial_batch: acquisition used while fewer than ``min_labels`` oracle values exist.
+        min_labels: successful oracle results needed before the surrogate is used (>= 2).
+    """
+
+    batch_size: int = Field(default=8, ge=1, le=1000)
+    initial_batch: str = "maxmin"
+    min_labels: int = Field(default=4, ge=2, le=10_000)
+
+
+class OracleConfig(ComponentConfig):
+    """The oracle and how many requests run at once.
+
+    Attributes:
+        max_parallel: oracle requests running at the same time (1 to 256).
+    """
+
+    max_parallel: int = Field(default=2, ge=1, le=256)
+
+
+class StoreConfig(_Strict):
+    """Where the campaign store lives.
+
+    Attributes:
+        url: any SQLAlchemy URL (``postgresql+psycopg://...``); default: SQLite in the home.
+    """
+
+    url: str | None = None
+
+
+class TrackingConfig(_Strict):
+    """MLflow tracking.
+
+    Attributes:
+        experiment: MLflow experiment name; default: the campaign name.
+        tracking_uri: MLflow tracking URI; default: SQLite in the home.
+    """
+
+    experiment: str | None = None
+    tracking_uri: str | None = None
+
+
+class CampaignConfig(_Strict):
+    """One design campaign.
+
+    Attributes:
+        name: campaign name; letters, digits, ``-`` and ``_`` (the store's key).
+        description: free text for people.
+        domain: ``molecules`` (perovskite campaigns arrive with the materials domain).
+        seed: master seed; the same config and seed give the same campaign.
+        rounds: number of rounds to run in total (1 to 1,000).
+        objective: the property target.
+        predict_properties: further oracle properties the surrogate predicts for people to see.
+        generators: one or more generators; their proposals are pooled.
+        filters: validity filters, applied in order.
+        featurizer: turns candidates into surrogate inputs.
+        surrogate: the property model fitted on the campaign's oracle results.
+        acquisition: picks the oracle batch from the filtered pool.
+        oracle: the expensive truth.
+        store: campaign store settings.
+        tracking: MLflow settings.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+    description: str = ""
+    domain: Literal["molecules"]
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    rounds: int = Field(ge=1, le=1000)
+    objective: Objective
+    predict_properties: list[str] = Field(default_factory=list)
+    generators: list[GeneratorConfig] = Field(min_length=1)
+    filters: list[ComponentConfig] = Field(default_factory=list)
+    featurizer: ComponentConfig
+    surrogate: ComponentConfig
+    acquisition: AcquisitionConfig
+    oracle: OracleConfig
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @model_validator(mode="after")
+    def _check_batch(self) -> Self:
+        total = sum(g.n_proposals for g in self.generators)
+        if self.acquisition.batch_size > total:
+            raise ValueError(
+                f"acquisition.batch_size={self.acquisition.batch_size} exceeds the "
+                f"{total} proposals per round of the generators"
+            )
+        return self
+
+    def identity(self) -> dict[str, Any]:
+        """The config without the settings that may change between runs of one campaign."""
+        return self.model_dump(mode="json", exclude={"rounds", "description"})
+
+
+_SECTIONS: dict[str, Registry[Any]] = {
+    "generators": GENERATORS,
+    "filters": FILTERS,
+    "featurizer": FEATURIZERS,
+    "surrogate": SURROGATES,
+    "acquisition": ACQUISITIONS,
+    "oracle": ORACLES,
+}
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The pydantic model that holds the key at ``loc`` (for listing allowed keys)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = current.model_fields.get(part)
+        if field is None:
+            return None
+        current = field.annotation
+        # unwrap list[X] and X | None
+        for _ in range(3):
+            args = getattr(current, "__args__", None)
+            if args:
+                models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+                current = models[0] if models else args[0]
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _describe_errors(
+    error: ValidationError, model: type[BaseModel], prefix: tuple[int | str, ...] = ()
+) -> list[str]:
+    lines = []
+    for err in error.errors():
+        loc = tuple(err["loc"])
+        where = _format_loc(prefix + loc)
+        if err["type"] == "extra_forbidden":
+            owner = _model_at(model, loc[:-1])
+            allowed = ", ".join(owner.model_fields) if owner else "see the documentation"
+            lines.append(f"{where}: unknown key; allowed keys here: {allowed}")
+        elif err["type"] == "missing":
+            lines.append(f"{where}: required key is missing")
+        else:
+            msg = re.sub(r"^Value error, ", "", err["msg"])
+            value = err.get("input")
+            shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
+            lines.append(f"{where}: {msg}{shown}")
+    return lines
+
+
+def parse_config(data: Any, source: str = "<config>") -> CampaignConfig:
+    """Validates a config mapping, including each component's ``params``.
+
+    Args:
+        data: the parsed YAML document.
+        source: file name for error messages.
+
+    Raises:
+        ConfigError: naming ``source``, the key and the allowed values.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a campaign file must be a YAML mapping, got {type(data).__name__}")
+    try:
+        config = CampaignConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = _describe_errors(exc, CampaignConfig)
+        raise ConfigError(f"{source}: invalid campaign config\n  " + "\n  ".join(lines)) from None
+    problems: list[str] = []
+    for section, registry in _SECTIONS.items():
+        value = getattr(config, section)
+        entries = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
+        for i, component in entries:
+            base: tuple[int | str, ...] = (section,) if i is None else (section, i)
+            try:
+                model = registry.params_model(component.name)
+            except RegistryError as exc:
+                problems.append(f"{_format_loc((*base, 'name'))}: {exc}")
+                continue
+            try:
+                model.model_validate(component.params)
+            except ValidationError as exc:
+                problems += _describe_errors(exc, model, (*base, "params"))
+    if config.acquisition.initial_batch not in ACQUISITIONS:
+        problems.append(
+            f"acquisition.initial_batch: unknown acquisition {config.acquisition.initial_batch!r}; "
+            f"known: {', '.join(ACQUISITIONS.names())}"
+        )
+    if problems:
+        raise ConfigError(f"{source}: invalid campaign config\n  " + "\n  ".join(problems))
+    return config
+
+
+def load_config(path: str | Path) -> CampaignConfig:
+    """Reads and validates a campaign YAML file.
+
+    Raises:
+        ConfigError: the file is missing, unreadable, not YAML, or not a valid campaign.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: campaign file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_config(data, str(path))

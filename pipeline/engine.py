@@ -1,0 +1,568 @@
+"""The stages of a design round, on top of the store; no chemistry and no orchestration here.
+
+A round is: generate proposals -> validity filters -> fit surrogate -> acquisition picks a batch
+-> oracle -> record metrics. Each stage reads what it needs from the store and commits its output
+with the round's stage marker in one transaction, so :class:`CampaignEngine` can be driven by any
+orchestrator (the Prefect flows of :mod:`flows`) and resumed after a crash at any point.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from pipeline.acquisition import Acquisition, Selection
+from pipeline.config import CampaignConfig
+from pipeline.protocols import (
+    Featurizer,
+    Filter,
+    GenerationContext,
+    Generator,
+    Oracle,
+    Preparer,
+    ScoredDesign,
+    Surrogate,
+)
+from pipeline.registry import (
+    ACQUISITIONS,
+    FEATURIZERS,
+    FILTERS,
+    GENERATORS,
+    ORACLES,
+    PREPARERS,
+    SURROGATES,
+)
+from pipeline.store import CampaignRecord, CandidateRecord, EvaluationRecord, Store
+from pipeline.types import (
+    Candidate,
+    CandidateStatus,
+    Evaluation,
+    EvaluationStatus,
+    Prediction,
+)
+
+SEEN_FILTER = "not_seen_before"
+"""Name under which the engine's own de-duplication rejects candidates."""
+
+
+@dataclass
+class Components:
+    """The implementations a campaign runs with, built from its config.
+
+    Attributes:
+        generators: (name, proposals per round, generator).
+        filters: (name, filter), applied in order.
+        featurizer: candidates -> features (n, d).
+        make_surrogate: builds a fresh, unfitted surrogate.
+        acquisition: picks the batch once the surrogate has enough labels.
+        initial_acquisition: picks the batch before that.
+        oracle: the expensive truth.
+        prepare: attaches what the oracle needs (a 3D geometry) to a candidate.
+    """
+
+    generators: list[tuple[str, int, Generator]]
+    filters: list[tuple[str, Filter]]
+    featurizer: Featurizer
+    make_surrogate: Callable[[], Surrogate]
+    acquisition: Acquisition
+    initial_acquisition: Acquisition
+    oracle: Oracle
+    prepare: Preparer
+
+    @classmethod
+    def from_config(cls, config: CampaignConfig) -> Components:
+        """Builds every component from the registries (domains must be imported first)."""
+        surrogate_cfg = config.surrogate
+        return cls(
+            generators=[
+                (g.name, g.n_proposals, GENERATORS.build(g.name, g.params))
+                for g in config.generators
+            ],
+            filters=[(f.name, FILTERS.build(f.name, f.params)) for f in config.filters],
+            featurizer=FEATURIZERS.build(config.featurizer.name, config.featurizer.params),
+            make_surrogate=lambda: SURROGATES.build(surrogate_cfg.name, surrogate_cfg.params),
+            acquisition=ACQUISITIONS.build(config.acquisition.name, config.acquisition.params),
+            initial_acquisition=ACQUISITIONS.build(config.acquisition.initial_batch),
+            oracle=ORACLES.build(config.oracle.name, config.oracle.params),
+            prepare=PREPARERS.build(config.domain),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OracleRequest:
+    """A calculation to launch: the prepared candidate, its content key and its audit row."""
+
+    candidate: Candidate
+    request_key: str
+    call_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class RankedCandidate:
+    """One row of the ranked candidates table.
+
+    Attributes:
+        rank: 1 is best.
+        record: the stored candidate.
+        oracle: property -> oracle value (NaN where failed or not measured).
+        score: objective score from the oracle value, else from the predicted mean, else NaN.
+        hit: whether the oracle value meets the target.
+        reason: why the oracle failed, when it did.
+    """
+
+    rank: int
+    record: CandidateRecord
+    oracle: dict[str, float]
+    score: float
+    hit: bool
+    reason: str = ""
+
+
+@dataclass
+class RoundTimer:
+    """Wall time of each stage of a round, seconds."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, stage: str, start: float) -> None:
+        """Adds the time since ``start`` (``time.perf_counter()``) to ``stage``."""
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+
+class CampaignEngine:
+    """Runs the stages of one campaign against its store.
+
+    Args:
+        config: the validated campaign config.
+        store: where everything is kept.
+        components: the implementations (default: built from the config's registry names).
+    """
+
+    def __init__(
+        self, config: CampaignConfig, store: Store, components: Components | None = None
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.components = components or Components.from_config(config)
+        self.objective = config.objective
+        self.timer = RoundTimer()
+        oracle_props = self.components.oracle.properties()
+        if self.objective.property not in oracle_props:
+            raise ValueError(
+                f"objective property {self.objective.property!r} is not returned by oracle "
+                f"{config.oracle.name!r}; it returns: {', '.join(oracle_props)}"
+            )
+        unknown = [p for p in config.predict_properties if p not in oracle_props]
+        if unknown:
+            raise ValueError(
+                f"predict_properties {unknown} are not returned by oracle {config.oracle.name!r}; "
+                f"it returns: {', '.join(oracle_props)}"
+            )
+        self.surrogate_properties = [self.objective.property] + [
+            p for p in config.predict_properties if p != self.objective.property
+        ]
+
+    @property
+    def name(self) -> str:
+        """Campaign name."""
+        return self.config.name
+
+    def open(self, rounds_target: int | None = None) -> CampaignRecord:
+        """Creates or reopens the campaign in the store."""
+        return self.store.open_campaign(
+            self.name, self.config.domain, self.config.model_dump(mode="json"),
+            self.config.identity(), rounds_target or self.config.rounds,
+        )
+
+    def round_stage(self, round_index: int) -> str | None:
+        """The last stage the round committed, or None."""
+        record = self.store.round(self.name, round_index)
+        return None if record is None else record.stage
+
+    # stage 1+2: generate and filter ---------------------------------------------------------------
+
+    def _round_seed(self, round_index: int, salt: int) -> int:
+        state = np.random.SeedSequence([self.config.seed, round_index, salt]).generate_state(1)
+        return int(state[0])
+
+    def population(self) -> tuple[ScoredDesign, ...]:
+        """Designs with an ok oracle value of the objective property, best first."""
+        records = {r.candidate.id: r for r in self.store.candidates(self.name)}
+        scored = []
+        for ev in self._objective_evaluations():
+            rec = records[ev.evaluation.candidate_id]
+            score = float(self.objective.score(ev.evaluation.value))
+            scored.append(ScoredDesign(rec.candidate.key, rec.candidate.representation, score))
+        return tuple(sorted(scored, key=lambda d: -d.score))
+
+    def generate(self, round_index: int) -> list[CandidateRecord]:
+        """Proposes, filters and stores a round's candidates (stage ``generated``).
+
+        Every proposal is stored: rejected ones with the filter and the reason.
+        """
+        start = time.perf_counter()
+        population = self.population()
+        proposals: list[Candidate] = []
+        for gi, (_name, n, generator) in enumerate(self.components.generators):
+            context = GenerationContext(
+                round_index=round_index,
+                seed=self._round_seed(round_index, gi),
+                population=population,
+                condition=self._condition(),
+                id_prefix=f"r{round_index}-g{gi}-",
+            )
+            proposals += generator.sample(n, context=context)
+        self.timer.add("generate", start)
+        start = time.perf_counter()
+        records = self.apply_filters(proposals)
+        self.store.add_round_candidates(self.name, round_index, records)
+        self.timer.add("filter", start)
+        return records
+
+    def _condition(self) -> dict[str, float]:
+        obj = self.objective
+        if obj.goal == "window":
+            assert obj.low is not None and obj.high is not None
+            return {obj.property: 0.5 * (obj.low + obj.high)}
+        return {}
+
+    def apply_filters(self, proposals: Sequence[Candidate]) -> list[CandidateRecord]:
+        """Runs the validity filters in order, then drops designs the campaign has already seen.
+
+        Returns:
+            One record per proposal, in input order: ``POOL`` or ``REJECTED`` with the first
+            filter that rejected it and why.
+        """
+        verdict: list[tuple[str, str] | None] = [None] * len(proposals)
+        for fname, flt in self.components.filters:
+            alive = [i for i, v in enumerate(verdict) if v is None]
+            if not alive:
+                break
+            result = flt([proposals[i] for i in alive])
+            for i, passed, reason in zip(alive, result.passed, result.reasons, strict=True):
+                if not passed:
+                    verdict[i] = (fname, reason)
+        seen = self.store.seen_keys(self.name)
+        first_in_round: dict[str, str] = {}
+        for i, cand in enumerate(proposals):
+            if verdict[i] is not None:
+                continue
+            if cand.key in seen:
+                verdict[i] = (SEEN_FILTER, "already proposed in an earlier round of this campaign")
+            elif cand.key in first_in_round:
+                verdict[i] = (SEEN_FILTER, f"duplicate of {first_in_round[cand.key]} in this round")
+            else:
+                first_in_round[cand.key] = cand.id
+        return [
+            CandidateRecord(cand, CandidateStatus.POOL)
+            if v is None
+            else CandidateRecord(cand, CandidateStatus.REJECTED, filter_name=v[0], reason=v[1])
+            for cand, v in zip(proposals, verdict, strict=True)
+        ]
+
+    # stage 3+4: surrogate and acquisition -------------------------------------------------------
+
+    def _objective_evaluations(self, prop: str | None = None) -> list[EvaluationRecord]:
+        prop = prop or self.objective.property
+        return [
+            e for e in self.store.evaluations(self.name)
+            if e.evaluation.property == prop and e.evaluation.ok
+        ]
+
+    def training_data(
+        self, prop: str
+    ) -> tuple[list[Candidate], npt.NDArray[np.float64]]:
+        """Candidates with an ok oracle value of ``prop`` and those values (n,)."""
+        evals = self._objective_evaluations(prop)
+        records = {r.candidate.id: r.candidate for r in self.store.candidates(self.name)}
+        cands = [records[e.evaluation.candidate_id] for e in evals]
+        return cands, np.array([e.evaluation.value for e in evals], dtype=np.float64)
+
+    def select(self, round_index: int) -> list[Candidate]:
+        """Fits the surrogates, predicts the pool and picks the batch (stage ``selected``).
+
+        Before ``acquisition.min_labels`` ok results exist, the initial acquisition picks.
+        """
+        start = time.perf_counter()
+        pool = self.store.candidates(
+            self.name, round_index=round_index, statuses=[CandidateStatus.POOL]
+        )
+        q = self.config.acquisition.batch_size
+        if not pool:
+            self.store.select_candidates(self.name, round_index, {}, {}, [])
+            return []
+        pool_cands = [r.candidate for r in pool]
+        x_pool = self.components.featurizer(pool_cands)
+        train_cands, y_train = self.training_data(self.objective.property)
+        x_train = self.components.featurizer(train_cands) if train_cands else None
+        seed = self._round_seed(round_index, 1000)
+        predictions: dict[str, dict[str, Prediction]] = {c.id: {} for c in pool_cands}
+        if len(train_cands) < self.config.acquisition.min_labels:
+            acquisition = self.components.initial_acquisition
+            selection = acquisition.select(
+                x_pool, q, objective=self.objective, seed=seed, x_train=x_train
+            )
+        else:
+            surrogates = {}
+            for prop in self.surrogate_properties:
+                cands, y = self.training_data(prop)
+                if len(cands) < 2:
+                    continue
+                surrogates[prop] = self.components.make_surrogate().fit(
+                    self.components.featurizer(cands), y
+                )
+                mean, std = surrogates[prop].predict(x_pool)
+                for cand, m, s in zip(pool_cands, mean, std, strict=True):
+                    predictions[cand.id][prop] = Prediction(float(m), float(s))
+            selection = self.components.acquisition.select(
+                x_pool, q, objective=self.objective, seed=seed,
+                surrogate=surrogates[self.objective.property], x_train=x_train,
+            )
+        chosen = self._commit_selection(round_index, pool_cands, predictions, selection)
+        self.timer.add("select", start)
+        return chosen
+
+    def _commit_selection(
+        self, round_index: int, pool: list[Candidate],
+        predictions: dict[str, dict[str, Prediction]], selection: Selection,
+    ) -> list[Candidate]:
+        chosen = [pool[i] for i in selection.indices]
+        values = {pool[i].id: v for i, v in zip(selection.indices, selection.values, strict=True)}
+        self.store.select_candidates(
+            self.name, round_index, {k: v for k, v in predictions.items() if v}, values,
+            [c.id for c in chosen],
+        )
+        return chosen
+
+    # stage 5: oracle ------------------------------------------------------------------------------
+
+    def pending_oracle(self, round_index: int) -> list[Candidate]:
+        """Selected candidates of the round that have no oracle result yet, in pick order."""
+        return [
+            r.candidate
+            for r in self.store.candidates(
+                self.name, round_index=round_index, statuses=[CandidateStatus.SELECTED]
+            )
+        ]
+
+    def oracle_requests(self, round_index: int) -> list[OracleRequest]:
+        """Prepares the round's pending candidates and returns the calculations still to run.
+
+        A candidate that cannot be prepared is stored as failed with the reason; one whose
+        identical request (same content key) already has a result, in any campaign, gets a copy
+        of that result with ``cached_from`` in its provenance and no new calculation. For the
+        rest, an audit row is written before launch (:meth:`Store.oracle_calls`).
+        """
+        oracle = self.components.oracle
+        requests = []
+        for cand in self.pending_oracle(round_index):
+            try:
+                prepared = self.components.prepare(cand)
+                key = oracle.request_key(prepared)
+            except ValueError as exc:
+                self.store_oracle_result(
+                    cand, self.failed_request(cand, f"preparation failed: {exc}"),
+                    f"unprepared:{cand.id}", None,
+                )
+                continue
+            if prepared.geometry is not None:
+                self.store.set_geometry(self.name, cand.id, prepared.geometry)
+            cached = self.store.cached_results(key)
+            if cached:
+                origin = f"{cached[0].evaluation.candidate_id}"
+                copies = [
+                    Evaluation(
+                        cand.id, r.evaluation.property, r.evaluation.value, r.evaluation.unit,
+                        r.evaluation.fidelity, r.evaluation.status, r.evaluation.reason,
+                        {**r.evaluation.provenance, "cached_from": origin},
+                    )
+                    for r in cached
+                ]
+                self.store_oracle_result(cand, copies, key, None)
+                continue
+            call_id = self.store.start_oracle_call(self.name, cand.id, key)
+            requests.append(OracleRequest(prepared, key, call_id))
+        return requests
+
+    def store_oracle_result(
+        self, candidate: Candidate, evaluations: Sequence[Evaluation], request_key: str,
+        call_id: int | None,
+    ) -> None:
+        """Commits one oracle request's results (one transaction)."""
+        self.store.add_evaluations(self.name, evaluations, request_key, call_id)
+
+    def failed_request(self, candidate: Candidate, reason: str) -> list[Evaluation]:
+        """Failed evaluations (NaN, with ``reason``) for every oracle property of ``candidate``."""
+        oracle = self.components.oracle
+        return [
+            Evaluation(candidate.id, prop, math.nan, unit, oracle.fidelity,
+                       EvaluationStatus.FAILED, reason)
+            for prop, unit in self.components.oracle.properties().items()
+        ]
+
+    def finish_oracle(self, round_index: int) -> None:
+        """Marks the round ``evaluated`` once no selected candidate waits for a result."""
+        if self.pending_oracle(round_index):
+            raise RuntimeError(f"round {round_index} still has candidates waiting for the oracle")
+        self.store.set_round_stage(self.name, round_index, "evaluated")
+
+    # stage 6: record ------------------------------------------------------------------------------
+
+    def round_metrics(self, round_index: int) -> dict[str, float]:
+        """Metrics of one round; see the README for their definitions."""
+        records = self.store.candidates(self.name, round_index=round_index)
+        n_generated = len(records)
+        chem_valid = [
+            r for r in records if r.status is not CandidateStatus.REJECTED
+            or r.filter_name == SEEN_FILTER
+        ]
+        n_valid = len(chem_valid)
+        unique_keys = {r.candidate.key for r in chem_valid}
+        earlier = {
+            r.candidate.key for r in self.store.candidates(self.name)
+            if r.candidate.round_index < round_index
+        }
+        reference: set[str] = set()
+        for _name, _n, generator in self.components.generators:
+            reference |= generator.reference_keys()
+        novel = unique_keys - earlier - reference
+        selected_ids = {r.candidate.id for r in records if r.selected_rank is not None}
+        evals = self.store.evaluations(self.name, candidate_ids=selected_ids)
+        objective_evals = [e.evaluation for e in evals if e.evaluation.property == self.objective.property]
+        ok_values = np.array([e.value for e in objective_evals if e.ok], dtype=np.float64)
+        calls = [c for c in self.store.oracle_calls(self.name) if c.candidate_id in selected_ids]
+        all_ok = np.array(
+            [e.evaluation.value for e in self._objective_evaluations()], dtype=np.float64
+        )
+        all_scores = self.objective.score(all_ok) if all_ok.size else np.array([])
+        metrics: dict[str, float] = {
+            "n_generated": float(n_generated),
+            "n_valid": float(n_valid),
+            "validity_rate": n_valid / n_generated if n_generated else math.nan,
+            "uniqueness": len(unique_keys) / n_valid if n_valid else math.nan,
+            "novelty": len(novel) / len(unique_keys) if unique_keys else math.nan,
+            "n_pool": float(sum(r.status is not CandidateStatus.REJECTED for r in records)),
+            "n_selected": float(len(selected_ids)),
+            "oracle_calls": float(len(calls)),
+            "oracle_results": float(len(objective_evals)),
+            "oracle_failures": float(sum(not e.ok for e in objective_evals)),
+            "hit_rate": float(self.objective.is_hit(ok_values).mean()) if ok_values.size else math.nan,
+            "hits_total": float(self.objective.is_hit(all_ok).sum()),
+            "labels_total": float(all_ok.size),
+            "best_objective": float(all_scores.max()) if all_scores.size else math.nan,
+            "best_value": float(all_ok[int(np.argmax(all_scores))]) if all_scores.size else math.nan,
+        }
+        metrics.update(self._surrogate_errors(records, evals))
+        metrics.update({f"seconds_{k}": v for k, v in self.timer.seconds.items()})
+        return metrics
+
+    def _surrogate_errors(
+        self, records: list[CandidateRecord], evals: list[EvaluationRecord]
+    ) -> dict[str, float]:
+        """Error of the predictions made at selection time (before refitting) on the new results."""
+        preds = {r.candidate.id: r.predictions for r in records}
+        out: dict[str, float] = {}
+        for prop in self.surrogate_properties:
+            pairs = [
+                (e.evaluation.value, preds[e.evaluation.candidate_id][prop])
+                for e in evals
+                if e.evaluation.property == prop and e.evaluation.ok
+                and prop in preds.get(e.evaluation.candidate_id, {})
+            ]
+            if not pairs:
+                continue
+            y = np.array([p[0] for p in pairs])
+            mean = np.array([p[1].mean for p in pairs])
+            std = np.array([p[1].std for p in pairs])
+            z = np.abs(y - mean) / np.maximum(std, 1e-12)
+            out[f"surrogate_mae_{prop}"] = float(np.mean(np.abs(y - mean)))
+            out[f"surrogate_coverage90_{prop}"] = float(np.mean(z <= 1.6448536))
+        return out
+
+    def record(self, round_index: int) -> dict[str, float]:
+        """Computes and stores the round's metrics (stage ``recorded``)."""
+        metrics = self.round_metrics(round_index)
+        self.store.record_round(self.name, round_index, metrics)
+        self.timer = RoundTimer()
+        return metrics
+
+    # reading --------------------------------------------------------------------------------------
+
+    def ranked(self) -> list[RankedCandidate]:
+        """Candidates that passed the filters, best first.
+
+        Order: oracle results by objective score (ties: closer to the window's centre first), then
+        candidates without a result by predicted score, then failed oracle requests.
+        """
+        return rank_candidates(self.store, self.name, self.config)
+
+
+def rank_candidates(store: Store, campaign: str, config: CampaignConfig) -> list[RankedCandidate]:
+    """See :meth:`CampaignEngine.ranked`; usable without building the components."""
+    objective = config.objective
+    evals: dict[str, dict[str, Evaluation]] = {}
+    for e in store.evaluations(campaign):
+        evals.setdefault(e.evaluation.candidate_id, {})[e.evaluation.property] = e.evaluation
+    rows: list[tuple[tuple[float, float, float], CandidateRecord, dict[str, float], float, bool, str]] = []
+    for rec in store.candidates(campaign):
+        if rec.status is CandidateStatus.REJECTED:
+            continue
+        mine = evals.get(rec.candidate.id, {})
+        oracle = {p: e.value for p, e in mine.items()}
+        measured = mine.get(objective.property)
+        reason = next((e.reason for e in mine.values() if not e.ok), "")
+        if measured is not None and measured.ok:
+            score = float(objective.score(measured.value))
+            hit = bool(objective.is_hit(measured.value))
+            tier = 0.0
+        elif measured is not None:
+            score, hit, tier = math.nan, False, 2.0
+        elif objective.property in rec.predictions:
+            score = float(objective.score(rec.predictions[objective.property].mean))
+            hit, tier = False, 1.0
+        else:
+            score, hit, tier = math.nan, False, 1.5
+        sort_score = -score if math.isfinite(score) else math.inf
+        rows.append(((tier, sort_score, rec.candidate.round_index), rec, oracle, score, hit, reason))
+    rows.sort(key=lambda r: r[0])
+    return [
+        RankedCandidate(rank=i + 1, record=rec, oracle=oracle, score=score, hit=hit, reason=reason)
+        for i, (_k, rec, oracle, score, hit, reason) in enumerate(rows)
+    ]
+
+
+def ranked_rows(ranked: Sequence[RankedCandidate], config: CampaignConfig,
+                properties: Sequence[str]) -> list[dict[str, Any]]:
+    """Flat rows of the ranked table (for CSV, JSON and MLflow artifacts).
+
+    Each row: ``rank``, ``id``, the representation (``smiles`` for molecules), ``round``, ``status``,
+    ``origin``, ``score``, ``hit``, then for each property ``<p>_pred_mean``, ``<p>_pred_std`` and
+    ``<p>`` (the oracle value), and ``reason`` when the oracle failed.
+    """
+    rep = "smiles" if config.domain == "molecules" else "representation"
+    out = []
+    for r in ranked:
+        c = r.record.candidate
+        row: dict[str, Any] = {
+            "rank": r.rank, "id": c.id, rep: c.representation, "round": c.round_index,
+            "status": r.record.status.value, "origin": c.origin,
+            "score": _none_if_nan(r.score), "hit": r.hit,
+        }
+        for p in properties:
+            pred = r.record.predictions.get(p)
+            row[f"{p}_pred_mean"] = None if pred is None else _none_if_nan(pred.mean)
+            row[f"{p}_pred_std"] = None if pred is None else _none_if_nan(pred.std)
+            row[p] = _none_if_nan(r.oracle.get(p, math.nan))
+        row["reason"] = r.reason
+        out.append(row)
+    return out
+
+
+def _none_if_nan(value: float) -> float | None:
+    return None if value is None or not math.isfinite(value) else round(float(value), 6)

@@ -1,0 +1,134 @@
+"""The seams of a round: one small protocol per stage.
+
+candidate -> filter -> surrogate -> acquisition -> oracle -> record
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, Self, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from pipeline.types import Candidate, Evaluation, FilterResult
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredDesign:
+    """A design with an oracle result, as a parent for generators.
+
+    Attributes:
+        key: canonical identity (canonical SMILES for a molecule).
+        representation: the design's text form.
+        score: objective score, higher is better (see :class:`pipeline.objectives.Objective`).
+    """
+
+    key: str
+    representation: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationContext:
+    """What a generator knows when it is asked for proposals.
+
+    Attributes:
+        round_index: the round asking (0-based).
+        seed: seed for this generator in this round; the same seed gives the same proposals.
+        population: designs measured so far, best first.
+        condition: property targets the campaign asks for, for example ``{"gap_ev": 3.5}``.
+        id_prefix: prefix of the ids the generator gives its candidates (``r2-g0-``).
+    """
+
+    round_index: int
+    seed: int
+    population: tuple[ScoredDesign, ...] = ()
+    condition: dict[str, float] = field(default_factory=dict)
+    id_prefix: str = ""
+
+    def candidate_id(self, i: int) -> str:
+        """Returns the id of the ``i``-th proposal."""
+        return f"{self.id_prefix}{i:04d}"
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """Proposes new designs."""
+
+    def sample(self, n: int, *, context: GenerationContext) -> list[Candidate]:
+        """Returns ``n`` proposals (valid or not; filters decide)."""
+        ...
+
+    def reference_keys(self) -> frozenset[str]:
+        """Keys of the designs the generator learnt from (for novelty)."""
+        ...
+
+
+@runtime_checkable
+class Filter(Protocol):
+    """A stateless validity check on a batch of candidates."""
+
+    def __call__(self, candidates: Sequence[Candidate]) -> FilterResult:
+        """Returns one pass flag and one reason per candidate."""
+        ...
+
+
+@runtime_checkable
+class Featurizer(Protocol):
+    """Turns candidates into fixed-length feature vectors for surrogates."""
+
+    def __call__(self, candidates: Sequence[Candidate]) -> npt.NDArray[np.float64]:
+        """Returns features, shape (n_candidates, n_features)."""
+        ...
+
+
+@runtime_checkable
+class Surrogate(Protocol):
+    """A probabilistic property model fitted on the campaign's oracle results."""
+
+    def fit(self, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> Self:
+        """Fits on features x (n, d) and targets y (n,)."""
+        ...
+
+    def predict(
+        self, x: npt.NDArray[np.float64]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Returns predictive mean and standard deviation, each shape (n,)."""
+        ...
+
+
+@runtime_checkable
+class Preparer(Protocol):
+    """Attaches what an oracle needs to a candidate, for example a 3D geometry."""
+
+    def __call__(self, candidate: Candidate) -> Candidate:
+        """Returns the candidate ready for the oracle.
+
+        Raises:
+            ValueError: when it cannot (the reason is stored as the oracle's failure).
+        """
+        ...
+
+
+@runtime_checkable
+class Oracle(Protocol):
+    """The expensive truth: DFT, a force field, the lab."""
+
+    @property
+    def fidelity(self) -> str:
+        """Fidelity name stored with every result (``dft-fast``, ``lab``)."""
+        ...
+
+    def properties(self) -> dict[str, str]:
+        """Property names it returns, with their units."""
+        ...
+
+    def request_key(self, candidate: Candidate) -> str:
+        """Content hash of the request, for caching and for never computing the same twice."""
+        ...
+
+    def __call__(self, candidates: Sequence[Candidate]) -> list[Evaluation]:
+        """Evaluates candidates; a failure is an evaluation with status failed, never an error."""
+        ...

@@ -1,0 +1,684 @@
+"""The campaign store: every candidate, rejection, prediction, oracle result and round.
+
+SQLAlchemy Core on SQLite by default (WAL journal, so a process killed mid-write loses nothing
+committed); any SQLAlchemy URL (PostgreSQL) works. Each stage of a round commits its results in
+one transaction together with the round's stage marker, so a campaign killed at any point resumes
+from the last committed stage; oracle results are committed one request at a time as they arrive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    ForeignKeyConstraint,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection
+
+from pipeline.types import (
+    Candidate,
+    CandidateStatus,
+    Evaluation,
+    EvaluationStatus,
+    Geometry,
+    Prediction,
+)
+
+ROUND_STAGES = ("generated", "selected", "evaluated", "recorded", "logged")
+"""Stages of a round in order; a round is complete when it is ``logged``."""
+
+metadata = MetaData()
+
+campaigns_table = Table(
+    "campaigns",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("domain", String(32), nullable=False),
+    Column("config_json", Text, nullable=False),
+    Column("identity_hash", String(64), nullable=False),
+    Column("rounds_target", Integer, nullable=False),
+    Column("mlflow_run_id", String(64)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+rounds_table = Table(
+    "rounds",
+    metadata,
+    Column("campaign", String(64), primary_key=True),
+    Column("round_index", Integer, primary_key=True),
+    Column("stage", String(16), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("metrics_json", Text),
+    Column("mlflow_run_id", String(64)),
+    ForeignKeyConstraint(["campaign"], ["campaigns.name"]),
+)
+
+candidates_table = Table(
+    "candidates",
+    metadata,
+    Column("campaign", String(64), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("round_index", Integer, nullable=False, index=True),
+    Column("key", Text, nullable=False, index=True),
+    Column("representation", Text, nullable=False),
+    Column("origin", String(128), nullable=False),
+    Column("parents_json", Text, nullable=False),
+    Column("geometry_json", Text),
+    Column("status", String(16), nullable=False, index=True),
+    Column("filter_name", String(64)),
+    Column("reason", Text),
+    Column("predictions_json", Text),
+    Column("acquisition_value", Float),
+    Column("selected_rank", Integer),
+    ForeignKeyConstraint(["campaign"], ["campaigns.name"]),
+)
+
+evaluations_table = Table(
+    "evaluations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("campaign", String(64), nullable=False, index=True),
+    Column("candidate_id", String(64), nullable=False),
+    Column("property", String(64), nullable=False),
+    Column("value", Float),
+    Column("unit", String(32), nullable=False),
+    Column("fidelity", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("provenance_json", Text, nullable=False),
+    Column("request_key", String(64), nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("campaign", "candidate_id", "property", "fidelity"),
+    ForeignKeyConstraint(["campaign", "candidate_id"], ["candidates.campaign", "candidates.id"]),
+)
+
+oracle_calls_table = Table(
+    "oracle_calls",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("campaign", String(64), nullable=False, index=True),
+    Column("candidate_id", String(64), nullable=False),
+    Column("request_key", String(64), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("status", String(16), nullable=False),
+)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def config_hash(identity: Mapping[str, Any]) -> str:
+    """SHA-256 of a config's identity, stable across key order."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+class StoreError(RuntimeError):
+    """A request the store cannot honour without losing or mixing data."""
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignRecord:
+    """A campaign as stored."""
+
+    name: str
+    domain: str
+    config: dict[str, Any]
+    rounds_target: int
+    mlflow_run_id: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RoundRecord:
+    """A round as stored."""
+
+    campaign: str
+    round_index: int
+    stage: str
+    started_at: datetime
+    finished_at: datetime | None
+    metrics: dict[str, float]
+    mlflow_run_id: str | None
+
+    @property
+    def complete(self) -> bool:
+        """Whether every stage of the round ran, MLflow logging included."""
+        return self.stage == ROUND_STAGES[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateRecord:
+    """A candidate with where it stands."""
+
+    candidate: Candidate
+    status: CandidateStatus
+    filter_name: str | None = None
+    reason: str | None = None
+    predictions: dict[str, Prediction] = field(default_factory=dict)
+    acquisition_value: float | None = None
+    selected_rank: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationRecord:
+    """An evaluation as stored, with its row id and time."""
+
+    id: int
+    evaluation: Evaluation
+    request_key: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OracleCallRecord:
+    """One launch of an oracle calculation (the audit trail of what was computed)."""
+
+    id: int
+    candidate_id: str
+    request_key: str
+    started_at: datetime
+    finished_at: datetime | None
+    status: str
+
+
+def _geometry_to_json(geometry: Geometry | None) -> str | None:
+    if geometry is None:
+        return None
+    return json.dumps(
+        {
+            "symbols": list(geometry.symbols),
+            "positions_angstrom": [list(p) for p in geometry.positions_angstrom],
+            "charge": geometry.charge,
+            "multiplicity": geometry.multiplicity,
+        }
+    )
+
+
+def _geometry_from_json(text: str | None) -> Geometry | None:
+    if not text:
+        return None
+    data = json.loads(text)
+    return Geometry(
+        symbols=tuple(data["symbols"]),
+        positions_angstrom=tuple(tuple(p) for p in data["positions_angstrom"]),
+        charge=data["charge"],
+        multiplicity=data["multiplicity"],
+    )
+
+
+class Store:
+    """Persistent record of campaigns.
+
+    Args:
+        url: SQLAlchemy URL, for example ``sqlite:////abs/path/campaigns.db``.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        metadata.create_all(self.engine)
+
+    def __repr__(self) -> str:
+        return f"Store(url={self.engine.url.render_as_string(hide_password=True)!r})"
+
+    def close(self) -> None:
+        """Releases the connections."""
+        self.engine.dispose()
+
+    # campaigns ----------------------------------------------------------------------------------
+
+    def open_campaign(
+        self, name: str, domain: str, config: Mapping[str, Any], identity: Mapping[str, Any],
+        rounds_target: int,
+    ) -> CampaignRecord:
+        """Creates the campaign, or reopens it when the config's identity is unchanged.
+
+        Raises:
+            StoreError: a campaign of this name exists with a different config.
+        """
+        digest = config_hash(identity)
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(campaigns_table).where(campaigns_table.c.name == name)
+            ).mappings().first()
+            if row is None:
+                now = _now()
+                conn.execute(
+                    campaigns_table.insert().values(
+                        name=name, domain=domain, config_json=json.dumps(dict(config)),
+                        identity_hash=digest, rounds_target=rounds_target,
+                        created_at=now, updated_at=now,
+                    )
+                )
+            elif row["identity_hash"] != digest:
+                stored = json.loads(row["config_json"])
+                changed = sorted(
+                    k for k in set(stored) | set(identity)
+                    if k not in ("rounds", "description") and stored.get(k) != identity.get(k)
+                )
+                raise StoreError(
+                    f"campaign {name!r} already exists in {self!r} with a different config "
+                    f"(changed: {', '.join(changed) or 'details'}); only 'rounds' and "
+                    "'description' may change between runs: give the campaign a new name"
+                )
+            else:
+                conn.execute(
+                    update(campaigns_table).where(campaigns_table.c.name == name).values(
+                        rounds_target=rounds_target, config_json=json.dumps(dict(config)),
+                        updated_at=_now(),
+                    )
+                )
+        record = self.campaign(name)
+        assert record is not None
+        return record
+
+    def campaign(self, name: str) -> CampaignRecord | None:
+        """The campaign called ``name``, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(campaigns_table).where(campaigns_table.c.name == name)
+            ).mappings().first()
+        return None if row is None else _campaign_record(row)
+
+    def campaigns(self) -> list[CampaignRecord]:
+        """All campaigns, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(campaigns_table).order_by(campaigns_table.c.created_at)
+            ).mappings().all()
+        return [_campaign_record(r) for r in rows]
+
+    def set_campaign_run_id(self, name: str, run_id: str) -> None:
+        """Remembers the campaign's parent MLflow run."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(campaigns_table).where(campaigns_table.c.name == name).values(
+                    mlflow_run_id=run_id
+                )
+            )
+
+    # rounds -------------------------------------------------------------------------------------
+
+    def rounds(self, campaign: str) -> list[RoundRecord]:
+        """Rounds of a campaign, in order."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(rounds_table).where(rounds_table.c.campaign == campaign)
+                .order_by(rounds_table.c.round_index)
+            ).mappings().all()
+        return [_round_record(r) for r in rows]
+
+    def round(self, campaign: str, round_index: int) -> RoundRecord | None:
+        """One round, or None when it has not started."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(rounds_table).where(
+                    (rounds_table.c.campaign == campaign)
+                    & (rounds_table.c.round_index == round_index)
+                )
+            ).mappings().first()
+        return None if row is None else _round_record(row)
+
+    def _set_stage(self, conn: Connection, campaign: str, round_index: int, stage: str,
+                   **values: Any) -> None:
+        if stage not in ROUND_STAGES:
+            raise ValueError(f"unknown round stage {stage!r}; known: {', '.join(ROUND_STAGES)}")
+        exists = conn.execute(
+            select(rounds_table.c.stage).where(
+                (rounds_table.c.campaign == campaign) & (rounds_table.c.round_index == round_index)
+            )
+        ).first()
+        if exists is None:
+            conn.execute(rounds_table.insert().values(
+                campaign=campaign, round_index=round_index, stage=stage, started_at=_now(),
+                **values,
+            ))
+        else:
+            conn.execute(
+                update(rounds_table).where(
+                    (rounds_table.c.campaign == campaign)
+                    & (rounds_table.c.round_index == round_index)
+                ).values(stage=stage, **values)
+            )
+
+    def set_round_stage(self, campaign: str, round_index: int, stage: str) -> None:
+        """Marks a round as having reached ``stage``."""
+        with self.engine.begin() as conn:
+            self._set_stage(conn, campaign, round_index, stage)
+
+    def record_round(self, campaign: str, round_index: int, metrics: Mapping[str, float]) -> None:
+        """Stores the round's metrics and marks it ``recorded``."""
+        clean = {k: _finite_or_none(v) for k, v in metrics.items()}
+        with self.engine.begin() as conn:
+            self._set_stage(conn, campaign, round_index, "recorded",
+                            metrics_json=json.dumps(clean), finished_at=_now())
+
+    def set_round_logged(self, campaign: str, round_index: int, run_id: str) -> None:
+        """Marks the round as logged to MLflow under ``run_id``."""
+        with self.engine.begin() as conn:
+            self._set_stage(conn, campaign, round_index, "logged", mlflow_run_id=run_id)
+
+    # candidates ---------------------------------------------------------------------------------
+
+    def add_round_candidates(
+        self, campaign: str, round_index: int, records: Sequence[CandidateRecord]
+    ) -> None:
+        """Stores a round's proposals with their filter verdicts and marks it ``generated``.
+
+        One transaction: either all proposals of the round are stored, or none.
+        """
+        with self.engine.begin() as conn:
+            if records:
+                conn.execute(candidates_table.insert(), [
+                    {
+                        "campaign": campaign,
+                        "id": r.candidate.id,
+                        "round_index": r.candidate.round_index,
+                        "key": r.candidate.key,
+                        "representation": r.candidate.representation,
+                        "origin": r.candidate.origin,
+                        "parents_json": json.dumps(list(r.candidate.parents)),
+                        "geometry_json": _geometry_to_json(r.candidate.geometry),
+                        "status": r.status.value,
+                        "filter_name": r.filter_name,
+                        "reason": r.reason,
+                    }
+                    for r in records
+                ])
+            self._set_stage(conn, campaign, round_index, "generated")
+
+    def select_candidates(
+        self,
+        campaign: str,
+        round_index: int,
+        predictions: Mapping[str, Mapping[str, Prediction]],
+        acquisition_values: Mapping[str, float],
+        selected_ids: Sequence[str],
+    ) -> None:
+        """Stores the surrogate's predictions on the pool and the acquisition's batch.
+
+        Args:
+            campaign: campaign name.
+            round_index: the round.
+            predictions: candidate id -> property -> prediction, for the pool.
+            acquisition_values: candidate id -> acquisition value, where computed.
+            selected_ids: the batch, in the order it was picked.
+        """
+        with self.engine.begin() as conn:
+            for cid, preds in predictions.items():
+                conn.execute(
+                    update(candidates_table).where(
+                        (candidates_table.c.campaign == campaign) & (candidates_table.c.id == cid)
+                    ).values(predictions_json=json.dumps(
+                        {p: [_finite_or_none(v.mean), _finite_or_none(v.std)]
+                         for p, v in preds.items()}
+                    ))
+                )
+            for cid, value in acquisition_values.items():
+                conn.execute(
+                    update(candidates_table).where(
+                        (candidates_table.c.campaign == campaign) & (candidates_table.c.id == cid)
+                    ).values(acquisition_value=_finite_or_none(value))
+                )
+            for rank, cid in enumerate(selected_ids):
+                result = conn.execute(
+                    update(candidates_table).where(
+                        (candidates_table.c.campaign == campaign)
+                        & (candidates_table.c.id == cid)
+                        & (candidates_table.c.status == CandidateStatus.POOL.value)
+                    ).values(status=CandidateStatus.SELECTED.value, selected_rank=rank)
+                )
+                if result.rowcount != 1:
+                    raise StoreError(f"candidate {cid!r} of {campaign!r} is not in the pool")
+            self._set_stage(conn, campaign, round_index, "selected")
+
+    def candidates(
+        self,
+        campaign: str,
+        *,
+        round_index: int | None = None,
+        statuses: Iterable[CandidateStatus] | None = None,
+    ) -> list[CandidateRecord]:
+        """Candidates of a campaign, in id order, optionally of one round and some statuses."""
+        query = select(candidates_table).where(candidates_table.c.campaign == campaign)
+        if round_index is not None:
+            query = query.where(candidates_table.c.round_index == round_index)
+        if statuses is not None:
+            query = query.where(candidates_table.c.status.in_([s.value for s in statuses]))
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                query.order_by(candidates_table.c.round_index, candidates_table.c.selected_rank,
+                               candidates_table.c.id)
+            ).mappings().all()
+        return [_candidate_record(r) for r in rows]
+
+    def seen_keys(self, campaign: str) -> set[str]:
+        """Keys of every candidate the campaign has stored, rejected ones included."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(candidates_table.c.key).where(candidates_table.c.campaign == campaign)
+            ).scalars().all()
+        return set(rows)
+
+    # oracle results -----------------------------------------------------------------------------
+
+    def start_oracle_call(self, campaign: str, candidate_id: str, request_key: str) -> int:
+        """Writes the audit row of an oracle calculation being launched; returns its id."""
+        with self.engine.begin() as conn:
+            result = conn.execute(oracle_calls_table.insert().values(
+                campaign=campaign, candidate_id=candidate_id, request_key=request_key,
+                started_at=_now(), status="running",
+            ))
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    def add_evaluations(
+        self, campaign: str, evaluations: Sequence[Evaluation], request_key: str,
+        call_id: int | None = None,
+    ) -> None:
+        """Stores an oracle request's results and updates its candidate's status, atomically.
+
+        Args:
+            campaign: campaign name.
+            evaluations: the results of one request (one per property), all of one candidate.
+            request_key: content hash of the request.
+            call_id: the audit row to close, from :meth:`start_oracle_call`.
+        """
+        if not evaluations:
+            return
+        cids = {e.candidate_id for e in evaluations}
+        if len(cids) != 1:
+            raise ValueError(f"add_evaluations takes one candidate's results, got {sorted(cids)}")
+        (cid,) = cids
+        ok = any(e.ok for e in evaluations)
+        now = _now()
+        with self.engine.begin() as conn:
+            conn.execute(evaluations_table.insert(), [
+                {
+                    "campaign": campaign,
+                    "candidate_id": e.candidate_id,
+                    "property": e.property,
+                    "value": _finite_or_none(e.value),
+                    "unit": e.unit,
+                    "fidelity": e.fidelity,
+                    "status": e.status.value,
+                    "reason": e.reason,
+                    "provenance_json": json.dumps(dict(e.provenance), default=str),
+                    "request_key": request_key,
+                    "created_at": now,
+                }
+                for e in evaluations
+            ])
+            conn.execute(
+                update(candidates_table).where(
+                    (candidates_table.c.campaign == campaign) & (candidates_table.c.id == cid)
+                ).values(
+                    status=(CandidateStatus.EVALUATED if ok else CandidateStatus.FAILED).value
+                )
+            )
+            if call_id is not None:
+                conn.execute(
+                    update(oracle_calls_table).where(oracle_calls_table.c.id == call_id).values(
+                        finished_at=now, status="ok" if ok else "failed"
+                    )
+                )
+
+    def set_geometry(self, campaign: str, candidate_id: str, geometry: Geometry) -> None:
+        """Stores the 3D structure an oracle request was made with."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(candidates_table).where(
+                    (candidates_table.c.campaign == campaign)
+                    & (candidates_table.c.id == candidate_id)
+                ).values(geometry_json=_geometry_to_json(geometry))
+            )
+
+    def cached_results(self, request_key: str) -> list[EvaluationRecord]:
+        """Ok results of an earlier identical request, from any campaign (empty if none)."""
+        with self.engine.connect() as conn:
+            first = conn.execute(
+                select(evaluations_table.c.campaign, evaluations_table.c.candidate_id).where(
+                    (evaluations_table.c.request_key == request_key)
+                    & (evaluations_table.c.status == EvaluationStatus.OK.value)
+                ).order_by(evaluations_table.c.id).limit(1)
+            ).first()
+            if first is None:
+                return []
+            rows = conn.execute(
+                select(evaluations_table).where(
+                    (evaluations_table.c.campaign == first.campaign)
+                    & (evaluations_table.c.candidate_id == first.candidate_id)
+                    & (evaluations_table.c.request_key == request_key)
+                ).order_by(evaluations_table.c.id)
+            ).mappings().all()
+        return [_evaluation_record(r) for r in rows]
+
+    def evaluations(
+        self, campaign: str, *, candidate_ids: Iterable[str] | None = None
+    ) -> list[EvaluationRecord]:
+        """Oracle results of a campaign, in the order they were stored."""
+        query = select(evaluations_table).where(evaluations_table.c.campaign == campaign)
+        if candidate_ids is not None:
+            query = query.where(evaluations_table.c.candidate_id.in_(list(candidate_ids)))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(evaluations_table.c.id)).mappings().all()
+        return [_evaluation_record(r) for r in rows]
+
+    def oracle_calls(self, campaign: str) -> list[OracleCallRecord]:
+        """Every oracle calculation launched for the campaign, in launch order."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(oracle_calls_table).where(oracle_calls_table.c.campaign == campaign)
+                .order_by(oracle_calls_table.c.id)
+            ).mappings().all()
+        return [
+            OracleCallRecord(
+                id=r["id"], candidate_id=r["candidate_id"], request_key=r["request_key"],
+                started_at=r["started_at"], finished_at=r["finished_at"], status=r["status"],
+            )
+            for r in rows
+        ]
+
+    def count_evaluated(self, campaign: str) -> int:
+        """Number of candidates with an oracle result (ok or failed)."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(
+                select(func.count(func.distinct(evaluations_table.c.candidate_id))).where(
+                    evaluations_table.c.campaign == campaign
+                )
+            ).scalar_one())
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _campaign_record(row: Mapping[str, Any]) -> CampaignRecord:
+    return CampaignRecord(
+        name=row["name"], domain=row["domain"], config=json.loads(row["config_json"]),
+        rounds_target=row["rounds_target"], mlflow_run_id=row["mlflow_run_id"],
+        created_at=row["created_at"],
+    )
+
+
+def _round_record(row: Mapping[str, Any]) -> RoundRecord:
+    metrics = json.loads(row["metrics_json"]) if row["metrics_json"] else {}
+    return RoundRecord(
+        campaign=row["campaign"], round_index=row["round_index"], stage=row["stage"],
+        started_at=row["started_at"], finished_at=row["finished_at"],
+        metrics={k: (math.nan if v is None else float(v)) for k, v in metrics.items()},
+        mlflow_run_id=row["mlflow_run_id"],
+    )
+
+
+def _candidate_record(row: Mapping[str, Any]) -> CandidateRecord:
+    preds = json.loads(row["predictions_json"]) if row["predictions_json"] else {}
+    return CandidateRecord(
+        candidate=Candidate(
+            id=row["id"], key=row["key"], representation=row["representation"],
+            round_index=row["round_index"], origin=row["origin"],
+            parents=tuple(json.loads(row["parents_json"])),
+            geometry=_geometry_from_json(row["geometry_json"]),
+        ),
+        status=CandidateStatus(row["status"]),
+        filter_name=row["filter_name"],
+        reason=row["reason"],
+        predictions={
+            p: Prediction(
+                mean=math.nan if m is None else m, std=math.nan if s is None else s
+            )
+            for p, (m, s) in preds.items()
+        },
+        acquisition_value=row["acquisition_value"],
+        selected_rank=row["selected_rank"],
+    )
+
+
+def _evaluation_record(row: Mapping[str, Any]) -> EvaluationRecord:
+    status = EvaluationStatus(row["status"])
+    return EvaluationRecord(
+        id=row["id"],
+        evaluation=Evaluation(
+            candidate_id=row["candidate_id"], property=row["property"],
+            value=math.nan if row["value"] is None else row["value"], unit=row["unit"],
+            fidelity=row["fidelity"], status=status, reason=row["reason"],
+            provenance=json.loads(row["provenance_json"]),
+        ),
+        request_key=row["request_key"],
+        created_at=row["created_at"],
+    )

@@ -9,9 +9,10 @@ products are not checked here: the validity filters decide, and their rejections
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,6 +26,7 @@ from pipeline.types import Candidate
 VALENCE = {"C": 4, "N": 3, "O": 2, "F": 1, "S": 2, "Cl": 1, "Br": 1, "P": 3}
 _BOND = {1: Chem.BondType.SINGLE, 2: Chem.BondType.DOUBLE, 3: Chem.BondType.TRIPLE}
 
+T = TypeVar("T")
 Rng = np.random.Generator
 Edit = Callable[[Chem.RWMol, Rng, tuple[str, ...]], bool]
 
@@ -76,7 +78,7 @@ def _free_h(atom: Chem.Atom) -> int:
     return max(0, valence - used)
 
 
-def _pick(rng: Rng, items: list) -> object:  # type: ignore[type-arg]
+def _pick(rng: Rng, items: Sequence[T]) -> T:
     return items[int(rng.integers(len(items)))]
 
 
@@ -85,11 +87,11 @@ def append_atom(mol: Chem.RWMol, rng: Rng, elements: tuple[str, ...]) -> bool:
     sites = [a.GetIdx() for a in mol.GetAtoms() if _free_h(a) > 0]
     if not sites:
         return False
-    site = int(_pick(rng, sites))  # type: ignore[call-overload]
-    element = str(_pick(rng, list(elements)))
+    site = int(_pick(rng, sites))
+    element = _pick(rng, elements)
     order_max = min(_free_h(mol.GetAtomWithIdx(site)), VALENCE[element], 3)
     orders = [1] * 6 + [2] * 2 * (order_max >= 2) + [3] * (order_max >= 3)
-    order = int(_pick(rng, orders))  # type: ignore[call-overload]
+    order = int(_pick(rng, orders))
     new = mol.AddAtom(Chem.Atom(element))
     mol.AddBond(site, new, _BOND[order])
     return True
@@ -102,9 +104,9 @@ def insert_atom(mol: Chem.RWMol, rng: Rng, elements: tuple[str, ...]) -> bool:
     if not bonds or not choices:
         return False
     bond = _pick(rng, bonds)
-    a, b = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()  # type: ignore[attr-defined]
+    a, b = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
     mol.RemoveBond(a, b)
-    new = mol.AddAtom(Chem.Atom(str(_pick(rng, choices))))
+    new = mol.AddAtom(Chem.Atom(_pick(rng, choices)))
     mol.AddBond(a, new, Chem.BondType.SINGLE)
     mol.AddBond(new, b, Chem.BondType.SINGLE)
     return True
@@ -122,7 +124,7 @@ def delete_atom(mol: Chem.RWMol, rng: Rng, elements: tuple[str, ...]) -> bool:
     ]
     if not sites:
         return False
-    site = int(_pick(rng, sites))  # type: ignore[call-overload]
+    site = int(_pick(rng, sites))
     neighbours = [n.GetIdx() for n in mol.GetAtomWithIdx(site).GetNeighbors()]
     if len(neighbours) == 2:
         if mol.GetBondBetweenAtoms(*neighbours) is not None:
@@ -139,7 +141,7 @@ def change_element(mol: Chem.RWMol, rng: Rng, elements: tuple[str, ...]) -> bool
     choices = [e for e in elements if e != atom.GetSymbol() and VALENCE[e] >= used]
     if not choices:
         return False
-    atom.SetAtomicNum(Chem.GetPeriodicTable().GetAtomicNumber(str(_pick(rng, choices))))
+    atom.SetAtomicNum(Chem.GetPeriodicTable().GetAtomicNumber(_pick(rng, choices)))
     atom.SetFormalCharge(0)
     atom.SetNoImplicit(False)
     atom.SetNumExplicitHs(0)
@@ -184,7 +186,7 @@ def delete_ring_bond(mol: Chem.RWMol, rng: Rng, elements: tuple[str, ...]) -> bo
     if not bonds:
         return False
     bond = _pick(rng, bonds)
-    mol.RemoveBond(bond.GetBeginAtomIdx(), bond.GetEndAtomIdx())  # type: ignore[attr-defined]
+    mol.RemoveBond(bond.GetBeginAtomIdx(), bond.GetEndAtomIdx())
     return True
 
 
@@ -208,7 +210,7 @@ def _cut(smiles: str, rng: Rng) -> list[Chem.Mol]:
     ]
     if not bonds:
         return []
-    cut = Chem.FragmentOnBonds(mol, [int(_pick(rng, bonds))], addDummies=True)  # type: ignore[call-overload]
+    cut = Chem.FragmentOnBonds(mol, [int(_pick(rng, bonds))], addDummies=True)
     frags = list(Chem.GetMolFrags(cut, asMols=True, sanitizeFrags=False))
     for frag in frags:
         for atom in frag.GetAtoms():
@@ -332,6 +334,7 @@ class GraphGAGenerator:
         self, pool: list[str], weights: np.ndarray, rng: Rng
     ) -> tuple[str, str, tuple[str, ...]] | None:
         names = list(MUTATIONS)
+        parents: tuple[str, ...]
         for _ in range(self.params.max_tries_per_proposal):
             if rng.random() < self.params.mutation_rate or len(pool) < 2:
                 parent = pool[int(rng.choice(len(pool), p=weights))]

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
-from rdkit import Chem, RDLogger
-from rdkit.Chem import AllChem
+from rdkit import Chem, rdBase
+from rdkit.Chem import rdDistGeom, rdForceFieldHelpers
 
 from pipeline.registry import PREPARERS
 from pipeline.types import Candidate, Geometry
 
-RDLogger.DisableLog("rdApp.*")
+rdBase.DisableLog("rdApp.*")
 
 EMBED_SEED = 0xF00D
 """Seed of ETKDG embedding, so the same SMILES always gives the same geometry."""
@@ -53,20 +54,20 @@ def embed_geometry(smiles: str, *, seed: int = EMBED_SEED, max_attempts: int = 5
     if mol is None:
         raise ValueError(f"invalid SMILES {smiles!r}")
     mol = Chem.AddHs(mol)
-    params = AllChem.ETKDGv3()
+    params: Any = rdDistGeom.ETKDGv3()  # the rdkit stubs mistype its attributes
     conf_id = -1
     for attempt in range(max_attempts):
         params.randomSeed = seed + attempt
-        conf_id = AllChem.EmbedMolecule(mol, params)
+        conf_id = rdDistGeom.EmbedMolecule(mol, params)
         if conf_id >= 0:
             break
         params.useRandomCoords = True
     if conf_id < 0:
         raise ValueError(f"RDKit ETKDG found no 3D embedding for {smiles!r}")
-    if AllChem.MMFFHasAllMoleculeParams(mol):
-        AllChem.MMFFOptimizeMolecule(mol, maxIters=2000)
-    elif AllChem.UFFHasAllMoleculeParams(mol):
-        AllChem.UFFOptimizeMolecule(mol, maxIters=2000)
+    if rdForceFieldHelpers.MMFFHasAllMoleculeParams(mol):
+        rdForceFieldHelpers.MMFFOptimizeMolecule(mol, maxIters=2000)
+    elif rdForceFieldHelpers.UFFHasAllMoleculeParams(mol):
+        rdForceFieldHelpers.UFFOptimizeMolecule(mol, maxIters=2000)
     pos = mol.GetConformer(conf_id).GetPositions()
     n_radical = sum(a.GetNumRadicalElectrons() for a in mol.GetAtoms())
     return Geometry(

@@ -18,8 +18,14 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
-from rich.progress import TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 import chem  # noqa: F401  (registers the molecules domain)
 import oracles  # noqa: F401  (registers the oracles)
@@ -188,7 +194,9 @@ def run_campaign(config: CampaignConfig, rounds: int | None = None, *,
                  quiet: bool = False) -> CampaignResult:
     """Runs the campaign flow with the oracle's parallelism as Prefect's thread pool."""
     runner = ThreadPoolTaskRunner(max_workers=config.oracle.max_parallel)  # type: ignore[var-annotated]
-    configured = campaign_flow.with_options(task_runner=runner, flow_run_name=config.name)
+    configured = campaign_flow.with_options(
+        task_runner=runner, flow_run_name=config.name  # type: ignore[arg-type]
+    )
     return configured(config, rounds, quiet)
 
 

@@ -31,8 +31,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
-out = Console()
+# piped output (files, tests, CI logs) gets a wide table instead of rich's 80-column default
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+out = Console(width=None if sys.stdout.isatty() else 160)
 
 
 class Format(StrEnum):
@@ -127,11 +128,10 @@ def status(
     record = store.campaign(campaign)
     assert record is not None
     table = Table(title=f"{campaign}: {config.objective.describe()}")
-    cols = ["round", "stage", "generated", "validity", "uniqueness", "novelty", "oracle calls",
-            "failures", "hit rate", "hits so far", "best score",
-            f"surrogate MAE {config.objective.property}"]
+    cols = ["round", "stage", "made", "valid", "unique", "novel", "calls", "failed", "hit rate",
+            "hits", "best", "MAE"]
     for col in cols:
-        table.add_column(col)
+        table.add_column(col, no_wrap=True)
     for r in store.rounds(campaign):
         m = r.metrics
         table.add_row(str(r.round_index), r.stage, _num(m.get("n_generated"), ".0f"),
@@ -141,6 +141,9 @@ def status(
                       _num(m.get("hits_total"), ".0f"), _num(m.get("best_objective")),
                       _num(m.get(f"surrogate_mae_{config.objective.property}"), ".3f"))
     out.print(table)
+    out.print("made: proposals; valid/unique/novel: shares; calls: oracle calculations; hits: "
+              "oracle results in the target so far; best: best objective score; MAE: surrogate "
+              f"error on the round's new {config.objective.property} results before refitting")
     out.print(f"rounds target {record.rounds_target}; MLflow parent run {record.mlflow_run_id}")
 
 

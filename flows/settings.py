@@ -21,6 +21,7 @@ def configure_prefect(home: Home) -> None:
         "PREFECT_LOGGING_TO_API_ENABLED": "false",
         "DO_NOT_TRACK": "1",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "MLFLOW_LOGGING_LEVEL": "WARNING",
         # calculations run in child processes with their own thread counts
         "OMP_NUM_THREADS": "1",
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -76,7 +77,7 @@ class RandomAcquisition:
     def __repr__(self) -> str:
         return "RandomAcquisition()"
 
-    def select(self, x_pool, q, *, objective, seed, surrogate=None, x_train=None):  # type: ignore[no-untyped-def]
+    def select(self, x_pool, q, *, objective, seed, surrogate=None, x_train=None):
         """See :class:`Acquisition`."""
         q = _check_q(x_pool, q)
         picks = np.random.default_rng(seed).choice(x_pool.shape[0], size=q, replace=False)
@@ -95,7 +96,7 @@ class MaxMinAcquisition:
     def __repr__(self) -> str:
         return "MaxMinAcquisition()"
 
-    def select(self, x_pool, q, *, objective, seed, surrogate=None, x_train=None):  # type: ignore[no-untyped-def]
+    def select(self, x_pool, q, *, objective, seed, surrogate=None, x_train=None):
         """See :class:`Acquisition`; ``x_train`` rows, when given, count as already picked."""
         q = _check_q(x_pool, q)
         x = torch.as_tensor(x_pool, dtype=torch.float64)
@@ -130,7 +131,7 @@ class GreedyAcquisition:
     def __repr__(self) -> str:
         return "GreedyAcquisition()"
 
-    def select(self, x_pool, q, *, objective, seed, surrogate=None, x_train=None):  # type: ignore[no-untyped-def]
+    def select(self, x_pool, q, *, objective, seed, surrogate=None, x_train=None):
         """See :class:`Acquisition`."""
         if surrogate is None:
             raise ValueError("greedy acquisition needs a fitted surrogate")
@@ -139,6 +140,17 @@ class GreedyAcquisition:
         score = objective.score(mean)
         order = np.argsort(-score, kind="stable")[:q]
         return Selection(tuple(int(i) for i in order), tuple(float(score[i]) for i in order))
+
+
+def _objective_of_first_output(
+    objective: Objective,
+) -> Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]:
+    """BoTorch MC objective: the objective score of the first model output."""
+
+    def score(samples: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
+        return objective.score_torch(samples[..., 0])
+
+    return score
 
 
 @ACQUISITIONS.register("qlognei")
@@ -170,7 +182,7 @@ class QLogNEIAcquisition:
     def __repr__(self) -> str:
         return f"QLogNEIAcquisition(mc_samples={self.params.mc_samples})"
 
-    def select(self, x_pool, q, *, objective, seed, surrogate=None, x_train=None):  # type: ignore[no-untyped-def]
+    def select(self, x_pool, q, *, objective, seed, surrogate=None, x_train=None):
         """See :class:`Acquisition`."""
         if surrogate is None or x_train is None:
             raise ValueError("qlognei needs a fitted surrogate and its training features")
@@ -181,7 +193,7 @@ class QLogNEIAcquisition:
             model=surrogate.model,
             X_baseline=torch.as_tensor(x_train, dtype=torch.float64),
             sampler=sampler,
-            objective=GenericMCObjective(lambda samples, X=None: objective.score_torch(samples[..., 0])),
+            objective=GenericMCObjective(_objective_of_first_output(objective)),
             prune_baseline=True,
         )
         with warnings.catch_warnings():

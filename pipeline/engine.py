@@ -299,7 +299,7 @@ class CampaignEngine:
             return []
         pool_cands = [r.candidate for r in pool]
         x_pool = self.components.featurizer(pool_cands)
-        train_cands, y_train = self.training_data(self.objective.property)
+        train_cands, _y_train = self.training_data(self.objective.property)
         x_train = self.components.featurizer(train_cands) if train_cands else None
         seed = self._round_seed(round_index, 1000)
         predictions: dict[str, dict[str, Prediction]] = {c.id: {} for c in pool_cands}
@@ -360,6 +360,7 @@ class CampaignEngine:
         rest, an audit row is written before launch (:meth:`Store.oracle_calls`).
         """
         oracle = self.components.oracle
+        self.store.mark_interrupted_calls(self.name)
         requests = []
         for cand in self.pending_oracle(round_index):
             try:

@@ -13,10 +13,10 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from pipeline.objectives import Objective  # noqa: E402
-from pipeline.store import RoundRecord  # noqa: E402
+from pipeline.objectives import Objective
+from pipeline.store import RoundRecord
 
 
 def rows_to_csv(rows: Sequence[dict[str, Any]]) -> str:
@@ -52,7 +52,8 @@ def progress_plot(
     for r, values in sorted(values_by_round.items()):
         ax_values.scatter([r] * len(values), values, s=18, alpha=0.7, color="tab:blue")
     if objective.goal == "window":
-        ax_values.axhspan(objective.low, objective.high, color="tab:green", alpha=0.2,  # type: ignore[arg-type]
+        assert objective.low is not None and objective.high is not None
+        ax_values.axhspan(objective.low, objective.high, color="tab:green", alpha=0.2,
                           label=f"target {objective.low}-{objective.high}")
         ax_values.legend(loc="best")
     elif objective.threshold is not None:

@@ -502,6 +502,20 @@ class Store:
             ))
             return int(result.inserted_primary_key[0])  # type: ignore[index]
 
+    def mark_interrupted_calls(self, campaign: str) -> int:
+        """Marks calculations left ``running`` by a killed process as ``interrupted``.
+
+        Call it only when no other process runs this campaign. Returns how many were marked.
+        """
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(oracle_calls_table).where(
+                    (oracle_calls_table.c.campaign == campaign)
+                    & (oracle_calls_table.c.status == "running")
+                ).values(status="interrupted")
+            )
+            return int(result.rowcount)
+
     def add_evaluations(
         self, campaign: str, evaluations: Sequence[Evaluation], request_key: str,
         call_id: int | None = None,
@@ -628,7 +642,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _campaign_record(row: Mapping[str, Any]) -> CampaignRecord:
+def _campaign_record(row: Any) -> CampaignRecord:
     return CampaignRecord(
         name=row["name"], domain=row["domain"], config=json.loads(row["config_json"]),
         rounds_target=row["rounds_target"], mlflow_run_id=row["mlflow_run_id"],
@@ -636,7 +650,7 @@ def _campaign_record(row: Mapping[str, Any]) -> CampaignRecord:
     )
 
 
-def _round_record(row: Mapping[str, Any]) -> RoundRecord:
+def _round_record(row: Any) -> RoundRecord:
     metrics = json.loads(row["metrics_json"]) if row["metrics_json"] else {}
     return RoundRecord(
         campaign=row["campaign"], round_index=row["round_index"], stage=row["stage"],
@@ -646,7 +660,7 @@ def _round_record(row: Mapping[str, Any]) -> RoundRecord:
     )
 
 
-def _candidate_record(row: Mapping[str, Any]) -> CandidateRecord:
+def _candidate_record(row: Any) -> CandidateRecord:
     preds = json.loads(row["predictions_json"]) if row["predictions_json"] else {}
     return CandidateRecord(
         candidate=Candidate(
@@ -669,7 +683,7 @@ def _candidate_record(row: Mapping[str, Any]) -> CandidateRecord:
     )
 
 
-def _evaluation_record(row: Mapping[str, Any]) -> EvaluationRecord:
+def _evaluation_record(row: Any) -> EvaluationRecord:
     status = EvaluationStatus(row["status"])
     return EvaluationRecord(
         id=row["id"],

@@ -142,7 +142,7 @@ class TanimotoGPSurrogate:
         means, stds = [], []
         with torch.no_grad():
             for chunk in torch.split(x_t, 1024):
-                posterior = self.model.posterior(chunk, observation_noise=True)
+                posterior: Any = self.model.posterior(chunk, observation_noise=True)
                 means.append(posterior.mean.squeeze(-1))
                 stds.append(posterior.variance.clamp_min(0).sqrt().squeeze(-1))
         return torch.cat(means).numpy(), torch.cat(stds).numpy()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -118,7 +119,7 @@ class Evaluation:
         if self.status is EvaluationStatus.FAILED and not self.reason:
             raise ValueError(f"failed evaluation of {self.property} needs a reason")
 
-    @property
+    @builtins.property  # the field ``property`` shadows the builtin in this class body
     def ok(self) -> bool:
         """Whether the oracle returned a value."""
         return self.status is EvaluationStatus.OK

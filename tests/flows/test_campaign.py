@@ -1,0 +1,149 @@
+"""A 2-round campaign end to end, in process, under Prefect's test harness."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from prefect.testing.utilities import prefect_test_harness
+
+from pipeline.config import parse_config
+from pipeline.home import Home
+from pipeline.store import Store
+from pipeline.types import CandidateStatus
+from tests.conftest import tiny_campaign
+
+ROUND_METRICS = {
+    "n_generated", "validity_rate", "uniqueness", "novelty", "oracle_calls", "oracle_failures",
+    "best_objective", "hit_rate",
+}
+
+
+@pytest.fixture(scope="module")
+def prefect_harness() -> Iterator[None]:
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="module")
+def finished_campaign(tmp_path_factory: pytest.TempPathFactory,
+                      prefect_harness: None) -> Iterator[tuple[Path, object]]:
+    root = tmp_path_factory.mktemp("campaign") / "home"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("INVDES_HOME", str(root))
+    from flows.campaign import run_campaign
+
+    config = parse_config(tiny_campaign())
+    result = run_campaign(config, quiet=True)
+    yield root, result
+    mp.undo()
+
+
+def test_store_holds_every_stage_of_both_rounds(finished_campaign) -> None:
+    root, result = finished_campaign
+    assert result.rounds_done == 2
+    store = Store(Home(root).store_url)
+    rounds = store.rounds("tiny")
+    assert [(r.round_index, r.stage) for r in rounds] == [(0, "logged"), (1, "logged")]
+    for r in rounds:
+        assert set(r.metrics) >= ROUND_METRICS
+        assert r.metrics["n_generated"] == 40
+        assert r.metrics["oracle_calls"] + r.metrics["oracle_failures"] >= 1
+    assert "surrogate_mae_gap_ev" in rounds[1].metrics  # predictions existed before round 1
+    records = store.candidates("tiny")
+    rejected = [r for r in records if r.status is CandidateStatus.REJECTED]
+    assert rejected and all(r.filter_name and r.reason for r in rejected)
+    assert any(r.filter_name == "heavy_atoms" for r in rejected)
+    selected = [r for r in records if r.selected_rank is not None]
+    assert len(selected) == 6  # batch of 3, two rounds
+    assert all(r.status in (CandidateStatus.EVALUATED, CandidateStatus.FAILED) for r in selected)
+    assert all(r.candidate.geometry is not None for r in selected)
+    evals = store.evaluations("tiny")
+    per_candidate = {r.candidate.id: [e for e in evals if e.evaluation.candidate_id == r.candidate.id]
+                     for r in selected}
+    assert all(len(v) == 5 for v in per_candidate.values())  # energy, homo, lumo, gap, dipole
+    gap = [e.evaluation for e in evals if e.evaluation.property == "gap_ev"]
+    assert all(e.fidelity == "dft-fast" and e.unit == "eV" for e in gap)
+    assert all(e.provenance["method"] == "hf" for e in gap if e.ok)
+    round1 = [r for r in selected if r.candidate.round_index == 1]
+    assert all("gap_ev" in r.predictions and r.predictions["gap_ev"].std > 0 for r in round1)
+    store.close()
+
+
+def test_mlflow_holds_a_parent_run_and_one_nested_run_per_round(finished_campaign) -> None:
+    root, result = finished_campaign
+    client = MlflowClient(tracking_uri=Home(root).mlflow_uri)
+    experiment = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([experiment.experiment_id])
+    parent = [r for r in runs if r.data.tags.get("invdes.round") == "campaign"]
+    nested = sorted((r for r in runs if r.data.tags.get("invdes.round") not in ("campaign", None)),
+                    key=lambda r: int(r.data.tags["invdes.round"]))
+    assert len(parent) == 1 and len(nested) == 2
+    assert parent[0].info.run_id == result.parent_run_id
+    assert parent[0].data.params["objective.goal"] == "window"
+    assert parent[0].data.params["oracle.params.method"] == "hf"
+    assert parent[0].info.status == "FINISHED"
+    for _i, run in enumerate(nested):
+        assert run.data.tags["mlflow.parentRunId"] == result.parent_run_id
+        assert set(run.data.metrics) >= ROUND_METRICS
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"ranked_candidates.csv", "progress.png"} <= artifacts
+    history = client.get_metric_history(result.parent_run_id, "n_generated")
+    assert sorted(m.step for m in history) == [0, 1]
+    table = Path(client.download_artifacts(nested[1].info.run_id, "ranked_candidates.csv",
+                                           str(root)))
+    header = table.read_text().splitlines()[0].split(",")
+    assert header[:5] == ["rank", "id", "smiles", "round", "status"]
+    assert "gap_ev_pred_mean" in header and "gap_ev" in header
+
+
+def test_cli_reads_back_the_campaign(finished_campaign, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    root, _ = finished_campaign
+    monkeypatch.setenv("INVDES_HOME", str(root))
+    runner = CliRunner()
+    shown = runner.invoke(app, ["candidates", "tiny", "--top", "4", "--format", "json"])
+    assert shown.exit_code == 0, shown.output
+    rows = json.loads(shown.stdout)
+    assert len(rows) == 4
+    for key in ("id", "smiles", "round", "status", "gap_ev_pred_mean", "gap_ev_pred_std",
+                "gap_ev", "homo_ev", "lumo_ev"):
+        assert key in rows[0]
+    scores = [r["score"] for r in rows if r["status"] == "evaluated"]
+    assert scores == sorted(scores, reverse=True)
+    csv = runner.invoke(app, ["candidates", "tiny", "--format", "csv"])
+    assert csv.stdout.splitlines()[0].startswith("rank,id,smiles,round,status")
+    status = runner.invoke(app, ["status", "tiny"])
+    assert status.exit_code == 0 and "logged" in status.stdout
+    listing = runner.invoke(app, ["status"])
+    assert "tiny" in listing.stdout
+    missing = runner.invoke(app, ["candidates", "nope"])
+    assert missing.exit_code == 2 and "no campaign 'nope'" in missing.output
+
+
+def test_a_failing_oracle_is_recorded_and_the_campaign_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_harness: None
+) -> None:
+    monkeypatch.setenv("INVDES_HOME", str(tmp_path / "home"))
+    from flows.campaign import run_campaign
+
+    data = tiny_campaign(name="failing", rounds=2)
+    data["oracle"] = {"name": "pyscf", "params": {"method": "hf", "basis": "sto-3g",
+                                                  "max_scf_cycles": 1, "escalate": False}}
+    run_campaign(parse_config(data), quiet=True)
+    store = Store(Home(tmp_path / "home").store_url)
+    rounds = store.rounds("failing")
+    assert [r.stage for r in rounds] == ["logged", "logged"]
+    for r in rounds:  # every selected candidate failed, and each round still completed
+        assert r.metrics["oracle_failures"] == r.metrics["n_selected"] >= 1
+    assert math.isnan(rounds[1].metrics["hit_rate"])
+    failed = [e.evaluation for e in store.evaluations("failing")]
+    assert failed and all(not e.ok and "did not converge" in e.reason for e in failed)
+    store.close()

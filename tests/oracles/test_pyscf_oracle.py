@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from oracles.pyscf_oracle import PySCFOracle
+from pipeline.types import Candidate, EvaluationStatus, Geometry
+
+# water at a fixed geometry, Angstrom
+WATER = Geometry(
+    symbols=("O", "H", "H"),
+    positions_angstrom=((0.0, 0.0, 0.1173), (0.0, 0.7572, -0.4692), (0.0, -0.7572, -0.4692)),
+)
+
+
+def _water(cid: str = "w") -> Candidate:
+    return Candidate(cid, "O", "O", 0, "test", geometry=WATER)
+
+
+def _hf(**changes: object) -> PySCFOracle:
+    return PySCFOracle(PySCFOracle.Params(method="hf", basis="sto-3g", **changes))  # type: ignore[arg-type]
+
+
+def test_water_hf_sto3g_matches_reference_values() -> None:
+    results = {e.property: e for e in _hf()([_water()])}
+    assert set(results) == {"energy_hartree", "homo_ev", "lumo_ev", "gap_ev", "dipole_debye"}
+    assert all(e.ok and e.fidelity == "dft-fast" for e in results.values())
+    # RHF/STO-3G water near its equilibrium geometry: E = -74.963 Hartree, HOMO about -10.6 eV
+    assert results["energy_hartree"].value == pytest.approx(-74.963, abs=2e-3)
+    assert results["homo_ev"].value == pytest.approx(-10.6, abs=0.3)
+    assert results["gap_ev"].value == pytest.approx(
+        results["lumo_ev"].value - results["homo_ev"].value, abs=1e-9)
+    assert results["dipole_debye"].value == pytest.approx(1.7, abs=0.1)
+    assert results["gap_ev"].unit == "eV" and results["energy_hartree"].unit == "Hartree"
+    provenance = results["gap_ev"].provenance
+    assert provenance["method"] == "hf" and provenance["basis"] == "sto-3g"
+    assert provenance["pyscf_version"] and provenance["wall_s"] > 0
+
+
+def test_non_converging_scf_is_a_failed_result_with_its_reason() -> None:
+    results = _hf(max_scf_cycles=1, escalate=False)([_water()])
+    assert all(e.status is EvaluationStatus.FAILED and math.isnan(e.value) for e in results)
+    assert "SCF did not converge after 1 cycles" in results[0].reason
+
+
+def test_timeout_is_a_failed_result_and_the_worker_is_killed() -> None:
+    results = _hf(timeout_s=0.05)([_water()])
+    assert results[0].status is EvaluationStatus.FAILED
+    assert results[0].reason == "timeout: no result within 0.05 s"
+
+
+def test_missing_geometry_is_a_failed_result() -> None:
+    results = _hf()([Candidate("x", "O", "O", 0, "test")])
+    assert results[0].status is EvaluationStatus.FAILED
+    assert "has no 3D geometry" in results[0].reason
+
+
+def test_request_key_depends_on_content_and_level_only() -> None:
+    a, b = _water("a"), _water("b")
+    assert _hf().request_key(a) == _hf().request_key(b)
+    nudged = Geometry(WATER.symbols, ((0.0, 0.0, 0.1173 + 0.001), *WATER.positions_angstrom[1:]))
+    moved = Candidate("c", "O", "O", 0, "test", geometry=nudged)
+    assert _hf().request_key(moved) != _hf().request_key(a)
+    other_basis = PySCFOracle(PySCFOracle.Params(method="hf", basis="6-31g"))
+    assert other_basis.request_key(a) != _hf().request_key(a)

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.acquisition import (
+    GreedyAcquisition,
+    MaxMinAcquisition,
+    QLogNEIAcquisition,
+    RandomAcquisition,
+)
+from pipeline.objectives import Objective
+from pipeline.surrogates import TanimotoGPSurrogate
+
+WINDOW = Objective(property="gap_ev", goal="window", low=4.5, high=5.5)
+
+
+def _family(bits: slice, n: int, rng: np.random.Generator) -> np.ndarray:
+    rows = np.zeros((n, 48))
+    rows[:, bits] = 1
+    rows[rng.random(rows.shape) < 0.04] = 1
+    return rows
+
+
+def _pool() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Three fingerprint families whose values are 2, 5 (in the window) and 8."""
+    rng = np.random.default_rng(1)
+    fams = [_family(slice(0, 12), 6, rng), _family(slice(16, 28), 6, rng),
+            _family(slice(32, 44), 6, rng)]
+    values = [2.0, 5.0, 8.0]
+    x_train = np.vstack([f[:3] for f in fams])
+    y_train = np.concatenate([np.full(3, v) for v in values])
+    x_pool = np.vstack([f[3:] for f in fams])
+    return x_train, y_train, x_pool
+
+
+def test_random_and_maxmin_pick_distinct_rows() -> None:
+    _, _, pool = _pool()
+    for acq in (RandomAcquisition(), MaxMinAcquisition()):
+        picks = acq.select(pool, 4, objective=WINDOW, seed=0).indices
+        assert len(set(picks)) == 4
+
+
+def test_maxmin_spreads_its_picks_over_the_families() -> None:
+    _, _, pool = _pool()
+    picks = MaxMinAcquisition().select(pool, 3, objective=WINDOW, seed=0).indices
+    assert sorted(i // 3 for i in picks) == [0, 1, 2]
+
+
+def test_model_based_acquisitions_go_for_the_family_inside_the_window() -> None:
+    x_train, y_train, pool = _pool()
+    gp = TanimotoGPSurrogate().fit(x_train, y_train)
+    for acq in (QLogNEIAcquisition(QLogNEIAcquisition.Params(mc_samples=64)),
+                GreedyAcquisition()):
+        sel = acq.select(pool, 2, objective=WINDOW, seed=0, surrogate=gp, x_train=x_train)
+        assert len(set(sel.indices)) == 2
+        assert 3 <= sel.indices[0] < 6, (acq, sel)
+    greedy = GreedyAcquisition().select(pool, 3, objective=WINDOW, seed=0, surrogate=gp)
+    assert sorted(greedy.indices) == [3, 4, 5]

@@ -1,0 +1,108 @@
+"""Each kind of bad campaign file: one clear error naming file and key, exit code 2, no writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from pipeline.config import ConfigError, load_config, parse_config
+from tests.conftest import tiny_campaign, write_yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _set(data: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    node: Any = data
+    keys = [int(k) if k.isdigit() else k for k in path.split(".")]
+    for key in keys[:-1]:
+        node = node[key]
+    node[keys[-1]] = value
+    return data
+
+
+def _drop(data: dict[str, Any], key: str) -> dict[str, Any]:
+    del data[key]
+    return data
+
+
+CASES = {
+    "unknown top-level key": (
+        _set(tiny_campaign(), "roundz", 3),
+        ["roundz: unknown key; allowed keys here: name, description, domain, seed, rounds"]),
+    "unknown nested key": (
+        _set(tiny_campaign(), "objective.lo", 1.0),
+        ["objective.lo: unknown key; allowed keys here: property, goal, low, high, threshold"]),
+    "unknown component param": (
+        _set(tiny_campaign(), "generators.0.params.mutaton_rate", 0.5),
+        ["generators[0].params.mutaton_rate: unknown key; allowed keys here: population_size, "
+         "mutation_rate"]),
+    "wrong type": (
+        _set(tiny_campaign(), "rounds", "many"),
+        ["rounds: Input should be a valid integer", "(got 'many')"]),
+    "out of range": (
+        _set(tiny_campaign(), "acquisition.batch_size", 0),
+        ["acquisition.batch_size: Input should be greater than or equal to 1", "(got 0)"]),
+    "out of range component param": (
+        _set(tiny_campaign(), "oracle.params.timeout_s", -5),
+        ["oracle.params.timeout_s: Input should be greater than 0", "(got -5)"]),
+    "bad choice": (
+        _set(tiny_campaign(), "objective.goal", "closest"),
+        ["objective.goal: Input should be 'maximize', 'minimize' or 'window'", "(got 'closest')"]),
+    "unknown component": (
+        _set(tiny_campaign(), "oracle.name", "pyscff"),
+        ["oracle.name: unknown oracle 'pyscff'; known: pyscf"]),
+    "missing required key": (
+        _drop(tiny_campaign(), "objective"), ["objective: required key is missing"]),
+    "inconsistent window": (
+        _set(tiny_campaign(), "objective.low", 20.0), ["window needs low < high"]),
+    "batch larger than proposals": (
+        _set(tiny_campaign(), "acquisition.batch_size", 500),
+        ["acquisition.batch_size=500 exceeds the 40 proposals"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_config_is_one_clear_error_exit_2_and_writes_nothing(
+    case: str, tmp_path: Path, home: Path
+) -> None:
+    data, expected = CASES[case]
+    config = write_yaml(tmp_path / "bad.yaml", data)
+    result = CliRunner().invoke(app, ["run", str(config)])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert f"{config}: invalid campaign config" in message
+    for part in expected:
+        assert " ".join(part.split()) in message, message
+    assert not home.exists()
+
+
+def test_missing_file_and_broken_yaml(tmp_path: Path, home: Path) -> None:
+    missing = CliRunner().invoke(app, ["run", str(tmp_path / "nope.yaml")])
+    assert missing.exit_code == 2
+    assert "nope.yaml: campaign file not found" in " ".join(missing.output.split())
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [unclosed\n")
+    result = CliRunner().invoke(app, ["run", str(broken)])
+    assert result.exit_code == 2 and "not valid YAML" in result.output
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("just text\n")
+    with pytest.raises(ConfigError, match="must be a YAML mapping, got str"):
+        load_config(scalar)
+    assert not home.exists()
+
+
+def test_shipped_configs_are_valid() -> None:
+    for path in sorted((REPO / "conf").glob("*.yaml")):
+        config = load_config(path)
+        assert config.name and config.rounds >= 1
+
+
+def test_identity_ignores_rounds_and_description() -> None:
+    a = parse_config(tiny_campaign())
+    b = parse_config(tiny_campaign(rounds=9, description="longer"))
+    assert a.identity() == b.identity()
+    assert a.identity() != parse_config(tiny_campaign(seed=99)).identity()

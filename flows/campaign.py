@@ -36,7 +36,7 @@ from pipeline.protocols import Oracle
 from pipeline.report import progress_plot, rows_to_csv
 from pipeline.store import Store
 from pipeline.tracking import CampaignTracker
-from pipeline.types import Candidate, Evaluation
+from pipeline.types import Candidate, EvaluationStatus, OracleResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +66,9 @@ def select_task(engine: CampaignEngine, round_index: int) -> int:
 
 
 @task(name="oracle", cache_policy=NO_CACHE, task_run_name="oracle-{candidate.id}")
-def oracle_task(oracle: Oracle, candidate: Candidate) -> list[Evaluation]:
+def oracle_task(oracle: Oracle, candidate: Candidate) -> OracleResult:
     """Stage 5: one oracle calculation for one candidate."""
-    return oracle([candidate])
+    return oracle.run(candidate)
 
 
 @task(name="record", cache_policy=NO_CACHE, task_run_name="record-r{round_index}")
@@ -115,10 +115,13 @@ def _run_oracle(engine: CampaignEngine, requests: list[OracleRequest], progress:
     for future in as_completed(list(futures)):
         req = futures[future]
         try:
-            evaluations = future.result()
+            result = future.result()
         except Exception as exc:  # a crash of the oracle code itself must not stop the round
-            evaluations = engine.failed_request(req.candidate, f"oracle task crashed: {exc!r}")
-        engine.store_oracle_result(req.candidate, evaluations, req.request_key, req.call_id)
+            oracle = engine.components.oracle
+            result = OracleResult(req.request_key, engine.config.oracle.name, oracle.fidelity,
+                                  EvaluationStatus.FAILED, f"oracle task crashed: {exc!r}", {},
+                                  oracle.properties())
+        engine.store_oracle_result(req, result)
         progress.advance(bar)
 
 

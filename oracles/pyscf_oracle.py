@@ -1,30 +1,33 @@
-"""PySCF oracle: SCF energies, frontier orbitals and dipole of a 3D molecule.
+"""PySCF oracle: energies, frontier orbitals, dipole and orbital-invariant atom features.
 
-``PySCFOracle(params)(candidates)``: the recipe (method, basis, limits) goes in the constructor,
+``PySCFOracle(params)(candidates)``: the recipe (level of theory, limits) goes in the constructor,
 the molecules in the call. Each calculation runs in a child process
-(:mod:`oracles.pyscf_worker`) with a wall-time limit and a fixed number of BLAS/OpenMP threads,
-so parallel calculations do not oversubscribe the cores and a hung calculation is killed without
-killing the campaign. A failure is an evaluation with status ``failed`` and its reason.
+(:mod:`oracles.pyscf_worker`) with a wall-time limit, an optional memory limit and a fixed number
+of BLAS/OpenMP threads, so parallel calculations do not oversubscribe the cores and a hung
+calculation is killed without killing the campaign. A failure is a result with status ``failed``
+and its reason, never an exception.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import json
-import math
 import os
+import resource
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, Self
 
 import pyscf
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from oracles.levels import LEVELS, Level
 from pipeline.registry import ORACLES
-from pipeline.types import Candidate, Evaluation, EvaluationStatus, Geometry
+from pipeline.types import Candidate, Evaluation, EvaluationStatus, Geometry, OracleResult
 
 PROPERTIES = {
     "energy_hartree": "Hartree",
@@ -33,63 +36,102 @@ PROPERTIES = {
     "gap_ev": "eV",
     "dipole_debye": "Debye",
 }
-"""What the oracle returns, with units."""
+"""Scalar properties the oracle returns, with units."""
 
 COORD_DECIMALS = 5
 """Coordinates are rounded to 1e-5 Angstrom in the request key."""
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """Asks Linux to kill the worker when the campaign process dies (kill -9 included)."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+def _child_setup(memory_limit_mb: int | None) -> Callable[[], None]:
+    def setup() -> None:  # pragma: no cover - runs in the child
+        with contextlib.suppress(OSError):  # die with the campaign process (kill -9 included)
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+        if memory_limit_mb is not None:
+            limit = memory_limit_mb * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    return setup
 
 
 @ORACLES.register("pyscf")
 class PySCFOracle:
     """Kohn-Sham DFT or Hartree-Fock with PySCF on a candidate's 3D geometry.
 
-    Returns ``energy_hartree``, ``homo_ev``, ``lumo_ev``, ``gap_ev`` and ``dipole_debye``.
-    Candidates must carry a geometry (the domain's preparer attaches one).
+    Returns ``energy_hartree``, ``homo_ev``, ``lumo_ev``, ``gap_ev`` and ``dipole_debye`` as
+    values, and per-atom ``homo_density``, ``lumo_density``, ``fukui_plus``, ``fukui_minus``,
+    ``dual_descriptor`` and Löwdin ``charge`` in the result's details. Candidates must carry a
+    geometry (the domain's preparer attaches one); it is used as given unless
+    ``optimize_geometry`` is set.
     """
 
     class Params(BaseModel):
-        """Level of theory and limits.
+        """Level of theory and limits: a named ``level``, or ``method`` and ``basis``.
 
         Attributes:
-            method: ``hf`` or a PySCF exchange-correlation functional (``b3lyp``, ``pbe0``).
-            basis: a PySCF basis name (``sto-3g``, ``def2-svp``, ``6-31g(2df,p)``).
-            fidelity: name stored with every result (``dft-fast``, ``dft-standard``).
-            density_fitting: use density fitting (faster, approximate Coulomb/exchange).
+            level: a named level (``fast``, ``cheap-dft``, ``standard``, ``accurate``, ``qm9``).
+            method: ``hf`` or an exchange-correlation functional; overrides the level's.
+            basis: a PySCF basis name; overrides the level's.
+            density_fitting: overrides the level's density fitting.
+            cartesian: overrides the level's Cartesian/spherical choice.
+            fidelity: name stored with every result; default ``dft-<level>`` or
+                ``dft-<method>/<basis>``.
+            optimize_geometry: optimise the geometry at this level (geomeTRIC) before the final
+                SCF; the optimised coordinates are stored with the result.
+            fukui: ``frontier`` (HOMO/LUMO densities, no extra cost) or ``finite_difference``
+                (anion and cation SCF at the same geometry, three times the cost).
+            degeneracy_tol_hartree: orbitals this close to the HOMO (LUMO) form its set.
             max_scf_cycles: SCF iterations per attempt.
             conv_tol: SCF energy convergence threshold, Hartree.
             escalate: on non-convergence, retry with damping and level shift, then Newton.
             timeout_s: wall-time limit of one calculation, seconds.
-            max_memory_mb: PySCF memory budget of one calculation, MB.
+            max_memory_mb: PySCF's memory budget of one calculation, MB.
+            memory_limit_mb: hard address-space limit of the worker process, MB (none if unset).
             threads: BLAS/OpenMP threads of one calculation.
         """
 
         model_config = ConfigDict(extra="forbid", frozen=True)
-        method: str = Field(default="b3lyp", min_length=1)
-        basis: str = Field(default="sto-3g", min_length=1)
-        fidelity: str = Field(default="dft-fast", min_length=1)
-        density_fitting: bool = False
+        level: str | None = None
+        method: str | None = Field(default=None, min_length=1)
+        basis: str | None = Field(default=None, min_length=1)
+        density_fitting: bool | None = None
+        cartesian: bool | None = None
+        fidelity: str | None = Field(default=None, min_length=1)
+        optimize_geometry: bool = False
+        fukui: Literal["frontier", "finite_difference"] = "frontier"
+        degeneracy_tol_hartree: float = Field(default=1e-3, ge=0.0, le=0.1)
         max_scf_cycles: int = Field(default=100, ge=1, le=10_000)
         conv_tol: float = Field(default=1e-9, gt=0, le=1e-3)
         escalate: bool = True
         timeout_s: float = Field(default=600.0, gt=0, le=7 * 24 * 3600)
         max_memory_mb: int = Field(default=2000, ge=100, le=1_000_000)
+        memory_limit_mb: int | None = Field(default=None, ge=500, le=10_000_000)
         threads: int = Field(default=1, ge=1, le=256)
 
+        @model_validator(mode="after")
+        def _check_level(self) -> Self:
+            if self.level is not None and self.level not in LEVELS:
+                raise ValueError(f"unknown level {self.level!r}; known: {', '.join(LEVELS)}")
+            if self.level is None and (self.method is None or self.basis is None):
+                raise ValueError("give a 'level' or both 'method' and 'basis'")
+            return self
+
+        def resolved(self) -> Level:
+            """The level of theory after overrides."""
+            base = LEVELS[self.level] if self.level else Level(method="hf", basis="sto-3g")
+            changes = {k: v for k, v in {
+                "method": self.method, "basis": self.basis,
+                "density_fitting": self.density_fitting, "cartesian": self.cartesian,
+            }.items() if v is not None}
+            return base.model_copy(update=changes) if changes else base
+
     def __init__(self, params: Params | None = None) -> None:
-        self.params = params or self.Params()
+        self.params = params or self.Params(level="cheap-dft")
+        self.level = self.params.resolved()
 
     def __repr__(self) -> str:
-        p = self.params
-        return f"PySCFOracle(method={p.method!r}, basis={p.basis!r}, fidelity={p.fidelity!r})"
+        lv = self.level
+        return (f"PySCFOracle(method={lv.method!r}, basis={lv.basis!r}, "
+                f"density_fitting={lv.density_fitting}, fidelity={self.fidelity!r})")
 
     def properties(self) -> dict[str, str]:
         """Property names with units."""
@@ -98,7 +140,11 @@ class PySCFOracle:
     @property
     def fidelity(self) -> str:
         """The fidelity name of this oracle's results."""
-        return self.params.fidelity
+        if self.params.fidelity:
+            return self.params.fidelity
+        if self.params.level and self.level == LEVELS[self.params.level]:
+            return f"dft-{self.params.level}"
+        return f"dft-{self.level.method}/{self.level.basis}"
 
     def _geometry(self, candidate: Candidate) -> Geometry:
         if candidate.geometry is None:
@@ -106,90 +152,92 @@ class PySCFOracle:
                              "needs one (the molecules domain embeds one from the SMILES)")
         return candidate.geometry
 
-    def request_key(self, candidate: Candidate) -> str:
-        """SHA-256 of elements, coordinates (rounded to 1e-5 Angstrom), charge, spin, level and
-        PySCF version: the same request always gets the same key."""
-        geometry = self._geometry(candidate)
-        p = self.params
-        payload = {
-            "symbols": list(geometry.symbols),
-            "positions": [[f"{v:.{COORD_DECIMALS}f}" for v in xyz]
-                          for xyz in geometry.positions_angstrom],
-            "charge": geometry.charge,
-            "multiplicity": geometry.multiplicity,
-            "method": p.method.lower(),
-            "basis": p.basis.lower(),
-            "density_fitting": p.density_fitting,
-            "conv_tol": p.conv_tol,
-            "pyscf": pyscf.__version__,
-        }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-    def __call__(self, candidates: Sequence[Candidate]) -> list[Evaluation]:
-        """Evaluates each candidate in turn; see :meth:`evaluate`."""
-        return [e for c in candidates for e in self.evaluate(c)]
-
-    def evaluate(self, candidate: Candidate) -> list[Evaluation]:
-        """One calculation in a child process; one evaluation per property.
-
-        Never raises for a chemistry or resource problem: non-convergence, a PySCF error, a crash
-        or the time limit give evaluations with status ``failed`` and the reason.
-        """
-        p = self.params
-        provenance: dict[str, Any] = {
-            "oracle": "pyscf", "method": p.method, "basis": p.basis,
-            "density_fitting": p.density_fitting, "pyscf_version": pyscf.__version__,
-        }
-        try:
-            geometry = self._geometry(candidate)
-        except ValueError as exc:
-            return self._failed(candidate, str(exc), provenance)
-        provenance["request_key"] = self.request_key(candidate)
-        request = {
+    def _request(self, geometry: Geometry) -> dict[str, Any]:
+        p, lv = self.params, self.level
+        return {
             "symbols": list(geometry.symbols),
             "positions_angstrom": [list(x) for x in geometry.positions_angstrom],
             "charge": geometry.charge,
             "multiplicity": geometry.multiplicity,
-            "method": p.method,
-            "basis": p.basis,
-            "density_fitting": p.density_fitting,
+            "method": lv.method,
+            "basis": lv.basis,
+            "density_fitting": lv.density_fitting,
+            "cartesian": lv.cartesian,
+            "optimize_geometry": p.optimize_geometry,
+            "fukui": p.fukui,
+            "degeneracy_tol_hartree": p.degeneracy_tol_hartree,
             "max_scf_cycles": p.max_scf_cycles,
             "conv_tol": p.conv_tol,
             "escalate": p.escalate,
             "max_memory_mb": p.max_memory_mb,
         }
+
+    def request_key(self, candidate: Candidate) -> str:
+        """SHA-256 of what determines the answer: elements, coordinates rounded to 1e-5
+        Angstrom, charge, spin, level of theory, feature settings and PySCF version."""
+        request = self._request(self._geometry(candidate))
+        request["positions_angstrom"] = [[f"{v:.{COORD_DECIMALS}f}" for v in xyz]
+                                         for xyz in request["positions_angstrom"]]
+        for limit in ("max_scf_cycles", "escalate", "max_memory_mb"):
+            request.pop(limit)  # they decide whether an answer comes, not what it is
+        request["method"] = request["method"].lower()
+        request["basis"] = request["basis"].lower()
+        request["pyscf"] = pyscf.__version__
+        return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+
+    def provenance(self) -> dict[str, Any]:
+        """Level of theory and code version, stored with every value."""
+        lv = self.level
+        return {"oracle": "pyscf", "level": self.params.level, "method": lv.method,
+                "basis": lv.basis, "density_fitting": lv.density_fitting,
+                "cartesian": lv.cartesian, "pyscf_version": pyscf.__version__}
+
+    def __call__(self, candidates: Sequence[Candidate]) -> list[Evaluation]:
+        """Evaluates each candidate in turn; one evaluation per property each."""
+        return [e for c in candidates for e in self.run(c).evaluations(c.id)]
+
+    def _failed(self, key: str, reason: str, **details: Any) -> OracleResult:
+        return OracleResult(key, "pyscf", self.fidelity, EvaluationStatus.FAILED, reason, {},
+                            dict(PROPERTIES), details, self.provenance())
+
+    def run(self, candidate: Candidate) -> OracleResult:
+        """One calculation in a child process.
+
+        Never raises for a chemistry or resource problem: non-convergence, a PySCF error, a
+        crash, the memory limit or the time limit give a failed result with the reason.
+        """
+        p = self.params
+        try:
+            geometry = self._geometry(candidate)
+        except ValueError as exc:
+            return self._failed(f"unprepared:{candidate.id}", str(exc))
+        key = self.request_key(candidate)
         threads = str(p.threads)
         env = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads,
                    MKL_NUM_THREADS=threads, PYSCF_MAX_MEMORY=str(p.max_memory_mb))
         try:
             proc = subprocess.run(
-                [sys.executable, "-m", "oracles.pyscf_worker"], input=json.dumps(request),
-                capture_output=True, text=True, timeout=p.timeout_s, env=env,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                [sys.executable, "-m", "oracles.pyscf_worker"],
+                input=json.dumps(self._request(geometry)), capture_output=True, text=True,
+                timeout=p.timeout_s, env=env, preexec_fn=_child_setup(p.memory_limit_mb),
             )
         except subprocess.TimeoutExpired:
-            return self._failed(candidate, f"timeout: no result within {p.timeout_s:g} s",
-                                provenance)
+            return self._failed(key, f"timeout: no result within {p.timeout_s:g} s",
+                                wall_s=p.timeout_s)
         if proc.returncode != 0 or not proc.stdout.strip():
             tail = (proc.stderr or "").strip().splitlines()[-3:]
-            return self._failed(
-                candidate, f"PySCF worker exited with code {proc.returncode}: "
-                           f"{' | '.join(tail) or 'no output'}", provenance,
-            )
+            signal_name = (f" ({signal.Signals(-proc.returncode).name})"
+                           if proc.returncode < 0 else "")
+            return self._failed(key, f"PySCF worker exited with code {proc.returncode}"
+                                     f"{signal_name}: {' | '.join(tail) or 'no output'}")
         result = json.loads(proc.stdout)
-        provenance.update({k: result[k] for k in ("remedy", "n_ao", "wall_s") if k in result})
         if result["status"] != "ok":
-            return self._failed(candidate, result["reason"], provenance)
-        return [
-            Evaluation(candidate.id, prop, float(result[prop]), unit, p.fidelity,
-                       provenance=provenance)
-            for prop, unit in PROPERTIES.items()
-        ]
-
-    def _failed(self, candidate: Candidate, reason: str,
-                provenance: dict[str, Any]) -> list[Evaluation]:
-        return [
-            Evaluation(candidate.id, prop, math.nan, unit, self.params.fidelity,
-                       EvaluationStatus.FAILED, reason, provenance)
-            for prop, unit in PROPERTIES.items()
-        ]
+            return self._failed(key, result["reason"], wall_s=result.get("wall_s"))
+        details = {k: result[k] for k in ("atoms", "positions_angstrom", "homo_degeneracy",
+                                          "lumo_degeneracy", "remedy", "n_ao", "versions",
+                                          "wall_s")}
+        provenance = {**self.provenance(), "remedy": result["remedy"],
+                      "wall_s": result["wall_s"], "versions": result["versions"]}
+        return OracleResult(key, "pyscf", self.fidelity, EvaluationStatus.OK, "",
+                            {prop: float(result[prop]) for prop in PROPERTIES},
+                            dict(PROPERTIES), details, provenance)

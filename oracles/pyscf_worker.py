@@ -4,7 +4,8 @@ Running each calculation in a child process lets the parent enforce a wall-time 
 is killed, the campaign goes on), cap threads and memory, and survive a crash inside PySCF.
 
 Request keys: ``symbols``, ``positions_angstrom``, ``charge``, ``multiplicity``, ``method``,
-``basis``, ``density_fitting``, ``max_scf_cycles``, ``conv_tol``, ``escalate``, ``max_memory_mb``.
+``basis``, ``density_fitting``, ``cartesian``, ``max_scf_cycles``, ``conv_tol``, ``escalate``,
+``max_memory_mb``, ``optimize_geometry``, ``fukui``, ``degeneracy_tol_hartree``.
 """
 
 from __future__ import annotations
@@ -16,82 +17,160 @@ from typing import Any
 
 import numpy as np
 
-HARTREE_TO_EV = 27.211386245988  # CODATA 2018, as pyscf.data.nist.HARTREE2EV
+from oracles.orbital_features import atom_shares, frontier_densities, lowdin_transform
+
+HARTREE_TO_EV = 27.211386245988  # CODATA 2018
 
 
-def _build_scf(request: dict[str, Any]) -> Any:
-    from pyscf import dft, gto, scf
+class SCFNotConverged(RuntimeError):
+    """The SCF did not converge with any remedy."""
 
-    mol = gto.M(
-        atom=list(zip(request["symbols"], request["positions_angstrom"], strict=True)),
+
+def _build_mol(request: dict[str, Any], charge: int, multiplicity: int,
+               positions: list[list[float]] | None = None) -> Any:
+    from pyscf import gto
+
+    return gto.M(
+        atom=list(zip(request["symbols"], positions or request["positions_angstrom"], strict=True)),
         unit="Angstrom",
         basis=request["basis"],
-        charge=request["charge"],
-        spin=request["multiplicity"] - 1,
+        charge=charge,
+        spin=multiplicity - 1,
+        cart=request.get("cartesian", False),
         verbose=0,
         max_memory=request["max_memory_mb"],
     )
+
+
+def _build_scf(mol: Any, request: dict[str, Any]) -> Any:
+    from pyscf import dft, scf
+
     method = request["method"].lower()
-    restricted = request["multiplicity"] == 1
+    restricted = mol.spin == 0
     if method in ("hf", "rhf", "uhf"):
         mf = scf.RHF(mol) if restricted else scf.UHF(mol)
     else:
-        mf = dft.RKS(mol) if restricted else dft.UKS(mol)
-        mf.xc = method
+        mf = dft.RKS(mol, xc=method) if restricted else dft.UKS(mol, xc=method)
     if request.get("density_fitting"):
-        mf = mf.density_fit()
+        mf = mf.density_fit(auxbasis="def2-universal-jkfit")
     mf.max_cycle = request["max_scf_cycles"]
     mf.conv_tol = request["conv_tol"]
     mf.max_memory = request["max_memory_mb"]
-    return mol, mf
+    return mf
 
 
-def _frontier(mf: Any) -> tuple[float, float]:
-    """HOMO and LUMO energies in Hartree (over both spins for open shells)."""
-    energies = np.atleast_2d(np.asarray(mf.mo_energy))
-    occupations = np.atleast_2d(np.asarray(mf.mo_occ))
-    occupied = energies[occupations > 0]
-    virtual = energies[occupations == 0]
-    if occupied.size == 0 or virtual.size == 0:
-        raise RuntimeError("no occupied or no virtual orbital: basis too small for a gap")
-    return float(occupied.max()), float(virtual.min())
+def _converge(mf: Any, request: dict[str, Any], what: str) -> tuple[Any, str]:
+    """Runs the SCF with escalating remedies, each started from the previous density.
 
+    Remedies in order: plain DIIS; damping 0.5 with a 0.3 Hartree level shift; the second-order
+    (Newton) solver. Returns the converged SCF object and the remedy that worked.
 
-def run(request: dict[str, Any]) -> dict[str, Any]:
-    """Runs the SCF with escalating remedies and returns energies, frontier orbitals and dipole.
-
-    Remedies, in order, each started from the previous density: plain DIIS; damping 0.5 with a
-    0.3 Hartree level shift; the second-order (Newton) solver.
+    Raises:
+        SCFNotConverged: no remedy converged.
     """
-    import pyscf
-
-    start = time.perf_counter()
-    _mol, mf = _build_scf(request)
     mf.kernel()
     remedy = "none"
     if not mf.converged and request["escalate"]:
-        dm = mf.make_rdm1()
         mf.damp, mf.level_shift, remedy = 0.5, 0.3, "damping+level_shift"
-        mf.kernel(dm0=dm)
+        mf.kernel(dm0=mf.make_rdm1())
         if not mf.converged:
             dm = mf.make_rdm1()
             mf.damp, mf.level_shift = 0.0, 0.0
             newton = mf.newton()
             newton.kernel(dm0=dm)
             mf, remedy = newton, "newton"
-    base = {
-        "pyscf_version": pyscf.__version__,
-        "remedy": remedy,
-        "n_ao": int(mf.mol.nao),
-        "wall_s": time.perf_counter() - start,
-    }
     if not mf.converged:
-        return {"status": "failed",
-                "reason": f"SCF did not converge after {request['max_scf_cycles']} cycles "
-                          f"(remedies tried: {remedy})", **base}
-    homo_ha, lumo_ha = _frontier(mf)
+        raise SCFNotConverged(
+            f"{what} SCF did not converge after {request['max_scf_cycles']} cycles "
+            f"(remedies tried: {remedy if request['escalate'] else 'none, escalation off'})"
+        )
+    return mf, remedy
+
+
+def _spin_orbitals(mf: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """MO coefficients (n_ao, n_mo), energies (n_mo,), occupations (n_mo,) of both spins."""
+    coeff, energy, occ = np.asarray(mf.mo_coeff), np.asarray(mf.mo_energy), np.asarray(mf.mo_occ)
+    if coeff.ndim == 3:  # unrestricted: stack alpha and beta spin orbitals
+        return np.hstack(list(coeff)), np.concatenate(list(energy)), np.concatenate(list(occ))
+    return coeff, energy, occ
+
+
+def _total_density(mf: Any) -> np.ndarray:
+    dm = np.asarray(mf.make_rdm1())
+    return dm.sum(axis=0) if dm.ndim == 3 else dm
+
+
+def _ao_slices(mol: Any) -> np.ndarray:
+    return np.asarray(mol.aoslice_by_atom())[:, 2:4]
+
+
+def _populations(mf: Any, s_half: np.ndarray, slices: np.ndarray) -> np.ndarray:
+    return atom_shares(s_half, _total_density(mf), slices)
+
+
+def _optimize(mf: Any, request: dict[str, Any]) -> list[list[float]]:
+    from pyscf.geomopt.geometric_solver import optimize
+
+    mol_eq = optimize(mf, maxsteps=request.get("max_opt_steps", 100))
+    return (np.asarray(mol_eq.atom_coords(unit="Angstrom"))).tolist()
+
+
+def run(request: dict[str, Any]) -> dict[str, Any]:
+    """The whole calculation: optional geometry optimisation, SCF, frontier orbitals, dipole,
+    Löwdin charges, orbital-invariant atom features and condensed Fukui functions.
+
+    See :mod:`oracles.orbital_features` for the definitions.
+    """
+    import pyscf
+
+    start = time.perf_counter()
+    versions = {"pyscf": pyscf.__version__}
+    charge, multiplicity = request["charge"], request["multiplicity"]
+    mol = _build_mol(request, charge, multiplicity)
+    positions = request["positions_angstrom"]
+    if request.get("optimize_geometry"):
+        import geometric
+
+        versions["geometric"] = geometric.__version__
+        positions = _optimize(_build_scf(mol, request), request)
+        mol = _build_mol(request, charge, multiplicity, positions)
+    mf, remedy = _converge(_build_scf(mol, request), request, "ground-state")
+    coeff, energy, occ = _spin_orbitals(mf)
+    overlap = mol.intor_symmetric("int1e_ovlp")
+    slices = _ao_slices(mol)
+    s_half = lowdin_transform(overlap)
+    tol = request["degeneracy_tol_hartree"]
+    homo_density, lumo_density, g_homo, g_lumo = frontier_densities(
+        overlap, coeff, energy, occ, slices, tol
+    )
+    homo_ha = float(energy[occ > 0].max())
+    lumo_ha = float(energy[occ == 0].min())
+    population = _populations(mf, s_half, slices)
+    charges = np.asarray(mol.atom_charges(), dtype=float) - population
+    if request["fukui"] == "finite_difference":
+        ions = {}
+        for name, delta in (("anion", -1), ("cation", +1)):
+            ion = _build_mol(request, charge + delta, 2 if multiplicity == 1 else multiplicity - 1,
+                             positions)
+            ion_mf, _ = _converge(_build_scf(ion, request), request, name)
+            ions[name] = _populations(ion_mf, s_half, slices)
+        fukui_plus = ions["anion"] - population
+        fukui_minus = population - ions["cation"]
+    else:
+        fukui_plus, fukui_minus = lumo_density, homo_density
     dipole = np.asarray(mf.dip_moment(unit="Debye", verbose=0))
-    base["wall_s"] = time.perf_counter() - start
+    atoms = [
+        {
+            "symbol": symbol,
+            "homo_density": float(homo_density[i]),
+            "lumo_density": float(lumo_density[i]),
+            "fukui_plus": float(fukui_plus[i]),
+            "fukui_minus": float(fukui_minus[i]),
+            "dual_descriptor": float(fukui_plus[i] - fukui_minus[i]),
+            "charge": float(charges[i]),
+        }
+        for i, symbol in enumerate(request["symbols"])
+    ]
     return {
         "status": "ok",
         "reason": "",
@@ -100,17 +179,30 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         "lumo_ev": lumo_ha * HARTREE_TO_EV,
         "gap_ev": (lumo_ha - homo_ha) * HARTREE_TO_EV,
         "dipole_debye": float(np.linalg.norm(dipole)),
-        **base,
+        "homo_degeneracy": g_homo,
+        "lumo_degeneracy": g_lumo,
+        "atoms": atoms,
+        "positions_angstrom": [list(map(float, p)) for p in positions],
+        "remedy": remedy,
+        "n_ao": int(mol.nao),
+        "versions": versions,
+        "wall_s": time.perf_counter() - start,
     }
 
 
 def main() -> int:
     """Reads the request from stdin, writes the result to stdout."""
     request = json.loads(sys.stdin.read())
+    start = time.perf_counter()
     try:
         result = run(request)
+    except SCFNotConverged as exc:
+        result = {"status": "failed", "reason": str(exc)}
+    except MemoryError:
+        result = {"status": "failed", "reason": "out of memory (memory limit reached)"}
     except Exception as exc:  # any PySCF failure becomes a failed result with its reason
         result = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+    result.setdefault("wall_s", time.perf_counter() - start)
     sys.stdout.write(json.dumps(result))
     return 0
 

@@ -44,6 +44,7 @@ from pipeline.types import (
     CandidateStatus,
     Evaluation,
     EvaluationStatus,
+    OracleResult,
     Prediction,
 )
 
@@ -355,9 +356,10 @@ class CampaignEngine:
         """Prepares the round's pending candidates and returns the calculations still to run.
 
         A candidate that cannot be prepared is stored as failed with the reason; one whose
-        identical request (same content key) already has a result, in any campaign, gets a copy
-        of that result with ``cached_from`` in its provenance and no new calculation. For the
-        rest, an audit row is written before launch (:meth:`Store.oracle_calls`).
+        identical request (same content key) already has a successful answer in the store, from
+        any campaign, gets that answer (``cached: true`` in its provenance) and no new
+        calculation. For the rest, an audit row is written before launch
+        (:meth:`Store.oracle_calls`).
         """
         oracle = self.components.oracle
         self.store.mark_interrupted_calls(self.name)
@@ -367,36 +369,24 @@ class CampaignEngine:
                 prepared = self.components.prepare(cand)
                 key = oracle.request_key(prepared)
             except ValueError as exc:
-                self.store_oracle_result(
-                    cand, self.failed_request(cand, f"preparation failed: {exc}"),
-                    f"unprepared:{cand.id}", None,
+                self.store.add_evaluations(
+                    self.name, self.failed_request(cand, f"preparation failed: {exc}"),
+                    f"unprepared:{cand.id}",
                 )
                 continue
             if prepared.geometry is not None:
                 self.store.set_geometry(self.name, cand.id, prepared.geometry)
-            cached = self.store.cached_results(key)
-            if cached:
-                origin = f"{cached[0].evaluation.candidate_id}"
-                copies = [
-                    Evaluation(
-                        cand.id, r.evaluation.property, r.evaluation.value, r.evaluation.unit,
-                        r.evaluation.fidelity, r.evaluation.status, r.evaluation.reason,
-                        {**r.evaluation.provenance, "cached_from": origin},
-                    )
-                    for r in cached
-                ]
-                self.store_oracle_result(cand, copies, key, None)
+            cached = self.store.oracle_result(key)
+            if cached is not None:
+                self.store.add_oracle_result(self.name, cand.id, cached, None, cached=True)
                 continue
             call_id = self.store.start_oracle_call(self.name, cand.id, key)
             requests.append(OracleRequest(prepared, key, call_id))
         return requests
 
-    def store_oracle_result(
-        self, candidate: Candidate, evaluations: Sequence[Evaluation], request_key: str,
-        call_id: int | None,
-    ) -> None:
-        """Commits one oracle request's results (one transaction)."""
-        self.store.add_evaluations(self.name, evaluations, request_key, call_id)
+    def store_oracle_result(self, request: OracleRequest, result: OracleResult) -> None:
+        """Commits one oracle answer: cache row, evaluations and audit row (one transaction)."""
+        self.store.add_oracle_result(self.name, request.candidate.id, result, request.call_id)
 
     def failed_request(self, candidate: Candidate, reason: str) -> list[Evaluation]:
         """Failed evaluations (NaN, with ``reason``) for every oracle property of ``candidate``."""

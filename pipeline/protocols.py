@@ -12,7 +12,7 @@ from typing import Protocol, Self, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.types import Candidate, Evaluation, FilterResult
+from pipeline.types import Candidate, Evaluation, FilterResult, OracleResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +127,10 @@ class Oracle(Protocol):
 
     def request_key(self, candidate: Candidate) -> str:
         """Content hash of the request, for caching and for never computing the same twice."""
+        ...
+
+    def run(self, candidate: Candidate) -> OracleResult:
+        """One request; a failure is a result with status failed and its reason, never an error."""
         ...
 
     def __call__(self, candidates: Sequence[Candidate]) -> list[Evaluation]:

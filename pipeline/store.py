@@ -42,6 +42,7 @@ from pipeline.types import (
     Evaluation,
     EvaluationStatus,
     Geometry,
+    OracleResult,
     Prediction,
 )
 
@@ -114,6 +115,22 @@ evaluations_table = Table(
     UniqueConstraint("campaign", "candidate_id", "property", "fidelity"),
     ForeignKeyConstraint(["campaign", "candidate_id"], ["candidates.campaign", "candidates.id"]),
 )
+
+oracle_results_table = Table(
+    "oracle_results",
+    metadata,
+    Column("request_key", String(64), primary_key=True),
+    Column("oracle", String(64), nullable=False),
+    Column("fidelity", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("values_json", Text, nullable=False),
+    Column("units_json", Text, nullable=False),
+    Column("details_json", Text, nullable=False),
+    Column("provenance_json", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+"""The content-addressed cache of oracle answers, shared by all campaigns of a store."""
 
 oracle_calls_table = Table(
     "oracle_calls",
@@ -528,6 +545,13 @@ class Store:
             request_key: content hash of the request.
             call_id: the audit row to close, from :meth:`start_oracle_call`.
         """
+        with self.engine.begin() as conn:
+            self._add_evaluations(conn, campaign, evaluations, request_key, call_id)
+
+    def _add_evaluations(
+        self, conn: Connection, campaign: str, evaluations: Sequence[Evaluation],
+        request_key: str, call_id: int | None,
+    ) -> None:
         if not evaluations:
             return
         cids = {e.candidate_id for e in evaluations}
@@ -536,36 +560,35 @@ class Store:
         (cid,) = cids
         ok = any(e.ok for e in evaluations)
         now = _now()
-        with self.engine.begin() as conn:
-            conn.execute(evaluations_table.insert(), [
-                {
-                    "campaign": campaign,
-                    "candidate_id": e.candidate_id,
-                    "property": e.property,
-                    "value": _finite_or_none(e.value),
-                    "unit": e.unit,
-                    "fidelity": e.fidelity,
-                    "status": e.status.value,
-                    "reason": e.reason,
-                    "provenance_json": json.dumps(dict(e.provenance), default=str),
-                    "request_key": request_key,
-                    "created_at": now,
-                }
-                for e in evaluations
-            ])
+        conn.execute(evaluations_table.insert(), [
+            {
+                "campaign": campaign,
+                "candidate_id": e.candidate_id,
+                "property": e.property,
+                "value": _finite_or_none(e.value),
+                "unit": e.unit,
+                "fidelity": e.fidelity,
+                "status": e.status.value,
+                "reason": e.reason,
+                "provenance_json": json.dumps(dict(e.provenance), default=str),
+                "request_key": request_key,
+                "created_at": now,
+            }
+            for e in evaluations
+        ])
+        conn.execute(
+            update(candidates_table).where(
+                (candidates_table.c.campaign == campaign) & (candidates_table.c.id == cid)
+            ).values(
+                status=(CandidateStatus.EVALUATED if ok else CandidateStatus.FAILED).value
+            )
+        )
+        if call_id is not None:
             conn.execute(
-                update(candidates_table).where(
-                    (candidates_table.c.campaign == campaign) & (candidates_table.c.id == cid)
-                ).values(
-                    status=(CandidateStatus.EVALUATED if ok else CandidateStatus.FAILED).value
+                update(oracle_calls_table).where(oracle_calls_table.c.id == call_id).values(
+                    finished_at=now, status="ok" if ok else "failed"
                 )
             )
-            if call_id is not None:
-                conn.execute(
-                    update(oracle_calls_table).where(oracle_calls_table.c.id == call_id).values(
-                        finished_at=now, status="ok" if ok else "failed"
-                    )
-                )
 
     def set_geometry(self, campaign: str, candidate_id: str, geometry: Geometry) -> None:
         """Stores the 3D structure an oracle request was made with."""
@@ -577,25 +600,61 @@ class Store:
                 ).values(geometry_json=_geometry_to_json(geometry))
             )
 
-    def cached_results(self, request_key: str) -> list[EvaluationRecord]:
-        """Ok results of an earlier identical request, from any campaign (empty if none)."""
+    def oracle_result(self, request_key: str) -> OracleResult | None:
+        """The stored successful answer to an identical request, from any campaign, or None."""
         with self.engine.connect() as conn:
-            first = conn.execute(
-                select(evaluations_table.c.campaign, evaluations_table.c.candidate_id).where(
-                    (evaluations_table.c.request_key == request_key)
-                    & (evaluations_table.c.status == EvaluationStatus.OK.value)
-                ).order_by(evaluations_table.c.id).limit(1)
-            ).first()
-            if first is None:
-                return []
-            rows = conn.execute(
-                select(evaluations_table).where(
-                    (evaluations_table.c.campaign == first.campaign)
-                    & (evaluations_table.c.candidate_id == first.candidate_id)
-                    & (evaluations_table.c.request_key == request_key)
-                ).order_by(evaluations_table.c.id)
-            ).mappings().all()
-        return [_evaluation_record(r) for r in rows]
+            row = conn.execute(
+                select(oracle_results_table).where(
+                    (oracle_results_table.c.request_key == request_key)
+                    & (oracle_results_table.c.status == EvaluationStatus.OK.value)
+                )
+            ).mappings().first()
+        if row is None:
+            return None
+        return OracleResult(
+            request_key=row["request_key"], oracle=row["oracle"], fidelity=row["fidelity"],
+            status=EvaluationStatus(row["status"]), reason=row["reason"],
+            values=json.loads(row["values_json"]), units=json.loads(row["units_json"]),
+            details=json.loads(row["details_json"]),
+            provenance=json.loads(row["provenance_json"]),
+        )
+
+    def save_oracle_result(self, result: OracleResult, conn: Connection | None = None) -> None:
+        """Caches an answer by its request key; a success replaces an earlier failure, never
+        the other way round."""
+        if conn is None:
+            with self.engine.begin() as own:
+                self.save_oracle_result(result, own)
+            return
+        existing = conn.execute(
+            select(oracle_results_table.c.status).where(
+                oracle_results_table.c.request_key == result.request_key)
+        ).scalar_one_or_none()
+        if existing == EvaluationStatus.OK.value:
+            return
+        if existing is not None:
+            conn.execute(oracle_results_table.delete().where(
+                oracle_results_table.c.request_key == result.request_key))
+        conn.execute(oracle_results_table.insert().values(
+            request_key=result.request_key, oracle=result.oracle, fidelity=result.fidelity,
+            status=result.status.value, reason=result.reason,
+            values_json=json.dumps(dict(result.values)), units_json=json.dumps(dict(result.units)),
+            details_json=json.dumps(dict(result.details), default=str),
+            provenance_json=json.dumps(dict(result.provenance), default=str), created_at=_now(),
+        ))
+
+    def add_oracle_result(
+        self, campaign: str, candidate_id: str, result: OracleResult, call_id: int | None = None,
+        **extra_provenance: Any,
+    ) -> None:
+        """Stores an oracle answer for a candidate: the cache row, one evaluation per property,
+        the candidate's new status and the closed audit row, in one transaction."""
+        with self.engine.begin() as conn:
+            self.save_oracle_result(result, conn)
+            self._add_evaluations(
+                conn, campaign, result.evaluations(candidate_id, **extra_provenance),
+                result.request_key, call_id,
+            )
 
     def evaluations(
         self, campaign: str, *, candidate_ids: Iterable[str] | None = None

@@ -126,6 +126,47 @@ class Evaluation:
 
 
 @dataclass(frozen=True, slots=True)
+class OracleResult:
+    """Everything one oracle request returned, cached by its content key.
+
+    Attributes:
+        request_key: content hash of the request (same request, same key).
+        oracle: registry name of the oracle.
+        fidelity: fidelity of its values.
+        status: ok or failed.
+        reason: why it failed; empty when ok.
+        values: property -> value (empty when failed).
+        units: property -> unit.
+        details: JSON-able extras: per-atom features, the geometry used, code versions.
+        provenance: the level of theory and other facts stored with every value.
+    """
+
+    request_key: str
+    oracle: str
+    fidelity: str
+    status: EvaluationStatus
+    reason: str
+    values: Mapping[str, float]
+    units: Mapping[str, str]
+    details: Mapping[str, Any] = field(default_factory=dict)
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+
+    @builtins.property
+    def ok(self) -> bool:
+        """Whether the request succeeded."""
+        return self.status is EvaluationStatus.OK
+
+    def evaluations(self, candidate_id: str, **extra_provenance: Any) -> list[Evaluation]:
+        """One evaluation per property for ``candidate_id`` (NaN and the reason when failed)."""
+        provenance = {**self.provenance, "request_key": self.request_key, **extra_provenance}
+        return [
+            Evaluation(candidate_id, prop, self.values[prop] if self.ok else math.nan, unit,
+                       self.fidelity, self.status, self.reason, provenance)
+            for prop, unit in self.units.items()
+        ]
+
+
+@dataclass(frozen=True, slots=True)
 class FilterResult:
     """Verdict of one filter on a batch of candidates.
 

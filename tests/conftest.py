@@ -33,7 +33,7 @@ TINY_CAMPAIGN: dict[str, Any] = {
     "acquisition": {"name": "qlognei", "batch_size": 3, "min_labels": 3,
                     "params": {"mc_samples": 64}},
     "oracle": {"name": "pyscf", "max_parallel": 2,
-               "params": {"method": "hf", "basis": "sto-3g", "timeout_s": 120}},
+               "params": {"level": "fast", "timeout_s": 120}},
 }
 """A 2-round campaign on tiny molecules at HF/STO-3G (about a second per calculation)."""
 

@@ -135,8 +135,8 @@ def test_a_failing_oracle_is_recorded_and_the_campaign_goes_on(
     from flows.campaign import run_campaign
 
     data = tiny_campaign(name="failing", rounds=2)
-    data["oracle"] = {"name": "pyscf", "params": {"method": "hf", "basis": "sto-3g",
-                                                  "max_scf_cycles": 1, "escalate": False}}
+    data["oracle"] = {"name": "pyscf", "params": {"level": "fast", "max_scf_cycles": 1,
+                                                  "escalate": False}}
     run_campaign(parse_config(data), quiet=True)
     store = Store(Home(tmp_path / "home").store_url)
     rounds = store.rounds("failing")

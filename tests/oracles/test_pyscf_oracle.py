@@ -19,7 +19,7 @@ def _water(cid: str = "w") -> Candidate:
 
 
 def _hf(**changes: object) -> PySCFOracle:
-    return PySCFOracle(PySCFOracle.Params(method="hf", basis="sto-3g", **changes))  # type: ignore[arg-type]
+    return PySCFOracle(PySCFOracle.Params(level="fast", **changes))  # type: ignore[arg-type]
 
 
 def test_water_hf_sto3g_matches_reference_values() -> None:
@@ -62,5 +62,7 @@ def test_request_key_depends_on_content_and_level_only() -> None:
     nudged = Geometry(WATER.symbols, ((0.0, 0.0, 0.1173 + 0.001), *WATER.positions_angstrom[1:]))
     moved = Candidate("c", "O", "O", 0, "test", geometry=nudged)
     assert _hf().request_key(moved) != _hf().request_key(a)
-    other_basis = PySCFOracle(PySCFOracle.Params(method="hf", basis="6-31g"))
+    other_basis = PySCFOracle(PySCFOracle.Params(level="fast", basis="6-31g"))
     assert other_basis.request_key(a) != _hf().request_key(a)
+    assert other_basis.fidelity == "dft-hf/6-31g"
+    assert _hf(timeout_s=5).request_key(a) == _hf().request_key(a)  # limits are not content

@@ -12,6 +12,7 @@ from pipeline.types import (
     Evaluation,
     EvaluationStatus,
     Geometry,
+    OracleResult,
     Prediction,
 )
 
@@ -66,8 +67,17 @@ def test_round_trip_of_candidates_predictions_and_evaluations(store: Store) -> N
     assert evals[0].evaluation.value == 6.5 and evals[0].evaluation.provenance["method"] == "hf"
     assert math.isnan(evals[1].evaluation.value) and evals[1].evaluation.reason == "timeout"
     assert [c.status for c in store.oracle_calls("c")] == ["ok"]
-    assert [r.evaluation.value for r in store.cached_results("key1")] == [6.5]
-    assert store.cached_results("key3") == []  # failures are never reused
+    answer = OracleResult("key9", "pyscf", "dft-fast", EvaluationStatus.OK, "",
+                          {"lumo_ev": 9.5}, {"lumo_ev": "eV"}, {"atoms": [{"symbol": "O"}]})
+    failure = OracleResult("key9", "pyscf", "dft-fast", EvaluationStatus.FAILED, "timeout",
+                           {}, {"lumo_ev": "eV"})
+    store.save_oracle_result(failure)
+    assert store.oracle_result("key9") is None  # failures are never reused
+    store.add_oracle_result("c", "r0-3", answer, cached=True)
+    store.save_oracle_result(failure)  # a later failure does not replace a success
+    assert store.oracle_result("key9") == answer
+    last = store.evaluations("c", candidate_ids=["r0-3"])[-1].evaluation
+    assert last.value == 9.5 and last.provenance["cached"] is True
     assert store.seen_keys("c") == {"CCO", "CC.O", "O"}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from rdkit import Chem, rdBase
@@ -93,3 +94,40 @@ class MoleculeGeometry:
         if candidate.geometry is not None:
             return candidate
         return replace(candidate, geometry=embed_geometry(candidate.representation))
+
+
+def read_xyz(path: str | Path, *, charge: int = 0, multiplicity: int = 1) -> Geometry:
+    """Reads the first structure of an XYZ file (Angstrom), exactly as given.
+
+    Raises:
+        ValueError: naming the file and line of what is wrong.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read: {exc.strerror}") from None
+    if not lines or not lines[0].strip().isdigit():
+        raise ValueError(f"{path}:1: expected the number of atoms, got {lines[0] if lines else ''!r}")
+    n_atoms = int(lines[0])
+    if n_atoms < 1 or len(lines) < n_atoms + 2:
+        raise ValueError(f"{path}: header says {n_atoms} atoms but the file has "
+                         f"{max(0, len(lines) - 2)} atom lines")
+    table = Chem.GetPeriodicTable()
+    symbols, positions = [], []
+    for lineno in range(3, n_atoms + 3):
+        parts = lines[lineno - 1].split()
+        try:
+            symbol = parts[0].capitalize()
+            if table.GetAtomicNumber(symbol) < 1:
+                raise ValueError
+            x, y, z = (float(v) for v in parts[1:4])
+        except (IndexError, ValueError, RuntimeError):
+            raise ValueError(f"{path}:{lineno}: expected 'SYMBOL X Y Z', got "
+                             f"{lines[lineno - 1]!r}") from None
+        symbols.append(symbol)
+        positions.append((x, y, z))
+    electrons = sum(table.GetAtomicNumber(s) for s in symbols) - charge
+    if (electrons + multiplicity - 1) % 2:
+        raise ValueError(f"{path}: {electrons} electrons cannot have multiplicity {multiplicity}")
+    return Geometry(tuple(symbols), tuple(positions), charge=charge, multiplicity=multiplicity)

@@ -112,6 +112,7 @@ def _run_oracle(engine: CampaignEngine, requests: list[OracleRequest], progress:
                             total=len(requests))
     futures = {oracle_task.submit(engine.components.oracle, req.candidate): req
                for req in requests}
+    store_error: Exception | None = None
     for future in as_completed(list(futures)):
         req = futures[future]
         try:
@@ -121,8 +122,13 @@ def _run_oracle(engine: CampaignEngine, requests: list[OracleRequest], progress:
             result = OracleResult(req.request_key, engine.config.oracle.name, oracle.fidelity,
                                   EvaluationStatus.FAILED, f"oracle task crashed: {exc!r}", {},
                                   oracle.properties())
-        engine.store_oracle_result(req, result)
+        try:
+            engine.store_oracle_result(req, result)
+        except Exception as exc:  # keep storing the others; the rerun redoes only this one
+            store_error = store_error or exc
         progress.advance(bar)
+    if store_error is not None:
+        raise store_error
 
 
 def _stage_index(stage: str | None) -> int:
@@ -139,6 +145,12 @@ def campaign_flow(config: CampaignConfig, rounds: int | None = None,
     already committed are skipped and only oracle requests without a stored result are launched.
     """
     home = Home.resolve().ensure()
+    with home.campaign_lock(config.name):
+        return _campaign(config, home, rounds, quiet)
+
+
+def _campaign(config: CampaignConfig, home: Home, rounds: int | None,
+              quiet: bool) -> CampaignResult:
     store = Store(config.store.url or home.store_url)
     engine = CampaignEngine(config, store)
     target = rounds or config.rounds

@@ -10,16 +10,13 @@ and its reason, never an exception.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import hashlib
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal, Self
 
 import pyscf
@@ -40,17 +37,6 @@ PROPERTIES = {
 
 COORD_DECIMALS = 5
 """Coordinates are rounded to 1e-5 Angstrom in the request key."""
-
-
-def _child_setup(memory_limit_mb: int | None) -> Callable[[], None]:
-    def setup() -> None:  # pragma: no cover - runs in the child
-        with contextlib.suppress(OSError):  # die with the campaign process (kill -9 included)
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
-        if memory_limit_mb is not None:
-            limit = memory_limit_mb * 1024 * 1024
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-    return setup
 
 
 @ORACLES.register("pyscf")
@@ -214,23 +200,33 @@ class PySCFOracle:
         key = self.request_key(candidate)
         threads = str(p.threads)
         env = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads,
-                   MKL_NUM_THREADS=threads, PYSCF_MAX_MEMORY=str(p.max_memory_mb))
+                   MKL_NUM_THREADS=threads, PYSCF_MAX_MEMORY=str(p.max_memory_mb),
+                   INVDES_PARENT_PID=str(os.getpid()),
+                   INVDES_MEMORY_LIMIT_MB=str(p.memory_limit_mb or ""))
         try:
             proc = subprocess.run(
                 [sys.executable, "-m", "oracles.pyscf_worker"],
                 input=json.dumps(self._request(geometry)), capture_output=True, text=True,
-                timeout=p.timeout_s, env=env, preexec_fn=_child_setup(p.memory_limit_mb),
+                timeout=p.timeout_s, env=env,
             )
         except subprocess.TimeoutExpired:
             return self._failed(key, f"timeout: no result within {p.timeout_s:g} s",
                                 wall_s=p.timeout_s)
+        except OSError as exc:
+            return self._failed(key, f"could not start the PySCF worker: {exc}")
         if proc.returncode != 0 or not proc.stdout.strip():
-            tail = (proc.stderr or "").strip().splitlines()[-3:]
+            tail = " | ".join((proc.stderr or "").strip().splitlines()[-3:]) or "no output"
+            if p.memory_limit_mb and ("malloc" in tail or "MemoryError" in tail):
+                return self._failed(key, f"out of memory: the limit of {p.memory_limit_mb} MB "
+                                         f"was reached ({tail})")
             signal_name = (f" ({signal.Signals(-proc.returncode).name})"
                            if proc.returncode < 0 else "")
             return self._failed(key, f"PySCF worker exited with code {proc.returncode}"
-                                     f"{signal_name}: {' | '.join(tail) or 'no output'}")
-        result = json.loads(proc.stdout)
+                                     f"{signal_name}: {tail}")
+        try:
+            result = json.loads(proc.stdout)
+        except json.JSONDecodeError:
+            return self._failed(key, f"PySCF worker wrote no JSON: {proc.stdout[-200:]!r}")
         if result["status"] != "ok":
             return self._failed(key, result["reason"], wall_s=result.get("wall_s"))
         details = {k: result[k] for k in ("atoms", "positions_angstrom", "homo_degeneracy",

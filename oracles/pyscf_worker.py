@@ -10,7 +10,12 @@ Request keys: ``symbols``, ``positions_angstrom``, ``charge``, ``multiplicity``,
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
+import os
+import resource
+import signal
 import sys
 import time
 from typing import Any
@@ -190,8 +195,23 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _limit_self() -> None:
+    """Dies with the campaign process (Linux) and applies the memory limit from the parent."""
+    parent = os.environ.get("INVDES_PARENT_PID")
+    if sys.platform == "linux" and parent:
+        with contextlib.suppress(OSError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != int(parent):  # the parent died before the signal was armed
+            sys.exit(1)
+    limit_mb = os.environ.get("INVDES_MEMORY_LIMIT_MB")
+    if limit_mb:
+        limit = int(limit_mb) * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
 def main() -> int:
     """Reads the request from stdin, writes the result to stdout."""
+    _limit_self()
     request = json.loads(sys.stdin.read())
     start = time.perf_counter()
     try:

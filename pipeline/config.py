@@ -28,6 +28,9 @@ from pipeline.registry import (
     RegistryError,
 )
 
+OPERATIONAL_PARAMS = frozenset({"timeout_s", "threads", "max_memory_mb", "memory_limit_mb"})
+"""Oracle params that change how a calculation runs, not what it answers."""
+
 
 class ConfigError(ValueError):
     """A campaign file that cannot be used; the message says where and why."""
@@ -153,8 +156,17 @@ class CampaignConfig(_Strict):
         return self
 
     def identity(self) -> dict[str, Any]:
-        """The config without the settings that may change between runs of one campaign."""
-        return self.model_dump(mode="json", exclude={"rounds", "description"})
+        """The config without the settings that may change between runs of one campaign.
+
+        Those are: ``rounds``, ``description``, ``store``, ``tracking``,
+        ``oracle.max_parallel`` and the oracle's operational limits (:data:`OPERATIONAL_PARAMS`).
+        """
+        data = self.model_dump(mode="json",
+                               exclude={"rounds", "description", "store", "tracking"})
+        data["oracle"].pop("max_parallel")
+        data["oracle"]["params"] = {k: v for k, v in data["oracle"]["params"].items()
+                                    if k not in OPERATIONAL_PARAMS}
+        return data
 
 
 _SECTIONS: dict[str, Registry[Any]] = {
@@ -248,10 +260,13 @@ def parse_config(data: Any, source: str = "<config>") -> CampaignConfig:
                 model.model_validate(component.params)
             except ValidationError as exc:
                 problems += _describe_errors(exc, model, (*base, "params"))
-    if config.acquisition.initial_batch not in ACQUISITIONS:
+    initial = config.acquisition.initial_batch
+    model_free = [n for n in ACQUISITIONS.names()
+                  if not getattr(ACQUISITIONS.get(n), "needs_surrogate", False)]
+    if initial not in model_free:
         problems.append(
-            f"acquisition.initial_batch: unknown acquisition {config.acquisition.initial_batch!r}; "
-            f"known: {', '.join(ACQUISITIONS.names())}"
+            f"acquisition.initial_batch: {initial!r} is not an acquisition that works without a "
+            f"surrogate; allowed: {', '.join(model_free)}"
         )
     if problems:
         raise ConfigError(f"{source}: invalid campaign config\n  " + "\n  ".join(problems))

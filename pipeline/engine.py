@@ -8,6 +8,7 @@ orchestrator (the Prefect flows of :mod:`flows`) and resumed after a crash at an
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -47,6 +48,8 @@ from pipeline.types import (
     OracleResult,
     Prediction,
 )
+
+logger = logging.getLogger(__name__)
 
 SEEN_FILTER = "not_seen_before"
 """Name under which the engine's own de-duplication rejects candidates."""
@@ -310,24 +313,41 @@ class CampaignEngine:
                 x_pool, q, objective=self.objective, seed=seed, x_train=x_train
             )
         else:
-            surrogates = {}
-            for prop in self.surrogate_properties:
-                cands, y = self.training_data(prop)
-                if len(cands) < 2:
-                    continue
-                surrogates[prop] = self.components.make_surrogate().fit(
-                    self.components.featurizer(cands), y
+            try:
+                selection = self._model_selection(pool_cands, x_pool, x_train, predictions, q,
+                                                  seed)
+            except Exception as exc:  # a failed fit must not stall the campaign forever
+                logger.warning("round %d: surrogate or acquisition failed (%r); picking with "
+                               "%s instead", round_index, exc, self.config.acquisition.initial_batch)
+                predictions = {c.id: {} for c in pool_cands}
+                selection = self.components.initial_acquisition.select(
+                    x_pool, q, objective=self.objective, seed=seed, x_train=x_train
                 )
-                mean, std = surrogates[prop].predict(x_pool)
-                for cand, m, s in zip(pool_cands, mean, std, strict=True):
-                    predictions[cand.id][prop] = Prediction(float(m), float(s))
-            selection = self.components.acquisition.select(
-                x_pool, q, objective=self.objective, seed=seed,
-                surrogate=surrogates[self.objective.property], x_train=x_train,
-            )
         chosen = self._commit_selection(round_index, pool_cands, predictions, selection)
         self.timer.add("select", start)
         return chosen
+
+    def _model_selection(
+        self, pool_cands: list[Candidate], x_pool: npt.NDArray[np.float64],
+        x_train: npt.NDArray[np.float64] | None, predictions: dict[str, dict[str, Prediction]],
+        q: int, seed: int,
+    ) -> Selection:
+        """Fits one surrogate per property, fills ``predictions`` and runs the acquisition."""
+        surrogates = {}
+        for prop in self.surrogate_properties:
+            cands, y = self.training_data(prop)
+            if len(cands) < 2:
+                continue
+            surrogates[prop] = self.components.make_surrogate().fit(
+                self.components.featurizer(cands), y
+            )
+            mean, std = surrogates[prop].predict(x_pool)
+            for cand, m, s in zip(pool_cands, mean, std, strict=True):
+                predictions[cand.id][prop] = Prediction(float(m), float(s))
+        return self.components.acquisition.select(
+            x_pool, q, objective=self.objective, seed=seed,
+            surrogate=surrogates[self.objective.property], x_train=x_train,
+        )
 
     def _commit_selection(
         self, round_index: int, pool: list[Candidate],
@@ -368,7 +388,7 @@ class CampaignEngine:
             try:
                 prepared = self.components.prepare(cand)
                 key = oracle.request_key(prepared)
-            except ValueError as exc:
+            except Exception as exc:  # any preparation problem is this candidate's failure
                 self.store.add_evaluations(
                     self.name, self.failed_request(cand, f"preparation failed: {exc}"),
                     f"unprepared:{cand.id}",

@@ -7,9 +7,16 @@ MLflow database and artifacts (``mlflow.db``, ``mlartifacts/``), Prefect's local
 
 from __future__ import annotations
 
+import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+
+class CampaignBusyError(RuntimeError):
+    """Another process is running the same campaign."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +54,36 @@ class Home:
     def cache(self) -> Path:
         """Scratch space for oracles and models."""
         return self.root / "cache"
+
+    @contextmanager
+    def campaign_lock(self, name: str) -> Iterator[None]:
+        """Holds an exclusive lock on a campaign for as long as this process runs it.
+
+        The operating system releases the lock when the process dies, kill -9 included.
+
+        Raises:
+            CampaignBusyError: another process holds it; the message names its pid.
+        """
+        path = self.root / "locks" / f"{name}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                raise CampaignBusyError(
+                    f"campaign {name!r} is already running (process {holder}); wait for it or "
+                    "stop it first"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(str(os.getpid()))
+            handle.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def ensure(self) -> Home:
         """Creates the directories."""

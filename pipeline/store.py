@@ -58,6 +58,7 @@ campaigns_table = Table(
     Column("domain", String(32), nullable=False),
     Column("config_json", Text, nullable=False),
     Column("identity_hash", String(64), nullable=False),
+    Column("identity_json", Text, nullable=False),
     Column("rounds_target", Integer, nullable=False),
     Column("mlflow_run_id", String(64)),
     Column("created_at", DateTime(timezone=True), nullable=False),
@@ -294,20 +295,21 @@ class Store:
                 conn.execute(
                     campaigns_table.insert().values(
                         name=name, domain=domain, config_json=json.dumps(dict(config)),
-                        identity_hash=digest, rounds_target=rounds_target,
+                        identity_hash=digest, identity_json=json.dumps(dict(identity)),
+                        rounds_target=rounds_target,
                         created_at=now, updated_at=now,
                     )
                 )
             elif row["identity_hash"] != digest:
-                stored = json.loads(row["config_json"])
+                stored = json.loads(row["identity_json"])
                 changed = sorted(
-                    k for k in set(stored) | set(identity)
-                    if k not in ("rounds", "description") and stored.get(k) != identity.get(k)
+                    k for k in set(stored) | set(identity) if stored.get(k) != identity.get(k)
                 )
                 raise StoreError(
                     f"campaign {name!r} already exists in {self!r} with a different config "
-                    f"(changed: {', '.join(changed) or 'details'}); only 'rounds' and "
-                    "'description' may change between runs: give the campaign a new name"
+                    f"(changed: {', '.join(changed) or 'details'}); only rounds, description, "
+                    "store, tracking and the oracle's parallelism and limits may change between "
+                    "runs: give the campaign a new name"
                 )
             else:
                 conn.execute(

@@ -75,11 +75,14 @@ class CampaignTracker:
                 tags={CAMPAIGN_TAG: campaign, ROUND_TAG: "campaign"},
             )
             run_id = run.info.run_id
-            params = [Param(k, v[:6000]) for k, v in flatten(config).items()]
-            for i in range(0, len(params), 100):
-                self.client.log_batch(run_id, params=params[i : i + 100])
         else:
             self.client.update_run(run_id, status="RUNNING")
+        logged = self.client.get_run(run_id).data.params
+        # (re)logged on every start, so a crash right after create_run leaves no run without
+        # params; values that changed between runs (rounds, limits) keep their first value
+        params = [Param(k, v[:6000]) for k, v in flatten(config).items() if k not in logged]
+        for i in range(0, len(params), 100):
+            self.client.log_batch(run_id, params=params[i : i + 100])
         return run_id
 
     def log_round(

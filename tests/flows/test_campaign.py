@@ -85,7 +85,7 @@ def test_mlflow_holds_a_parent_run_and_one_nested_run_per_round(finished_campaig
     assert len(parent) == 1 and len(nested) == 2
     assert parent[0].info.run_id == result.parent_run_id
     assert parent[0].data.params["objective.goal"] == "window"
-    assert parent[0].data.params["oracle.params.method"] == "hf"
+    assert parent[0].data.params["oracle.params.level"] == "fast"
     assert parent[0].info.status == "FINISHED"
     for _i, run in enumerate(nested):
         assert run.data.tags["mlflow.parentRunId"] == result.parent_run_id
@@ -128,15 +128,19 @@ def test_cli_reads_back_the_campaign(finished_campaign, monkeypatch) -> None:
     assert missing.exit_code == 2 and "no campaign 'nope'" in missing.output
 
 
+@pytest.mark.parametrize("limits, reason", [
+    ({"max_scf_cycles": 1, "escalate": False}, "did not converge"),
+    ({"timeout_s": 0.05}, "timeout: no result within 0.05 s"),
+])
 def test_a_failing_oracle_is_recorded_and_the_campaign_goes_on(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_harness: None
+    limits: dict, reason: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    prefect_harness: None,
 ) -> None:
     monkeypatch.setenv("INVDES_HOME", str(tmp_path / "home"))
     from flows.campaign import run_campaign
 
     data = tiny_campaign(name="failing", rounds=2)
-    data["oracle"] = {"name": "pyscf", "params": {"level": "fast", "max_scf_cycles": 1,
-                                                  "escalate": False}}
+    data["oracle"] = {"name": "pyscf", "params": {"level": "fast", **limits}}
     run_campaign(parse_config(data), quiet=True)
     store = Store(Home(tmp_path / "home").store_url)
     rounds = store.rounds("failing")
@@ -145,5 +149,21 @@ def test_a_failing_oracle_is_recorded_and_the_campaign_goes_on(
         assert r.metrics["oracle_failures"] == r.metrics["n_selected"] >= 1
     assert math.isnan(rounds[1].metrics["hit_rate"])
     failed = [e.evaluation for e in store.evaluations("failing")]
-    assert failed and all(not e.ok and "did not converge" in e.reason for e in failed)
+    assert failed and all(not e.ok and reason in e.reason for e in failed)
+    assert all(r.status is CandidateStatus.FAILED
+               for r in store.candidates("failing") if r.selected_rank is not None)
     store.close()
+
+
+def test_a_campaign_runs_in_one_process_at_a_time(tmp_path: Path) -> None:
+    from pipeline.home import CampaignBusyError
+
+    home = Home(tmp_path / "home")
+    with home.campaign_lock("tiny"):
+        with pytest.raises(CampaignBusyError, match=r"'tiny' is already running \(process \d+\)"):
+            with home.campaign_lock("tiny"):
+                pass
+        with home.campaign_lock("other"):
+            pass
+    with home.campaign_lock("tiny"):  # released
+        pass

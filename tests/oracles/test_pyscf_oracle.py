@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from oracles.pyscf_oracle import PySCFOracle
@@ -66,3 +67,24 @@ def test_request_key_depends_on_content_and_level_only() -> None:
     assert other_basis.request_key(a) != _hf().request_key(a)
     assert other_basis.fidelity == "dft-hf/6-31g"
     assert _hf(timeout_s=5).request_key(a) == _hf().request_key(a)  # limits are not content
+
+
+def test_memory_limit_is_a_failed_result_naming_the_limit() -> None:
+    big = PySCFOracle(PySCFOracle.Params(level="fast", basis="def2-tzvp", memory_limit_mb=600))
+    geometry = Geometry(("C",) * 6 + ("H",) * 6, tuple(
+        (1.39 * np.cos(a), 1.39 * np.sin(a), 0.0) for a in np.arange(6) * np.pi / 3
+    ) + tuple((2.47 * np.cos(a), 2.47 * np.sin(a), 0.0) for a in np.arange(6) * np.pi / 3))
+    result = big.run(Candidate("b", "c1ccccc1", "c1ccccc1", 0, "test", geometry=geometry))
+    assert not result.ok
+    assert result.reason.startswith("out of memory: the limit of 600 MB was reached")
+
+
+def test_levels_resolve_and_unknown_levels_list_the_known_ones() -> None:
+    standard = PySCFOracle(PySCFOracle.Params(level="standard"))
+    assert (standard.level.method, standard.level.basis) == ("b3lyp", "def2-svp")
+    assert standard.level.density_fitting and standard.fidelity == "dft-standard"
+    assert PySCFOracle(PySCFOracle.Params(level="qm9")).level.cartesian
+    with pytest.raises(ValueError, match="unknown level 'best'; known: fast, cheap-dft"):
+        PySCFOracle.Params(level="best")
+    with pytest.raises(ValueError, match="give a 'level' or both 'method' and 'basis'"):
+        PySCFOracle.Params(method="b3lyp")

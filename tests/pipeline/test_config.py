@@ -59,6 +59,13 @@ CASES = {
         _drop(tiny_campaign(), "objective"), ["objective: required key is missing"]),
     "inconsistent window": (
         _set(tiny_campaign(), "objective.low", 20.0), ["window needs low < high"]),
+    "initial batch that needs a surrogate": (
+        _set(tiny_campaign(), "acquisition.initial_batch", "qlognei"),
+        ["acquisition.initial_batch: 'qlognei' is not an acquisition that works without a "
+         "surrogate; allowed: maxmin, random"]),
+    "unknown oracle level": (
+        _set(tiny_campaign(), "oracle.params.level", "best"),
+        ["oracle.params: unknown level 'best'; known: fast, cheap-dft, standard, accurate, qm9"]),
     "batch larger than proposals": (
         _set(tiny_campaign(), "acquisition.batch_size", 500),
         ["acquisition.batch_size=500 exceeds the 40 proposals"]),
@@ -106,3 +113,10 @@ def test_identity_ignores_rounds_and_description() -> None:
     b = parse_config(tiny_campaign(rounds=9, description="longer"))
     assert a.identity() == b.identity()
     assert a.identity() != parse_config(tiny_campaign(seed=99)).identity()
+    operational = tiny_campaign(store={"url": "sqlite:////elsewhere.db"})
+    operational["oracle"] = {"name": "pyscf", "max_parallel": 1,
+                             "params": {"level": "fast", "timeout_s": 5, "threads": 2}}
+    assert parse_config(operational).identity() == a.identity()
+    other_level = tiny_campaign()
+    other_level["oracle"] = {"name": "pyscf", "params": {"level": "standard"}}
+    assert parse_config(other_level).identity() != a.identity()

@@ -160,9 +160,9 @@ def test_a_campaign_runs_in_one_process_at_a_time(tmp_path: Path) -> None:
 
     home = Home(tmp_path / "home")
     with home.campaign_lock("tiny"):
-        with pytest.raises(CampaignBusyError, match=r"'tiny' is already running \(process \d+\)"):
-            with home.campaign_lock("tiny"):
-                pass
+        busy = pytest.raises(CampaignBusyError, match=r"'tiny' is already running \(process \d+\)")
+        with busy, home.campaign_lock("tiny"):
+            pass
         with home.campaign_lock("other"):
             pass
     with home.campaign_lock("tiny"):  # released

@@ -98,3 +98,27 @@ def frontier_densities(
         out.append(atom_shares(s_half, density, ao_slices))
         sizes.append(len(members))
     return out[0], out[1], sizes[0], sizes[1]
+
+
+def feature_arrays(
+    values: dict[str, float], details: dict[str, object]
+) -> tuple[Array, Array]:
+    """The feature vectors generators and surrogates consume, from a PySCF oracle result.
+
+    Args:
+        values: the result's scalar values (``homo_ev``, ``lumo_ev``, ``gap_ev``,
+            ``dipole_debye``).
+        details: the result's details (``atoms``, ``homo_degeneracy``, ``lumo_degeneracy``).
+
+    Returns:
+        The global vector, shape (6,), in :data:`GLOBAL_FEATURES` order (eV, eV, eV, Debye,
+        count, count), and the per-atom matrix, shape (n_atoms, 6), in :data:`ATOM_FEATURES`
+        order (shares of one electron, and elementary charges for ``charge``), rows in the
+        order of the input atoms.
+    """
+    merged = {**values, **details}
+    global_vector = np.array([float(merged[k]) for k in GLOBAL_FEATURES])  # type: ignore[arg-type]
+    atoms = details["atoms"]
+    assert isinstance(atoms, list)
+    per_atom = np.array([[float(atom[k]) for k in ATOM_FEATURES] for atom in atoms])
+    return global_vector, per_atom.reshape(len(atoms), len(ATOM_FEATURES))

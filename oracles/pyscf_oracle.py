@@ -59,6 +59,7 @@ class PySCFOracle:
             basis: a PySCF basis name; overrides the level's.
             density_fitting: overrides the level's density fitting.
             cartesian: overrides the level's Cartesian/spherical choice.
+            grid_level: overrides the level's DFT grid level (0 to 9).
             fidelity: name stored with every result; default ``dft-<level>`` or
                 ``dft-<method>/<basis>``.
             optimize_geometry: optimise the geometry at this level (geomeTRIC) before the final
@@ -67,7 +68,7 @@ class PySCFOracle:
                 (anion and cation SCF at the same geometry, three times the cost).
             degeneracy_tol_hartree: orbitals this close to the HOMO (LUMO) form its set.
             max_scf_cycles: SCF iterations per attempt.
-            conv_tol: SCF energy convergence threshold, Hartree.
+            conv_tol: overrides the level's SCF energy convergence threshold, Hartree.
             escalate: on non-convergence, retry with damping and level shift, then Newton.
             timeout_s: wall-time limit of one calculation, seconds.
             max_memory_mb: PySCF's memory budget of one calculation, MB.
@@ -81,12 +82,13 @@ class PySCFOracle:
         basis: str | None = Field(default=None, min_length=1)
         density_fitting: bool | None = None
         cartesian: bool | None = None
+        grid_level: int | None = Field(default=None, ge=0, le=9)
         fidelity: str | None = Field(default=None, min_length=1)
         optimize_geometry: bool = False
         fukui: Literal["frontier", "finite_difference"] = "frontier"
         degeneracy_tol_hartree: float = Field(default=1e-3, ge=0.0, le=0.1)
         max_scf_cycles: int = Field(default=100, ge=1, le=10_000)
-        conv_tol: float = Field(default=1e-9, gt=0, le=1e-3)
+        conv_tol: float | None = Field(default=None, gt=0, le=1e-5)
         escalate: bool = True
         timeout_s: float = Field(default=600.0, gt=0, le=7 * 24 * 3600)
         max_memory_mb: int = Field(default=2000, ge=100, le=1_000_000)
@@ -107,6 +109,7 @@ class PySCFOracle:
             changes = {k: v for k, v in {
                 "method": self.method, "basis": self.basis,
                 "density_fitting": self.density_fitting, "cartesian": self.cartesian,
+                "grid_level": self.grid_level, "conv_tol": self.conv_tol,
             }.items() if v is not None}
             return base.model_copy(update=changes) if changes else base
 
@@ -149,11 +152,12 @@ class PySCFOracle:
             "basis": lv.basis,
             "density_fitting": lv.density_fitting,
             "cartesian": lv.cartesian,
+            "grid_level": lv.grid_level,
             "optimize_geometry": p.optimize_geometry,
             "fukui": p.fukui,
             "degeneracy_tol_hartree": p.degeneracy_tol_hartree,
             "max_scf_cycles": p.max_scf_cycles,
-            "conv_tol": p.conv_tol,
+            "conv_tol": lv.conv_tol,
             "escalate": p.escalate,
             "max_memory_mb": p.max_memory_mb,
         }
@@ -176,7 +180,8 @@ class PySCFOracle:
         lv = self.level
         return {"oracle": "pyscf", "level": self.params.level, "method": lv.method,
                 "basis": lv.basis, "density_fitting": lv.density_fitting,
-                "cartesian": lv.cartesian, "pyscf_version": pyscf.__version__}
+                "cartesian": lv.cartesian, "grid_level": lv.grid_level,
+                "conv_tol": lv.conv_tol, "pyscf_version": pyscf.__version__}
 
     def __call__(self, candidates: Sequence[Candidate]) -> list[Evaluation]:
         """Evaluates each candidate in turn; one evaluation per property each."""

@@ -4,8 +4,8 @@ Running each calculation in a child process lets the parent enforce a wall-time 
 is killed, the campaign goes on), cap threads and memory, and survive a crash inside PySCF.
 
 Request keys: ``symbols``, ``positions_angstrom``, ``charge``, ``multiplicity``, ``method``,
-``basis``, ``density_fitting``, ``cartesian``, ``max_scf_cycles``, ``conv_tol``, ``escalate``,
-``max_memory_mb``, ``optimize_geometry``, ``fukui``, ``degeneracy_tol_hartree``.
+``basis``, ``density_fitting``, ``cartesian``, ``grid_level``, ``max_scf_cycles``, ``conv_tol``,
+``escalate``, ``max_memory_mb``, ``optimize_geometry``, ``fukui``, ``degeneracy_tol_hartree``.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ def _build_scf(mol: Any, request: dict[str, Any]) -> Any:
         mf = scf.RHF(mol) if restricted else scf.UHF(mol)
     else:
         mf = dft.RKS(mol, xc=method) if restricted else dft.UKS(mol, xc=method)
+        mf.grids.level = request.get("grid_level", 3)
     if request.get("density_fitting"):
         mf = mf.density_fit(auxbasis="def2-universal-jkfit")
     mf.max_cycle = request["max_scf_cycles"]

@@ -7,7 +7,12 @@ import pytest
 from pyscf import gto, scf
 from scipy.spatial.transform import Rotation
 
-from oracles.orbital_features import frontier_densities
+from oracles.orbital_features import (
+    ATOM_FEATURES,
+    GLOBAL_FEATURES,
+    feature_arrays,
+    frontier_densities,
+)
 from oracles.pyscf_oracle import PySCFOracle
 from pipeline.types import Candidate, Geometry
 
@@ -30,14 +35,13 @@ def _benzene(radius_c: float = 1.3915, radius_h: float = 2.4715) -> Geometry:
 
 
 def _features(geometry: Geometry, fukui: str = "frontier") -> tuple[np.ndarray, np.ndarray]:
-    """Global (homo, lumo, gap, dipole) and per-atom feature matrix (n_atoms, 6)."""
+    """Global feature vector (6,) and per-atom feature matrix (n_atoms, 6)."""
     oracle = PySCFOracle(PySCFOracle.Params(level="fast", conv_tol=1e-11, fukui=fukui))  # type: ignore[arg-type]
     result = oracle.run(Candidate("m", "x", "x", 0, "test", geometry=geometry))
     assert result.ok, result.reason
-    keys = ("homo_density", "lumo_density", "fukui_plus", "fukui_minus", "dual_descriptor",
-            "charge")
-    atoms = np.array([[a[k] for k in keys] for a in result.details["atoms"]])
-    glob = np.array([result.values[k] for k in ("homo_ev", "lumo_ev", "gap_ev", "dipole_debye")])
+    glob, atoms = feature_arrays(dict(result.values), dict(result.details))
+    assert glob.shape == (len(GLOBAL_FEATURES),)
+    assert atoms.shape == (len(geometry.symbols), len(ATOM_FEATURES))
     return glob, atoms
 
 
@@ -68,6 +72,8 @@ def test_features_follow_the_atoms_when_they_are_reordered() -> None:
 
 def test_sum_rules() -> None:
     _, atoms = _features(FORMAMIDE, "finite_difference")
+    assert ATOM_FEATURES == ("homo_density", "lumo_density", "fukui_plus", "fukui_minus",
+                             "dual_descriptor", "charge")
     homo, lumo, f_plus, f_minus, dual, charge = atoms.T
     for shares in (homo, lumo, f_plus, f_minus):
         assert shares.sum() == pytest.approx(1.0, abs=1e-8)

@@ -88,3 +88,17 @@ def test_levels_resolve_and_unknown_levels_list_the_known_ones() -> None:
         PySCFOracle.Params(level="best")
     with pytest.raises(ValueError, match="give a 'level' or both 'method' and 'basis'"):
         PySCFOracle.Params(method="b3lyp")
+
+
+def test_geometry_optimisation_relaxes_a_stretched_molecule() -> None:
+    stretched = Geometry(("O", "H", "H"),
+                         ((0.0, 0.0, 0.0), (0.0, 0.95, 0.75), (0.0, -0.95, 0.75)))
+    oracle = PySCFOracle(PySCFOracle.Params(level="fast", optimize_geometry=True))
+    result = oracle.run(Candidate("s", "O", "O", 0, "test", geometry=stretched))
+    assert result.ok, result.reason
+    pos = np.array(result.details["positions_angstrom"])
+    oh = np.linalg.norm(pos[1] - pos[0])
+    assert oh == pytest.approx(0.989, abs=0.01)  # RHF/STO-3G O-H bond length, Angstrom
+    assert "geometric" in result.details["versions"]
+    assert oracle.request_key(Candidate("s", "O", "O", 0, "t", geometry=stretched)) != _hf(
+    ).request_key(Candidate("s", "O", "O", 0, "t", geometry=stretched))

@@ -83,7 +83,8 @@ def test_levels_resolve_and_unknown_levels_list_the_known_ones() -> None:
     standard = PySCFOracle(PySCFOracle.Params(level="standard"))
     assert (standard.level.method, standard.level.basis) == ("b3lyp", "def2-svp")
     assert standard.level.density_fitting and standard.fidelity == "dft-standard"
-    assert PySCFOracle(PySCFOracle.Params(level="qm9")).level.cartesian
+    qm9 = PySCFOracle(PySCFOracle.Params(level="qm9")).level
+    assert (qm9.basis, qm9.density_fitting, qm9.cartesian) == ("6-31g(2df,p)", True, False)
     with pytest.raises(ValueError, match="unknown level 'best'; known: fast, cheap-dft"):
         PySCFOracle.Params(level="best")
     with pytest.raises(ValueError, match="give a 'level' or both 'method' and 'basis'"):
@@ -102,3 +103,15 @@ def test_geometry_optimisation_relaxes_a_stretched_molecule() -> None:
     assert "geometric" in result.details["versions"]
     assert oracle.request_key(Candidate("s", "O", "O", 0, "t", geometry=stretched)) != _hf(
     ).request_key(Candidate("s", "O", "O", 0, "t", geometry=stretched))
+
+
+def test_escalation_rescues_an_scf_that_runs_out_of_cycles() -> None:
+    geometry = Geometry(("C", "O"), ((0.0, 0.0, 0.0), (0.0, 0.0, 1.13)))
+    cand = Candidate("co", "[C-]#[O+]", "[C-]#[O+]", 0, "test", geometry=geometry)
+    plain = _hf(max_scf_cycles=3, escalate=False).run(cand)
+    assert not plain.ok and "did not converge after 3 cycles" in plain.reason
+    rescued = _hf(max_scf_cycles=3).run(cand)
+    assert rescued.ok, rescued.reason
+    assert rescued.provenance["remedy"] in ("damping+level_shift", "newton")
+    reference = _hf().run(cand)
+    assert rescued.values["gap_ev"] == pytest.approx(reference.values["gap_ev"], abs=1e-4)

@@ -199,6 +199,8 @@ def oracle_molecule(
     charge: Annotated[int, typer.Option(help="Total charge (with --xyz).")] = 0,
     multiplicity: Annotated[int, typer.Option(min=1, help="2S+1 (with --xyz).")] = 1,
     optimize: Annotated[bool, typer.Option(help="Optimise the geometry first (geomeTRIC).")] = False,
+    optimize_level: Annotated[str | None, typer.Option(
+        help="Level of the optimisation (default: the calculation's).")] = None,
     fukui: Annotated[Fukui, typer.Option(help="frontier or finite_difference (anion and cation "
                                               "SCF).")] = Fukui.frontier,
     timeout: Annotated[float, typer.Option(help="Wall-time limit, seconds.")] = 3600.0,
@@ -221,7 +223,8 @@ def oracle_molecule(
     try:
         params = PySCFOracle.Params(
             level=level if (level or method) else "standard", method=method, basis=basis,
-            optimize_geometry=optimize, fukui=fukui.value, timeout_s=timeout,
+            optimize_geometry=optimize, optimize_level=optimize_level, fukui=fukui.value,
+            timeout_s=timeout,
         )
     except ValidationError as exc:
         _fail("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors()))

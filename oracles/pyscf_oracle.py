@@ -62,8 +62,9 @@ class PySCFOracle:
             grid_level: overrides the level's DFT grid level (0 to 9).
             fidelity: name stored with every result; default ``dft-<level>`` or
                 ``dft-<method>/<basis>``.
-            optimize_geometry: optimise the geometry at this level (geomeTRIC) before the final
-                SCF; the optimised coordinates are stored with the result.
+            optimize_geometry: optimise the geometry (geomeTRIC) before the final SCF; the
+                optimised coordinates are stored with the result.
+            optimize_level: named level of the optimisation (default: the calculation's own).
             fukui: ``frontier`` (HOMO/LUMO densities, no extra cost) or ``finite_difference``
                 (anion and cation SCF at the same geometry, three times the cost).
             degeneracy_tol_hartree: orbitals this close to the HOMO (LUMO) form its set.
@@ -85,6 +86,7 @@ class PySCFOracle:
         grid_level: int | None = Field(default=None, ge=0, le=9)
         fidelity: str | None = Field(default=None, min_length=1)
         optimize_geometry: bool = False
+        optimize_level: str | None = None
         fukui: Literal["frontier", "finite_difference"] = "frontier"
         degeneracy_tol_hartree: float = Field(default=1e-3, ge=0.0, le=0.1)
         max_scf_cycles: int = Field(default=100, ge=1, le=10_000)
@@ -101,6 +103,9 @@ class PySCFOracle:
                 raise ValueError(f"unknown level {self.level!r}; known: {', '.join(LEVELS)}")
             if self.level is None and (self.method is None or self.basis is None):
                 raise ValueError("give a 'level' or both 'method' and 'basis'")
+            if self.optimize_level is not None and self.optimize_level not in LEVELS:
+                raise ValueError(f"unknown optimize_level {self.optimize_level!r}; known: "
+                                 f"{', '.join(LEVELS)}")
             return self
 
         def resolved(self) -> Level:
@@ -154,6 +159,8 @@ class PySCFOracle:
             "cartesian": lv.cartesian,
             "grid_level": lv.grid_level,
             "optimize_geometry": p.optimize_geometry,
+            "optimize_level": (LEVELS[p.optimize_level].model_dump(exclude={"description"})
+                               if p.optimize_geometry and p.optimize_level else None),
             "fukui": p.fukui,
             "degeneracy_tol_hartree": p.degeneracy_tol_hartree,
             "max_scf_cycles": p.max_scf_cycles,

@@ -5,7 +5,9 @@ is killed, the campaign goes on), cap threads and memory, and survive a crash in
 
 Request keys: ``symbols``, ``positions_angstrom``, ``charge``, ``multiplicity``, ``method``,
 ``basis``, ``density_fitting``, ``cartesian``, ``grid_level``, ``max_scf_cycles``, ``conv_tol``,
-``escalate``, ``max_memory_mb``, ``optimize_geometry``, ``fukui``, ``degeneracy_tol_hartree``.
+``escalate``, ``max_memory_mb``, ``optimize_geometry``, ``optimize_level`` (method, basis,
+density_fitting, cartesian, grid_level and conv_tol of the optimisation, or null for the same
+level), ``fukui``, ``degeneracy_tol_hartree``.
 """
 
 from __future__ import annotations
@@ -138,7 +140,10 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         import geometric
 
         versions["geometric"] = geometric.__version__
-        positions = _optimize(_build_scf(mol, request), request)
+        # the optimisation may run at another (cheaper) level than the final calculation
+        opt_request = {**request, **(request.get("optimize_level") or {})}
+        opt_mol = _build_mol(opt_request, charge, multiplicity)
+        positions = _optimize(_build_scf(opt_mol, opt_request), opt_request)
         mol = _build_mol(request, charge, multiplicity, positions)
     mf, remedy = _converge(_build_scf(mol, request), request, "ground-state")
     coeff, energy, occ = _spin_orbitals(mf)

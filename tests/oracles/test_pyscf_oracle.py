@@ -103,6 +103,13 @@ def test_geometry_optimisation_relaxes_a_stretched_molecule() -> None:
     assert "geometric" in result.details["versions"]
     assert oracle.request_key(Candidate("s", "O", "O", 0, "t", geometry=stretched)) != _hf(
     ).request_key(Candidate("s", "O", "O", 0, "t", geometry=stretched))
+    # optimise at HF/STO-3G, then compute at B3LYP/STO-3G on the relaxed geometry
+    two_level = PySCFOracle(PySCFOracle.Params(level="cheap-dft", optimize_geometry=True,
+                                               optimize_level="fast"))
+    relaxed = two_level.run(Candidate("s", "O", "O", 0, "test", geometry=stretched))
+    assert relaxed.ok, relaxed.reason
+    np.testing.assert_allclose(relaxed.details["positions_angstrom"], pos, atol=1e-3)
+    assert relaxed.provenance["method"] == "b3lyp"
 
 
 def test_escalation_rescues_an_scf_that_runs_out_of_cycles() -> None:

@@ -124,12 +124,28 @@ class MaxMinAcquisition:
 
 @ACQUISITIONS.register("greedy")
 class GreedyAcquisition:
-    """The q pool rows whose predicted mean scores best: pure exploitation."""
+    """The q pool rows whose predicted mean scores best: pure exploitation.
+
+    With ``max_similarity`` set, a row more similar than that to an earlier pick is skipped.
+    """
 
     needs_surrogate = True
 
+    class Params(BaseModel):
+        """Settings of greedy selection.
+
+        Attributes:
+            max_similarity: diversity safeguard, see :class:`QLogNEIAcquisition`.
+        """
+
+        model_config = ConfigDict(extra="forbid", frozen=True)
+        max_similarity: float | None = Field(default=None, gt=0.0, le=1.0)
+
+    def __init__(self, params: Params | None = None) -> None:
+        self.params = params or self.Params()
+
     def __repr__(self) -> str:
-        return "GreedyAcquisition()"
+        return f"GreedyAcquisition(max_similarity={self.params.max_similarity})"
 
     def select(self, x_pool, q, *, objective, seed, surrogate=None, x_train=None):
         """See :class:`Acquisition`."""
@@ -138,8 +154,58 @@ class GreedyAcquisition:
         q = _check_q(x_pool, q)
         mean, _ = surrogate.predict(x_pool)
         score = objective.score(mean)
-        order = np.argsort(-score, kind="stable")[:q]
-        return Selection(tuple(int(i) for i in order), tuple(float(score[i]) for i in order))
+        guard = _DiversityGuard(x_pool, self.params.max_similarity)
+        order: list[int] = []
+        for i in np.argsort(-score, kind="stable"):
+            if guard.allows(int(i)):
+                order.append(int(i))
+                guard.add(int(i))
+            if len(order) == q:
+                break
+        for i in np.argsort(-score, kind="stable"):  # pool too uniform: fill up regardless
+            if len(order) == q:
+                break
+            if int(i) not in order:
+                order.append(int(i))
+        return Selection(tuple(order), tuple(float(score[i]) for i in order))
+
+
+class _DiversityGuard:
+    """Tracks which pool rows are still dissimilar enough (Tanimoto) to every pick so far.
+
+    Args:
+        x_pool: pool features, shape (n_pool, d), non-negative (fingerprints).
+        max_similarity: a row whose Tanimoto similarity to a pick exceeds this is excluded;
+            None turns the guard off.
+    """
+
+    def __init__(self, x_pool: npt.NDArray[np.float64], max_similarity: float | None) -> None:
+        self.x = torch.as_tensor(x_pool, dtype=torch.float64)
+        self.max_similarity = max_similarity
+        self.allowed = torch.ones(self.x.shape[0], dtype=torch.bool)
+        self.picked: list[int] = []
+
+    def allows(self, i: int) -> bool:
+        """Whether row ``i`` may join the batch."""
+        return bool(self.allowed[i]) and i not in self.picked
+
+    def add(self, i: int) -> None:
+        """Records a pick and excludes the rows too similar to it."""
+        self.picked.append(i)
+        self.allowed[i] = False
+        if self.max_similarity is not None:
+            with torch.no_grad():
+                sim = TanimotoKernel().forward(self.x, self.x[i : i + 1]).squeeze(-1)
+            self.allowed &= sim <= self.max_similarity
+
+    def candidates(self) -> torch.Tensor:
+        """Rows still allowed; when none is left, every row not yet picked."""
+        rows = torch.nonzero(self.allowed).flatten()
+        if rows.numel() == 0:
+            mask = torch.ones(self.x.shape[0], dtype=torch.bool)
+            mask[self.picked] = False
+            rows = torch.nonzero(mask).flatten()
+        return rows
 
 
 def _objective_of_first_output(
@@ -159,7 +225,11 @@ class QLogNEIAcquisition:
 
     The objective (maximise, minimise or window score, see :mod:`pipeline.objectives`) is applied to
     posterior samples of the property, so the window's non-linearity is handled exactly. The batch
-    is optimised jointly by sequential greedy selection (``optimize_acqf_discrete``).
+    is built by sequential greedy selection (``optimize_acqf_discrete``): each pick maximises the
+    acquisition given the earlier picks as pending points. Diversity safeguard: after each pick,
+    pool rows whose Tanimoto similarity to it exceeds ``max_similarity`` are excluded, so a batch
+    is never q near-copies (if the pool runs out of dissimilar rows, the rest is filled without
+    the guard).
     """
 
     needs_surrogate = True
@@ -170,17 +240,21 @@ class QLogNEIAcquisition:
         Attributes:
             mc_samples: quasi-Monte Carlo samples of the posterior (16 to 4096).
             max_batch_size: pool rows scored per forward pass (memory bound).
+            max_similarity: largest Tanimoto similarity of a pick to an earlier pick of the same
+                batch (None: no diversity safeguard).
         """
 
         model_config = ConfigDict(extra="forbid", frozen=True)
         mc_samples: int = Field(default=256, ge=16, le=4096)
         max_batch_size: int = Field(default=256, ge=1, le=100_000)
+        max_similarity: float | None = Field(default=0.7, gt=0.0, le=1.0)
 
     def __init__(self, params: Params | None = None) -> None:
         self.params = params or self.Params()
 
     def __repr__(self) -> str:
-        return f"QLogNEIAcquisition(mc_samples={self.params.mc_samples})"
+        return (f"QLogNEIAcquisition(mc_samples={self.params.mc_samples}, "
+                f"max_similarity={self.params.max_similarity})")
 
     def select(self, x_pool, q, *, objective, seed, surrogate=None, x_train=None):
         """See :class:`Acquisition`."""
@@ -196,15 +270,17 @@ class QLogNEIAcquisition:
             objective=GenericMCObjective(_objective_of_first_output(objective)),
             prune_baseline=True,
         )
+        guard = _DiversityGuard(x_pool, self.params.max_similarity)
+        values: list[float] = []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            picked, _ = optimize_acqf_discrete(
-                acq, q=q, choices=choices, max_batch_size=self.params.max_batch_size, unique=True
-            )
-            with torch.no_grad():
-                single = acq(picked.unsqueeze(1)).numpy()
-        indices: list[int] = []
-        for row in picked:
-            matches = torch.nonzero((choices == row).all(dim=1)).flatten().tolist()
-            indices.append(next(i for i in matches if i not in indices))
-        return Selection(tuple(indices), tuple(float(v) for v in single))
+            for _ in range(q):
+                acq.set_X_pending(choices[guard.picked] if guard.picked else None)
+                rows = guard.candidates()
+                best, value = optimize_acqf_discrete(
+                    acq, q=1, choices=choices[rows], max_batch_size=self.params.max_batch_size
+                )
+                same = rows[(choices[rows] == best[0]).all(dim=1)]
+                guard.add(int(same[0]))
+                values.append(float(value))
+        return Selection(tuple(guard.picked), tuple(values))

@@ -61,7 +61,7 @@ class Objective(BaseModel):
         Returns:
             Scores, same shape as ``y``.
         """
-        return self.score_torch(torch.as_tensor(np.asarray(y, dtype=np.float64))).numpy()
+        return self.score_torch(torch.tensor(np.asarray(y, dtype=np.float64))).numpy()
 
     def score_torch(self, y: torch.Tensor) -> torch.Tensor:
         """Differentiable :meth:`score` on a tensor of any shape."""

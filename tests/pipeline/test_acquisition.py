@@ -56,3 +56,37 @@ def test_model_based_acquisitions_go_for_the_family_inside_the_window() -> None:
         assert 3 <= sel.indices[0] < 6, (acq, sel)
     greedy = GreedyAcquisition().select(pool, 3, objective=WINDOW, seed=0, surrogate=gp)
     assert sorted(greedy.indices) == [3, 4, 5]
+
+
+def _max_pairwise_similarity(x: np.ndarray, picks: tuple[int, ...]) -> float:
+    import torch
+
+    from pipeline.surrogates import TanimotoKernel
+
+    rows = torch.as_tensor(x[list(picks)])
+    sim = TanimotoKernel().forward(rows, rows).numpy()
+    np.fill_diagonal(sim, 0.0)
+    return float(sim.max())
+
+
+def test_diversity_safeguard_keeps_near_copies_out_of_one_batch() -> None:
+    x_train, y_train, pool = _pool()  # three near-identical rows per family in the pool
+    gp = TanimotoGPSurrogate().fit(x_train, y_train)
+    plain = GreedyAcquisition().select(pool, 3, objective=WINDOW, seed=0, surrogate=gp)
+    assert sorted(plain.indices) == [3, 4, 5]  # without the guard: three near-copies
+    assert _max_pairwise_similarity(pool, plain.indices) > 0.7
+    for acq in (GreedyAcquisition(GreedyAcquisition.Params(max_similarity=0.7)),
+                QLogNEIAcquisition(QLogNEIAcquisition.Params(mc_samples=64, max_similarity=0.7))):
+        sel = acq.select(pool, 3, objective=WINDOW, seed=0, surrogate=gp, x_train=x_train)
+        assert len(set(sel.indices)) == 3
+        assert 3 <= sel.indices[0] < 6  # the best family still comes first
+        assert _max_pairwise_similarity(pool, sel.indices) <= 0.7, (acq, sel)
+
+
+def test_diversity_safeguard_fills_the_batch_when_the_pool_is_uniform() -> None:
+    x_train, y_train, pool = _pool()
+    family = pool[3:6]
+    gp = TanimotoGPSurrogate().fit(x_train, y_train)
+    acq = QLogNEIAcquisition(QLogNEIAcquisition.Params(mc_samples=64, max_similarity=0.5))
+    sel = acq.select(family, 3, objective=WINDOW, seed=0, surrogate=gp, x_train=x_train)
+    assert sorted(sel.indices) == [0, 1, 2]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -12,11 +12,12 @@ import numpy.typing as npt
 import torch
 from botorch.acquisition.logei import qLogNoisyExpectedImprovement
 from botorch.acquisition.objective import GenericMCObjective
+from botorch.models import ModelListGP
 from botorch.optim import optimize_acqf_discrete
 from botorch.sampling import SobolQMCNormalSampler
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.objectives import Objective
+from pipeline.objectives import Constraint, Objective
 from pipeline.registry import ACQUISITIONS
 from pipeline.surrogates import TanimotoKernel
 
@@ -48,6 +49,7 @@ class Acquisition(Protocol):
         seed: int,
         surrogate: object | None = None,
         x_train: npt.NDArray[np.float64] | None = None,
+        constraints: Sequence[tuple[Constraint, object]] = (),
     ) -> Selection:
         """Returns q distinct pool rows.
 
@@ -58,6 +60,8 @@ class Acquisition(Protocol):
             seed: seed for any randomness.
             surrogate: the fitted surrogate of the objective's property (when needed).
             x_train: features of the labelled designs, shape (n_train, d) (when needed).
+            constraints: outcome constraints with the fitted surrogate of each one's property;
+                model-free acquisitions ignore them.
         """
         ...
 
@@ -77,7 +81,8 @@ class RandomAcquisition:
     def __repr__(self) -> str:
         return "RandomAcquisition()"
 
-    def select(self, x_pool, q, *, objective, seed, surrogate=None, x_train=None):
+    def select(self, x_pool, q, *, objective, seed, surrogate=None, x_train=None,
+               constraints=()):
         """See :class:`Acquisition`."""
         q = _check_q(x_pool, q)
         picks = np.random.default_rng(seed).choice(x_pool.shape[0], size=q, replace=False)
@@ -96,7 +101,8 @@ class MaxMinAcquisition:
     def __repr__(self) -> str:
         return "MaxMinAcquisition()"
 
-    def select(self, x_pool, q, *, objective, seed, surrogate=None, x_train=None):
+    def select(self, x_pool, q, *, objective, seed, surrogate=None, x_train=None,
+               constraints=()):
         """See :class:`Acquisition`; ``x_train`` rows, when given, count as already picked."""
         q = _check_q(x_pool, q)
         x = torch.as_tensor(x_pool, dtype=torch.float64)
@@ -147,13 +153,17 @@ class GreedyAcquisition:
     def __repr__(self) -> str:
         return f"GreedyAcquisition(max_similarity={self.params.max_similarity})"
 
-    def select(self, x_pool, q, *, objective, seed, surrogate=None, x_train=None):
+    def select(self, x_pool, q, *, objective, seed, surrogate=None, x_train=None,
+               constraints=()):
         """See :class:`Acquisition`."""
         if surrogate is None:
             raise ValueError("greedy acquisition needs a fitted surrogate")
         q = _check_q(x_pool, q)
         mean, _ = surrogate.predict(x_pool)
         score = objective.score(mean)
+        for constraint, model in constraints:  # predicted infeasible rows go last
+            feasible = constraint.satisfied(model.predict(x_pool)[0])
+            score = np.where(feasible, score, score - 1e6)
         guard = _DiversityGuard(x_pool, self.params.max_similarity)
         order: list[int] = []
         for i in np.argsort(-score, kind="stable"):
@@ -219,12 +229,24 @@ def _objective_of_first_output(
     return score
 
 
+def _constraint_slack(
+    constraint: Constraint, output: int, bound: int
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """BoTorch outcome constraint (<= 0 when met) of one bound on one model output."""
+
+    def slack(samples: torch.Tensor) -> torch.Tensor:
+        return constraint.slacks(samples[..., output])[bound]
+
+    return slack
+
+
 @ACQUISITIONS.register("qlognei")
 class QLogNEIAcquisition:
     """BoTorch qLogNoisyExpectedImprovement of the objective score over a discrete pool.
 
     The objective (maximise, minimise or window score, see :mod:`pipeline.objectives`) is applied to
-    posterior samples of the property, so the window's non-linearity is handled exactly. The batch
+    posterior samples of the property, so the window's non-linearity is handled exactly; outcome
+    constraints weigh each candidate by its posterior probability of meeting them. The batch
     is built by sequential greedy selection (``optimize_acqf_discrete``): each pick maximises the
     acquisition given the earlier picks as pending points. Diversity safeguard: after each pick,
     pool rows whose Tanimoto similarity to it exceeds ``max_similarity`` are excluded, so a batch
@@ -256,18 +278,27 @@ class QLogNEIAcquisition:
         return (f"QLogNEIAcquisition(mc_samples={self.params.mc_samples}, "
                 f"max_similarity={self.params.max_similarity})")
 
-    def select(self, x_pool, q, *, objective, seed, surrogate=None, x_train=None):
+    def select(self, x_pool, q, *, objective, seed, surrogate=None, x_train=None,
+               constraints=()):
         """See :class:`Acquisition`."""
         if surrogate is None or x_train is None:
             raise ValueError("qlognei needs a fitted surrogate and its training features")
         q = _check_q(x_pool, q)
         choices = torch.as_tensor(x_pool, dtype=torch.float64)
         sampler = SobolQMCNormalSampler(torch.Size([self.params.mc_samples]), seed=seed)
+        model = surrogate.model
+        outcome_constraints: list[Callable[[torch.Tensor], torch.Tensor]] = []
+        if constraints:
+            model = ModelListGP(surrogate.model, *(s.model for _, s in constraints))
+            for k, (constraint, _) in enumerate(constraints, start=1):
+                for bound in range(len(constraint.slacks(torch.zeros(1)))):
+                    outcome_constraints.append(_constraint_slack(constraint, k, bound))
         acq = qLogNoisyExpectedImprovement(
-            model=surrogate.model,
+            model=model,
             X_baseline=torch.as_tensor(x_train, dtype=torch.float64),
             sampler=sampler,
             objective=GenericMCObjective(_objective_of_first_output(objective)),
+            constraints=outcome_constraints or None,
             prune_baseline=True,
         )
         guard = _DiversityGuard(x_pool, self.params.max_similarity)

@@ -16,7 +16,7 @@ from typing import Any, Literal, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from pipeline.objectives import Objective
+from pipeline.objectives import Constraint, Objective
 from pipeline.registry import (
     ACQUISITIONS,
     FEATURIZERS,
@@ -118,6 +118,7 @@ class CampaignConfig(_Strict):
         seed: master seed; the same config and seed give the same campaign.
         rounds: number of rounds to run in total (1 to 1,000).
         objective: the property target.
+        constraints: outcome constraints a hit must also meet.
         predict_properties: further oracle properties the surrogate predicts for people to see.
         generators: one or more generators; their proposals are pooled.
         filters: validity filters, applied in order.
@@ -135,6 +136,7 @@ class CampaignConfig(_Strict):
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     rounds: int = Field(ge=1, le=1000)
     objective: Objective
+    constraints: list[Constraint] = Field(default_factory=list)
     predict_properties: list[str] = Field(default_factory=list)
     generators: list[GeneratorConfig] = Field(min_length=1)
     filters: list[ComponentConfig] = Field(default_factory=list)
@@ -260,6 +262,16 @@ def parse_config(data: Any, source: str = "<config>") -> CampaignConfig:
                 model.model_validate(component.params)
             except ValidationError as exc:
                 problems += _describe_errors(exc, model, (*base, "params"))
+    if not problems:
+        props = ORACLES.build(config.oracle.name, config.oracle.params).properties()
+        wanted = [("objective.property", config.objective.property)]
+        wanted += [(f"constraints[{i}].property", c.property)
+                   for i, c in enumerate(config.constraints)]
+        wanted += [(f"predict_properties[{i}]", p) for i, p in enumerate(config.predict_properties)]
+        for where, prop in wanted:
+            if prop not in props:
+                problems.append(f"{where}: oracle {config.oracle.name!r} does not return "
+                                f"{prop!r}; it returns: {', '.join(props)}")
     initial = config.acquisition.initial_batch
     model_free = [n for n in ACQUISITIONS.names()
                   if not getattr(ACQUISITIONS.get(n), "needs_surrogate", False)]

@@ -162,15 +162,18 @@ class CampaignEngine:
                 f"objective property {self.objective.property!r} is not returned by oracle "
                 f"{config.oracle.name!r}; it returns: {', '.join(oracle_props)}"
             )
-        unknown = [p for p in config.predict_properties if p not in oracle_props]
-        if unknown:
-            raise ValueError(
-                f"predict_properties {unknown} are not returned by oracle {config.oracle.name!r}; "
-                f"it returns: {', '.join(oracle_props)}"
-            )
-        self.surrogate_properties = [self.objective.property] + [
-            p for p in config.predict_properties if p != self.objective.property
-        ]
+        for what, props in (("predict_properties", config.predict_properties),
+                            ("constraints", [c.property for c in config.constraints])):
+            unknown = [p for p in props if p not in oracle_props]
+            if unknown:
+                raise ValueError(
+                    f"{what} {unknown} are not returned by oracle {config.oracle.name!r}; "
+                    f"it returns: {', '.join(oracle_props)}"
+                )
+        self.surrogate_properties = list(dict.fromkeys(
+            [self.objective.property] + [c.property for c in config.constraints]
+            + list(config.predict_properties)
+        ))
 
     @property
     def name(self) -> str:
@@ -196,14 +199,20 @@ class CampaignEngine:
         return int(state[0])
 
     def population(self) -> tuple[ScoredDesign, ...]:
-        """Designs with an ok oracle value of the objective property, best first."""
+        """Designs with an ok oracle value of the objective property, best first; designs that
+        break a constraint come after all that meet them."""
         records = {r.candidate.id: r for r in self.store.candidates(self.name)}
-        scored = []
-        for ev in self._objective_evaluations():
-            rec = records[ev.evaluation.candidate_id]
-            score = float(self.objective.score(ev.evaluation.value))
-            scored.append(ScoredDesign(rec.candidate.key, rec.candidate.representation, score))
-        return tuple(sorted(scored, key=lambda d: -d.score))
+        measured = ok_values_by_candidate(self.store.evaluations(self.name))
+        ranked = []
+        for cid, values in measured.items():
+            if self.objective.property not in values:
+                continue
+            rec = records[cid]
+            score = float(self.objective.score(values[self.objective.property]))
+            design = ScoredDesign(rec.candidate.key, rec.candidate.representation, score)
+            ranked.append((not is_feasible(self.config, values), -score, design))
+        ranked.sort(key=lambda item: item[:2])
+        return tuple(design for _, _, design in ranked)
 
     def generate(self, round_index: int) -> list[CandidateRecord]:
         """Proposes, filters and stores a round's candidates (stage ``generated``).
@@ -344,9 +353,12 @@ class CampaignEngine:
             mean, std = surrogates[prop].predict(x_pool)
             for cand, m, s in zip(pool_cands, mean, std, strict=True):
                 predictions[cand.id][prop] = Prediction(float(m), float(s))
+        constraints = [(c, surrogates[c.property]) for c in self.config.constraints
+                       if c.property in surrogates]
         return self.components.acquisition.select(
             x_pool, q, objective=self.objective, seed=seed,
             surrogate=surrogates[self.objective.property], x_train=x_train,
+            constraints=constraints,
         )
 
     def _commit_selection(
@@ -445,12 +457,14 @@ class CampaignEngine:
         novel = unique_keys - earlier - reference
         selected_ids = {r.candidate.id for r in records if r.selected_rank is not None}
         evals = self.store.evaluations(self.name, candidate_ids=selected_ids)
-        objective_evals = [e.evaluation for e in evals if e.evaluation.property == self.objective.property]
-        ok_values = np.array([e.value for e in objective_evals if e.ok], dtype=np.float64)
+        prop = self.objective.property
+        objective_evals = [e.evaluation for e in evals if e.evaluation.property == prop]
         calls = [c for c in self.store.oracle_calls(self.name) if c.candidate_id in selected_ids]
-        all_ok = np.array(
-            [e.evaluation.value for e in self._objective_evaluations()], dtype=np.float64
-        )
+        measured = ok_values_by_candidate(self.store.evaluations(self.name))
+        measured = {cid: v for cid, v in measured.items() if prop in v}
+        round_hits = [is_hit(self.config, v) for cid, v in measured.items() if cid in selected_ids]
+        feasible = {cid: v for cid, v in measured.items() if is_feasible(self.config, v)}
+        all_ok = np.array([v[prop] for v in feasible.values()], dtype=np.float64)
         all_scores = self.objective.score(all_ok) if all_ok.size else np.array([])
         metrics: dict[str, float] = {
             "n_generated": float(n_generated),
@@ -463,12 +477,14 @@ class CampaignEngine:
             "oracle_calls": float(len(calls)),
             "oracle_results": float(len(objective_evals)),
             "oracle_failures": float(sum(not e.ok for e in objective_evals)),
-            "hit_rate": float(self.objective.is_hit(ok_values).mean()) if ok_values.size else math.nan,
-            "hits_total": float(self.objective.is_hit(all_ok).sum()),
-            "labels_total": float(all_ok.size),
+            "hit_rate": float(np.mean(round_hits)) if round_hits else math.nan,
+            "hits_total": float(sum(is_hit(self.config, v) for v in measured.values())),
+            "labels_total": float(len(measured)),
             "best_objective": float(all_scores.max()) if all_scores.size else math.nan,
             "best_value": float(all_ok[int(np.argmax(all_scores))]) if all_scores.size else math.nan,
         }
+        if self.config.constraints:
+            metrics["feasible_total"] = float(len(feasible))
         metrics.update(self._surrogate_errors(records, evals))
         metrics.update({f"seconds_{k}": v for k, v in self.timer.seconds.items()})
         return metrics
@@ -508,10 +524,30 @@ class CampaignEngine:
     def ranked(self) -> list[RankedCandidate]:
         """Candidates that passed the filters, best first.
 
-        Order: oracle results by objective score (ties: closer to the window's centre first), then
-        candidates without a result by predicted score, then failed oracle requests.
+        Order: oracle results that meet the constraints by objective score, then those that do
+        not, then candidates without a result by predicted score, then failed oracle requests.
         """
         return rank_candidates(self.store, self.name, self.config)
+
+
+def ok_values_by_candidate(records: Sequence[EvaluationRecord]) -> dict[str, dict[str, float]]:
+    """Candidate id -> property -> value, for the successful oracle results."""
+    out: dict[str, dict[str, float]] = {}
+    for r in records:
+        if r.evaluation.ok:
+            out.setdefault(r.evaluation.candidate_id, {})[r.evaluation.property] = r.evaluation.value
+    return out
+
+
+def is_feasible(config: CampaignConfig, values: dict[str, float]) -> bool:
+    """Whether measured values meet every outcome constraint of the campaign."""
+    return all(bool(c.satisfied(values.get(c.property, math.nan))) for c in config.constraints)
+
+
+def is_hit(config: CampaignConfig, values: dict[str, float]) -> bool:
+    """Whether measured values meet the objective's target and every constraint."""
+    target = values.get(config.objective.property, math.nan)
+    return bool(config.objective.is_hit(target)) and is_feasible(config, values)
 
 
 def rank_candidates(store: Store, campaign: str, config: CampaignConfig) -> list[RankedCandidate]:
@@ -529,9 +565,10 @@ def rank_candidates(store: Store, campaign: str, config: CampaignConfig) -> list
         measured = mine.get(objective.property)
         reason = next((e.reason for e in mine.values() if not e.ok), "")
         if measured is not None and measured.ok:
+            values = {p: e.value for p, e in mine.items() if e.ok}
             score = float(objective.score(measured.value))
-            hit = bool(objective.is_hit(measured.value))
-            tier = 0.0
+            hit = is_hit(config, values)
+            tier = 0.0 if is_feasible(config, values) else 0.5
         elif measured is not None:
             score, hit, tier = math.nan, False, 2.0
         elif objective.property in rec.predictions:

@@ -92,3 +92,58 @@ class Objective(BaseModel):
             return f"{self.property} in [{self.low}, {self.high}]"
         tail = f" (hit: {'>=' if self.goal == 'maximize' else '<='} {self.threshold})"
         return f"{self.goal} {self.property}" + (tail if self.threshold is not None else "")
+
+
+class Constraint(BaseModel):
+    """An outcome constraint: a property must stay above ``min`` and/or below ``max``.
+
+    A hit must meet the objective and every constraint (measured by the oracle); the acquisition
+    weighs each candidate by its predicted probability of meeting the constraints.
+
+    Attributes:
+        property: the constrained property, with its unit in the name (``gap_ev``).
+        min: lowest allowed value, in the property's unit.
+        max: highest allowed value, in the property's unit.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    property: str = Field(min_length=1)
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> Self:
+        if self.min is None and self.max is None:
+            raise ValueError(f"constraint on {self.property!r} needs 'min' or 'max'")
+        if self.min is not None and self.max is not None and not self.min < self.max:
+            raise ValueError(f"constraint needs min < max, got min={self.min}, max={self.max}")
+        return self
+
+    def satisfied(self, y: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+        """Whether each value meets the constraint (False for NaN)."""
+        values = np.asarray(y, dtype=np.float64)
+        ok = np.isfinite(values)
+        if self.min is not None:
+            ok &= values >= self.min
+        if self.max is not None:
+            ok &= values <= self.max
+        return ok
+
+    def slacks(self, y: torch.Tensor) -> list[torch.Tensor]:
+        """BoTorch outcome constraints: one tensor per bound, <= 0 where it is met."""
+        out = []
+        if self.min is not None:
+            out.append(self.min - y)
+        if self.max is not None:
+            out.append(y - self.max)
+        return out
+
+    def describe(self) -> str:
+        """Human-readable bound, for example ``gap_ev >= 4.0``."""
+        parts = []
+        if self.min is not None:
+            parts.append(f"{self.property} >= {self.min}")
+        if self.max is not None:
+            parts.append(f"{self.property} <= {self.max}")
+        return " and ".join(parts)

@@ -167,3 +167,26 @@ def test_a_campaign_runs_in_one_process_at_a_time(tmp_path: Path) -> None:
             pass
     with home.campaign_lock("tiny"):  # released
         pass
+
+
+def test_constrained_campaign_counts_only_feasible_hits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_harness: None
+) -> None:
+    monkeypatch.setenv("INVDES_HOME", str(tmp_path / "home"))
+    from flows.campaign import run_campaign
+    from pipeline.engine import is_hit, ok_values_by_candidate
+
+    data = tiny_campaign(name="constrained", rounds=2,
+                         constraints=[{"property": "dipole_debye", "max": 2.0}])
+    data["acquisition"]["min_labels"] = 2
+    config = parse_config(data)
+    run_campaign(config, quiet=True)
+    store = Store(Home(tmp_path / "home").store_url)
+    rounds = store.rounds("constrained")
+    assert [r.stage for r in rounds] == ["logged", "logged"]
+    measured = ok_values_by_candidate(store.evaluations("constrained"))
+    feasible = [v for v in measured.values() if v["dipole_debye"] <= 2.0]
+    assert rounds[1].metrics["feasible_total"] == len(feasible)
+    assert rounds[1].metrics["hits_total"] == sum(is_hit(config, v) for v in measured.values())
+    assert "surrogate_mae_dipole_debye" in rounds[1].metrics  # the constraint is modelled too
+    store.close()

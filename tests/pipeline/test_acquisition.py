@@ -90,3 +90,22 @@ def test_diversity_safeguard_fills_the_batch_when_the_pool_is_uniform() -> None:
     acq = QLogNEIAcquisition(QLogNEIAcquisition.Params(mc_samples=64, max_similarity=0.5))
     sel = acq.select(family, 3, objective=WINDOW, seed=0, surrogate=gp, x_train=x_train)
     assert sorted(sel.indices) == [0, 1, 2]
+
+
+def test_outcome_constraints_steer_picks_to_feasible_candidates() -> None:
+    from pipeline.objectives import Constraint
+
+    x_train, y_train, pool = _pool()
+    gap = np.where(y_train > 6, 5.6, y_train)  # families valued 2, 5 and 5.6
+    dipole = np.where(y_train > 6, 10.0, 0.0)  # the best family breaks the constraint
+    gap_gp = TanimotoGPSurrogate().fit(x_train, gap)
+    dipole_gp = TanimotoGPSurrogate().fit(x_train, dipole)
+    maximize = Objective(property="gap_ev", goal="maximize")
+    constraint = Constraint(property="dipole_debye", max=5.0)
+    for acq in (GreedyAcquisition(),
+                QLogNEIAcquisition(QLogNEIAcquisition.Params(mc_samples=64))):
+        free = acq.select(pool, 1, objective=maximize, seed=0, surrogate=gap_gp, x_train=x_train)
+        assert 6 <= free.indices[0] < 9, acq  # unconstrained: the family valued 5.6
+        bound = acq.select(pool, 1, objective=maximize, seed=0, surrogate=gap_gp,
+                           x_train=x_train, constraints=[(constraint, dipole_gp)])
+        assert 3 <= bound.indices[0] < 6, acq  # constrained: the best feasible family

@@ -66,6 +66,16 @@ CASES = {
     "unknown oracle level": (
         _set(tiny_campaign(), "oracle.params.level", "best"),
         ["oracle.params: unknown level 'best'; known: fast, cheap-dft, standard, accurate, qm9"]),
+    "objective property the oracle lacks": (
+        _set(tiny_campaign(), "objective.property", "gap_kcal"),
+        ["objective.property: oracle 'pyscf' does not return 'gap_kcal'; it returns: "
+         "energy_hartree, homo_ev, lumo_ev, gap_ev, dipole_debye"]),
+    "constraint without bounds": (
+        tiny_campaign(constraints=[{"property": "dipole_debye"}]),
+        ["constraints[0]: constraint on 'dipole_debye' needs 'min' or 'max'"]),
+    "constraint on a property the oracle lacks": (
+        tiny_campaign(constraints=[{"property": "sa_score", "max": 4.0}]),
+        ["constraints[0].property: oracle 'pyscf' does not return 'sa_score'"]),
     "batch larger than proposals": (
         _set(tiny_campaign(), "acquisition.batch_size", 500),
         ["acquisition.batch_size=500 exceeds the 40 proposals"]),

@@ -10,7 +10,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 import chem  # noqa: F401  (registers the molecules domain)
@@ -208,8 +218,6 @@ def oracle_molecule(
 ) -> None:
     """Compute one molecule: energy, HOMO, LUMO, gap, dipole and per-atom frontier densities,
     condensed Fukui functions and charges. Identical requests are answered from the store."""
-    from pydantic import ValidationError
-
     from chem.molecules import embed_geometry, read_xyz
     from oracles.pyscf_oracle import PySCFOracle
     from pipeline.types import Candidate
@@ -286,6 +294,118 @@ def _print_oracle(report: dict[str, object]) -> None:
     assert isinstance(atoms, list)
     for i, atom in enumerate(atoms):
         table.add_row(f"{i} {atom['symbol']}", *[f"{atom[k]:.4f}" for k in keys])
+    out.print(table)
+
+
+train_app = typer.Typer(help="Train the models that campaigns use.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "chem" / "data" / "property_model.pt"
+
+
+@train_app.command("surrogate")
+def train_surrogate(
+    data: Annotated[Path, typer.Option(help="CSV with smiles, homo_ev, lumo_ev, gap_ev "
+                                            "(e.g. the QM9 pool's train_pool.csv.gz).")],
+    out: Annotated[Path, typer.Option(help="Checkpoint to write.")] = DEFAULT_WEIGHTS,
+    limit: Annotated[int | None, typer.Option(min=10, help="Use only the first N rows.")] = None,
+    holdout: Annotated[int, typer.Option(min=0, help="Leave the last N rows out of training "
+                                                      "(for bench/surrogate.py).")] = 0,
+    epochs: Annotated[int, typer.Option(min=1)] = 30,
+    members: Annotated[int, typer.Option(min=1, help="Networks in the ensemble.")] = 3,
+    features: Annotated[int, typer.Option(min=8)] = 64,
+    layers: Annotated[int, typer.Option(min=1)] = 3,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    learning_rate: Annotated[float, typer.Option()] = 5e-4,
+    seed: Annotated[int, typer.Option()] = 0,
+    processes: Annotated[int, typer.Option(min=1, help="Processes for 3D embedding.")] = 2,
+) -> None:
+    """Train the pretrained property model: a PaiNN deep ensemble predicting HOMO, LUMO and gap
+    (eV, with calibrated uncertainty) from RDKit geometries made from the SMILES."""
+    import torch
+
+    from chem.datasets import embed_dataset, load_labelled_smiles
+    from chem.property_model import TrainingConfig, train_ensemble
+
+    try:
+        frame = load_labelled_smiles(data)
+        config = TrainingConfig(epochs=epochs, members=members, features=features,
+                                n_layers=layers, batch_size=batch_size,
+                                learning_rate=learning_rate, seed=seed,
+                                warmup_epochs=min(5, epochs // 4))
+    except (ValueError, ValidationError) as exc:
+        _fail(str(exc))
+    if holdout:
+        frame = frame.iloc[: len(frame) - holdout]
+    if limit:
+        frame = frame.iloc[:limit]
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                  console=err) as progress:
+        dataset = embed_dataset(frame, processes=processes, progress=progress)
+        ensemble = train_ensemble(dataset, config, progress=progress)
+    ensemble.metrics.update({"data": str(data), "rows_used": len(frame), "holdout": holdout})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ensemble.save(out)
+    out_metrics = ensemble.metrics["validation"]
+    err.print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); validation: "
+              + ", ".join(f"{k} {v:.3f}" for k, v in out_metrics.items()))
+
+
+@app.command()
+def predict(
+    smiles_file: Annotated[Path, typer.Option(help="One SMILES per line ('#' comments).")],
+    weights: Annotated[Path, typer.Option(help="Checkpoint.")] = DEFAULT_WEIGHTS,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Predict HOMO, LUMO and gap (eV) with standard deviations for each SMILES, with the
+    pretrained property model."""
+    from chem.datasets import embed_dataset
+    from chem.property_model import PropertyEnsemble
+
+    if not smiles_file.is_file():
+        _fail(f"{smiles_file}: file not found")
+    if not weights.is_file():
+        _fail(f"no property-model checkpoint at {weights}; train one with "
+              "`invdes train surrogate --data ...`")
+    lines = [(i + 1, line.split()[0]) for i, line in enumerate(smiles_file.read_text().splitlines())
+             if line.strip() and not line.lstrip().startswith("#")]
+    try:
+        ensemble = PropertyEnsemble.load(weights)
+    except ValueError as exc:
+        _fail(str(exc))
+    import pandas as pd
+
+    frame = pd.DataFrame({"smiles": [s for _, s in lines]})
+    for prop in ensemble.properties:
+        frame[prop] = float("nan")
+    dataset = embed_dataset(frame, ensemble.properties, processes=1)
+    mean, std = ensemble.predict_dataset(dataset)
+    by_smiles = {s: k for k, s in enumerate(dataset.smiles.tolist())}
+    rows: list[dict[str, object]] = []
+    for lineno, smi in lines:
+        row: dict[str, object] = {"line": lineno, "smiles": smi}
+        k = by_smiles.get(smi)
+        if k is None:
+            row.update(status="failed", reason="RDKit could not read or embed this SMILES, or it "
+                                               "has elements other than H, C, N, O, F")
+        else:
+            row["status"] = "ok"
+            for j, prop in enumerate(ensemble.properties):
+                row[f"{prop}_mean"] = round(float(mean[k, j]), 4)
+                row[f"{prop}_std"] = round(float(std[k, j]), 4)
+        rows.append(row)
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table(title=f"predicted with {weights.name}")
+    for col in ("line", "smiles", *(f"{p} (mean ± std)" for p in ensemble.properties)):
+        table.add_column(col)
+    for row in rows:
+        cells = [f"{row[f'{p}_mean']:.3f} ± {row[f'{p}_std']:.3f}" if row["status"] == "ok"
+                 else str(row["reason"])[:40] for p in ensemble.properties]
+        table.add_row(str(row["line"]), str(row["smiles"]), *cells)
     out.print(table)
 
 

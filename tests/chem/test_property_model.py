@@ -1,0 +1,99 @@
+"""The property-model pipeline on a tiny literal set: embed, train, recalibrate, save, load."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from chem.datasets import embed_dataset, load_labelled_smiles
+from chem.property_model import PropertyEnsemble, TrainingConfig, train_ensemble
+
+# (smiles, homo_ev, lumo_ev, gap_ev): QM9-like values, literal
+ROWS = [
+    ("C", -10.55, 3.19, 13.74), ("N", -6.99, 2.26, 9.25), ("O", -7.96, 1.82, 9.78),
+    ("C#C", -7.74, 1.28, 9.02), ("C#N", -9.82, 0.53, 10.35), ("C=O", -7.00, -0.79, 6.21),
+    ("CO", -7.11, 2.29, 9.40), ("CC", -8.50, 2.44, 10.94), ("CN", -6.15, 2.21, 8.36),
+    ("CCO", -7.09, 2.08, 9.17), ("CC=O", -6.74, -0.43, 6.31), ("C1CC1", -7.67, 2.62, 10.29),
+    ("OC=O", -7.88, 0.36, 8.24), ("NC=O", -6.93, 0.87, 7.80), ("CC#N", -8.82, 0.69, 9.51),
+    ("FC", -9.53, 1.65, 11.18),
+]
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    frame = pd.DataFrame(ROWS, columns=["smiles", "homo_ev", "lumo_ev", "gap_ev"])
+    return embed_dataset(frame, processes=1)
+
+
+@pytest.fixture(scope="module")
+def ensemble(dataset):
+    config = TrainingConfig(features=8, n_layers=1, n_rbf=6, members=2, epochs=3,
+                            warmup_epochs=1, batch_size=4, validation_fraction=0.25)
+    return train_ensemble(dataset, config)
+
+
+def test_dataset_is_packed_per_molecule(dataset) -> None:
+    assert len(dataset) == len(ROWS)
+    counts = np.diff(dataset.offsets)
+    assert counts[0] == 5 and counts[1] == 4  # CH4, NH3 with hydrogens
+    assert dataset.z.shape[0] == dataset.pos.shape[0] == counts.sum()
+    sub = dataset.subset(np.array([3, 0]))
+    assert sub.smiles.tolist() == ["C#C", "C"] and np.diff(sub.offsets).tolist() == [4, 5]
+
+
+def test_training_recalibrates_and_reports_validation_metrics(ensemble) -> None:
+    val = ensemble.metrics["validation"]
+    for prop in ("homo_ev", "lumo_ev", "gap_ev"):
+        assert {f"mae_{prop}", f"nll_{prop}", f"coverage90_{prop}"} <= set(val)
+    assert ensemble.metrics["n_train"] == 12 and ensemble.metrics["n_validation"] == 4
+    assert all(s > 0 for s in ensemble.calibration.tolist())
+
+
+def test_checkpoint_round_trip_with_weights_only(ensemble, dataset, tmp_path: Path) -> None:
+    path = tmp_path / "model.pt"
+    ensemble.save(path)
+    torch.load(path, weights_only=True)  # no pickled code inside
+    again = PropertyEnsemble.load(path)
+    np.testing.assert_allclose(again.predict_dataset(dataset)[0],
+                               ensemble.predict_dataset(dataset)[0], rtol=1e-6)
+    assert repr(again) == repr(ensemble)
+    junk = tmp_path / "junk.pt"
+    torch.save({"format": "other"}, junk)
+    with pytest.raises(ValueError, match="not an invdes property-model checkpoint"):
+        PropertyEnsemble.load(junk)
+
+
+def test_predict_command(ensemble, tmp_path: Path) -> None:
+    from flows.cli import app
+
+    weights = tmp_path / "model.pt"
+    ensemble.save(weights)
+    smiles = tmp_path / "in.smi"
+    smiles.write_text("# candidates\nCCO\nnot_a_smiles\nc1ccccc1\n")
+    result = CliRunner().invoke(app, ["predict", "--smiles-file", str(smiles), "--weights",
+                                      str(weights), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [r["line"] for r in rows] == [2, 3, 4]
+    assert rows[0]["status"] == "ok" and rows[0]["gap_ev_std"] > 0
+    assert {"homo_ev_mean", "lumo_ev_mean", "gap_ev_mean"} <= set(rows[2])
+    assert rows[1]["status"] == "failed"
+    missing = CliRunner().invoke(app, ["predict", "--smiles-file", str(smiles), "--weights",
+                                       str(tmp_path / "none.pt")])
+    assert missing.exit_code == 2 and "no property-model checkpoint" in missing.output
+
+
+def test_bad_training_data_names_file_row_and_column(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("smiles,homo_ev,lumo_ev\nC,-10,3\n")
+    with pytest.raises(ValueError, match=r"bad.csv: missing column\(s\) \['gap_ev'\]"):
+        load_labelled_smiles(bad)
+    bad.write_text("smiles,homo_ev,lumo_ev,gap_ev\nC,-10,3,13\nN,x,2,9\n")
+    with pytest.raises(ValueError, match="bad.csv: row 3: non-numeric"):
+        load_labelled_smiles(bad)

@@ -95,5 +95,5 @@ def test_bad_training_data_names_file_row_and_column(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"bad.csv: missing column\(s\) \['gap_ev'\]"):
         load_labelled_smiles(bad)
     bad.write_text("smiles,homo_ev,lumo_ev,gap_ev\nC,-10,3,13\nN,x,2,9\n")
-    with pytest.raises(ValueError, match="bad.csv: row 3: non-numeric"):
+    with pytest.raises(ValueError, match=r"bad\.csv: row 3: non-numeric"):
         load_labelled_smiles(bad)

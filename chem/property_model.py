@@ -46,6 +46,8 @@ class TrainingConfig(BaseModel):
         learning_rate: Adam step size (cosine-annealed to 1 % of it).
         validation_fraction: held out for recalibration and reporting.
         seed: seed of the split and of the members' initialisation.
+        device: where training runs: ``cpu``, ``cuda`` or ``auto`` (CUDA when available);
+            checkpoints always load on the CPU.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -60,6 +62,7 @@ class TrainingConfig(BaseModel):
     learning_rate: float = Field(default=5e-4, gt=0, le=1.0)
     validation_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)
     seed: int = 0
+    device: str = "cpu"
 
 
 def batches(data: GeometryDataset, batch_size: int, rng: np.random.Generator | None = None,
@@ -178,6 +181,10 @@ def train_ensemble(data: GeometryDataset, config: TrainingConfig,
     val, train = data.subset(order[:n_val]), data.subset(order[n_val:])
     y_mean = torch.as_tensor(np.nanmean(train.y, axis=0))
     y_std = torch.as_tensor(np.nanstd(train.y, axis=0))
+    device = torch.device(
+        ("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto"
+        else config.device
+    )
     steps = config.epochs * math.ceil(len(train) / config.batch_size)
     task = progress.add_task("training", total=config.members * steps) if progress else None
     members = []
@@ -187,6 +194,8 @@ def train_ensemble(data: GeometryDataset, config: TrainingConfig,
         net = _network(config, len(properties))
         net.y_mean.copy_(y_mean)
         net.y_std.copy_(y_std)
+        net.to(device)
+        y_std_dev = y_std.to(device)
         opt = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps,
                                                            eta_min=config.learning_rate / 100)
@@ -194,12 +203,13 @@ def train_ensemble(data: GeometryDataset, config: TrainingConfig,
         for epoch in range(config.epochs):
             net.train()
             for z, pos, batch, y in batches(train, config.batch_size, member_rng):
+                z, pos, batch, y = z.to(device), pos.to(device), batch.to(device), y.to(device)
                 mean, var = net(z, pos, batch)
-                scaled = (y - mean) / y_std
+                scaled = (y - mean) / y_std_dev
                 if epoch < config.warmup_epochs:
                     loss = (scaled**2).mean()
                 else:
-                    scaled_var = var / y_std**2
+                    scaled_var = var / y_std_dev**2
                     loss = 0.5 * (torch.log(scaled_var) + scaled**2 / scaled_var).mean()
                 opt.zero_grad()
                 loss.backward()
@@ -209,7 +219,7 @@ def train_ensemble(data: GeometryDataset, config: TrainingConfig,
                 if progress is not None and task is not None:
                     progress.advance(task)
         net.eval()
-        members.append(net)
+        members.append(net.cpu())
     ensemble = PropertyEnsemble(config, members, properties)
     mean, std = ensemble.predict_dataset(val, calibrated=False)
     y_val = val.y.astype(np.float64)

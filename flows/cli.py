@@ -319,6 +319,7 @@ def train_surrogate(
     learning_rate: Annotated[float, typer.Option()] = 5e-4,
     seed: Annotated[int, typer.Option()] = 0,
     processes: Annotated[int, typer.Option(min=1, help="Processes for 3D embedding.")] = 2,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
 ) -> None:
     """Train the pretrained property model: a PaiNN deep ensemble predicting HOMO, LUMO and gap
     (eV, with calibrated uncertainty) from RDKit geometries made from the SMILES."""
@@ -332,7 +333,7 @@ def train_surrogate(
         config = TrainingConfig(epochs=epochs, members=members, features=features,
                                 n_layers=layers, batch_size=batch_size,
                                 learning_rate=learning_rate, seed=seed,
-                                warmup_epochs=min(5, epochs // 4))
+                                warmup_epochs=min(5, epochs // 4), device=device)
     except (ValueError, ValidationError) as exc:
         _fail(str(exc))
     if holdout:

@@ -71,7 +71,11 @@ def progress_plot(
     twin = ax_hits.twinx()
     twin.plot(idx, best, marker="s", color="tab:orange", label="best objective score")
     twin.set_ylabel("best objective score")
+    lines = ax_hits.get_lines() + twin.get_lines()
+    ax_hits.legend(lines, [line.get_label() for line in lines], loc="lower right")
     ax_hits.set_title("campaign progress")
+    for ax in (ax_values, ax_hits):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -72,7 +72,8 @@ class GeometryDataset:
     def subset(self, index: npt.NDArray[np.int64]) -> GeometryDataset:
         """The molecules at ``index``, in that order."""
         counts = np.diff(self.offsets)[index]
-        atoms = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in index])
+        atoms = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in index]
+                               + [np.zeros(0, dtype=np.int64)])
         return GeometryDataset(self.z[atoms], self.pos[atoms],
                                np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
                                self.y[index], self.smiles[index])
@@ -115,12 +116,14 @@ def embed_dataset(frame: pd.DataFrame, properties: Sequence[str] = PROPERTIES, *
             if progress is not None and task is not None:
                 progress.advance(task)
     keep = [i for i, r in enumerate(results) if r is not None]
-    zs = [np.asarray(results[i][0], dtype=np.int64) for i in keep]  # type: ignore[index]
-    ps = [np.asarray(results[i][1], dtype=np.float32) for i in keep]  # type: ignore[index]
-    counts = np.array([len(z) for z in zs], dtype=np.int64)
+    zs = [np.zeros(0, dtype=np.int64)]
+    ps = [np.zeros((0, 3), dtype=np.float32)]
+    zs += [np.asarray(results[i][0], dtype=np.int64) for i in keep]  # type: ignore[index]
+    ps += [np.asarray(results[i][1], dtype=np.float32) for i in keep]  # type: ignore[index]
+    counts = np.array([len(z) for z in zs[1:]], dtype=np.int64)
     return GeometryDataset(
         z=np.concatenate(zs), pos=np.concatenate(ps),
         offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
         y=frame[list(properties)].to_numpy(dtype=np.float32)[keep],
-        smiles=np.asarray([smiles[i] for i in keep]),
+        smiles=np.asarray([smiles[i] for i in keep], dtype=np.str_),
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rdkit import Chem
 
 from chem.molecules import candidate_key, canonical_smiles, mol_from_smiles
@@ -44,8 +44,11 @@ def load_seed_library(path: str | Path | None = None) -> list[str]:
         text = resources.files("chem").joinpath("data/seed_molecules.smi").read_text()
         source = "chem/data/seed_molecules.smi"
     else:
-        text = Path(path).read_text()
         source = str(path)
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ValueError(f"{source}: cannot read seed library: {exc.strerror}") from None
     out: list[str] = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
@@ -277,11 +280,24 @@ class GraphGAGenerator:
         seed_library: str | None = None
         max_tries_per_proposal: int = Field(default=50, ge=1, le=10_000)
 
+        @field_validator("elements")
+        @classmethod
+        def _known_elements(cls, value: list[str]) -> list[str]:
+            unknown = [e for e in value if e not in VALENCE]
+            if unknown:
+                raise ValueError(f"graph_ga cannot add elements {unknown}; known: "
+                                 f"{', '.join(sorted(VALENCE))}")
+            return value
+
+        @field_validator("seed_library")
+        @classmethod
+        def _readable_library(cls, value: str | None) -> str | None:
+            if value is not None:
+                load_seed_library(value)  # raises ValueError naming file and line
+            return value
+
     def __init__(self, params: Params | None = None) -> None:
         self.params = params or self.Params()
-        unknown = [e for e in self.params.elements if e not in VALENCE]
-        if unknown:
-            raise ValueError(f"graph_ga cannot add elements {unknown}; known: {sorted(VALENCE)}")
         self._elements = tuple(self.params.elements)
         self._seeds = load_seed_library(self.params.seed_library)
 

@@ -107,6 +107,9 @@ class PropertyEnsemble:
                         calibrated: bool = True) -> tuple[npt.NDArray[np.float64],
                                                           npt.NDArray[np.float64]]:
         """Predictive mean and standard deviation, each (n_molecules, n_properties)."""
+        if len(data) == 0:
+            empty = np.zeros((0, len(self.properties)))
+            return empty, empty.copy()
         means, stds = [], []
         for member in self.members:
             member.eval()
@@ -175,6 +178,8 @@ def train_ensemble(data: GeometryDataset, config: TrainingConfig,
                    properties: Sequence[str] = PROPERTIES,
                    progress: Progress | None = None) -> PropertyEnsemble:
     """Trains the members, recalibrates on the validation split and records its metrics."""
+    if len(data) < 4:
+        raise ValueError(f"training needs at least 4 molecules with 3D geometries, got {len(data)}")
     rng = np.random.default_rng(config.seed)
     order = rng.permutation(len(data))
     n_val = max(1, round(config.validation_fraction * len(data)))
@@ -223,10 +228,13 @@ def train_ensemble(data: GeometryDataset, config: TrainingConfig,
     ensemble = PropertyEnsemble(config, members, properties)
     mean, std = ensemble.predict_dataset(val, calibrated=False)
     y_val = val.y.astype(np.float64)
-    ratio = np.abs(y_val - mean) / np.maximum(std, 1e-9)
+    # the scale is fitted on one half of the validation molecules and reported on the other
+    half = max(1, len(val) // 2)
+    ratio = np.abs(y_val[:half] - mean[:half]) / np.maximum(std[:half], 1e-9)
     scale = np.quantile(ratio, 0.9, axis=0) / Z90
     ensemble.calibration = torch.as_tensor(scale, dtype=torch.float32)
-    metrics = regression_metrics(y_val, mean, std * scale, properties)
+    report = slice(half, None) if len(val) > 1 else slice(None)
+    metrics = regression_metrics(y_val[report], mean[report], std[report] * scale, properties)
     ensemble.metrics = {
         "validation": metrics, "n_train": len(train), "n_validation": len(val),
         "train_seconds": time.perf_counter() - start, "calibration": scale.tolist(),

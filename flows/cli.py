@@ -293,7 +293,8 @@ def _print_oracle(report: dict[str, object]) -> None:
     atoms = report["atoms"]
     assert isinstance(atoms, list)
     for i, atom in enumerate(atoms):
-        table.add_row(f"{i} {atom['symbol']}", *[f"{atom[k]:.4f}" for k in keys])
+        table.add_row(f"{i} {atom['symbol']}",
+                      *["-" if atom[k] is None else f"{atom[k]:.4f}" for k in keys])
     out.print(table)
 
 
@@ -330,6 +331,9 @@ def train_surrogate(
 
     try:
         frame = load_labelled_smiles(data)
+        if len(frame) - holdout < 4:
+            raise ValueError(f"{data}: {len(frame)} rows minus --holdout {holdout} leaves too few "
+                             "to train on")
         config = TrainingConfig(epochs=epochs, members=members, features=features,
                                 n_layers=layers, batch_size=batch_size,
                                 learning_rate=learning_rate, seed=seed,
@@ -345,7 +349,10 @@ def train_surrogate(
                   MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
                   console=err) as progress:
         dataset = embed_dataset(frame, processes=processes, progress=progress)
-        ensemble = train_ensemble(dataset, config, progress=progress)
+        try:
+            ensemble = train_ensemble(dataset, config, progress=progress)
+        except ValueError as exc:
+            _fail(f"{data}: {exc}")
     ensemble.metrics.update({"data": str(data), "rows_used": len(frame), "holdout": holdout})
     out.parent.mkdir(parents=True, exist_ok=True)
     ensemble.save(out)
@@ -382,7 +389,7 @@ def predict(
     for prop in ensemble.properties:
         frame[prop] = float("nan")
     dataset = embed_dataset(frame, ensemble.properties, processes=1)
-    mean, std = ensemble.predict_dataset(dataset)
+    mean, std = ensemble.predict_dataset(dataset)  # empty when no line could be embedded
     by_smiles = {s: k for k, s in enumerate(dataset.smiles.tolist())}
     rows: list[dict[str, object]] = []
     for lineno, smi in lines:

@@ -114,11 +114,13 @@ def feature_arrays(
         The global vector, shape (6,), in :data:`GLOBAL_FEATURES` order (eV, eV, eV, Debye,
         count, count), and the per-atom matrix, shape (n_atoms, 6), in :data:`ATOM_FEATURES`
         order (shares of one electron, and elementary charges for ``charge``), rows in the
-        order of the input atoms.
+        order of the input atoms; NaN where a value is unknown (finite-difference Fukui whose
+        ion calculation failed).
     """
     merged = {**values, **details}
     global_vector = np.array([float(merged[k]) for k in GLOBAL_FEATURES])  # type: ignore[arg-type]
     atoms = details["atoms"]
     assert isinstance(atoms, list)
-    per_atom = np.array([[float(atom[k]) for k in ATOM_FEATURES] for atom in atoms])
+    per_atom = np.array([[np.nan if atom[k] is None else float(atom[k]) for k in ATOM_FEATURES]
+                         for atom in atoms])
     return global_vector, per_atom.reshape(len(atoms), len(ATOM_FEATURES))

@@ -11,6 +11,7 @@ and its reason, never an exception.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import signal
@@ -34,6 +35,14 @@ PROPERTIES = {
     "dipole_debye": "Debye",
 }
 """Scalar properties the oracle returns, with units."""
+
+def _version(package: str) -> str:
+    """Installed version of a distribution, or ``missing``."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "missing"
+
 
 COORD_DECIMALS = 5
 """Coordinates are rounded to 1e-5 Angstrom in the request key."""
@@ -103,6 +112,12 @@ class PySCFOracle:
                 raise ValueError(f"unknown level {self.level!r}; known: {', '.join(LEVELS)}")
             if self.level is None and (self.method is None or self.basis is None):
                 raise ValueError("give a 'level' or both 'method' and 'basis'")
+            if self.memory_limit_mb is not None and self.memory_limit_mb < self.max_memory_mb + 1000:
+                raise ValueError(
+                    f"memory_limit_mb={self.memory_limit_mb} leaves no room: the worker needs "
+                    f"max_memory_mb ({self.max_memory_mb}) plus about 1000 MB for Python and "
+                    "its libraries"
+                )
             if self.optimize_level is not None and self.optimize_level not in LEVELS:
                 raise ValueError(f"unknown optimize_level {self.optimize_level!r}; known: "
                                  f"{', '.join(LEVELS)}")
@@ -180,6 +195,10 @@ class PySCFOracle:
         request["method"] = request["method"].lower()
         request["basis"] = request["basis"].lower()
         request["pyscf"] = pyscf.__version__
+        if self.params.optimize_geometry:
+            request["geometric"] = _version("geometric")
+        if "-d3" in self.level.method.lower() or "-d4" in self.level.method.lower():
+            request["pyscf-dispersion"] = _version("pyscf-dispersion")
         return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
 
     def provenance(self) -> dict[str, Any]:
@@ -214,7 +233,7 @@ class PySCFOracle:
         env = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads,
                    MKL_NUM_THREADS=threads, PYSCF_MAX_MEMORY=str(p.max_memory_mb),
                    INVDES_PARENT_PID=str(os.getpid()),
-                   INVDES_MEMORY_LIMIT_MB=str(p.memory_limit_mb or ""))
+                   INVDES_MEMORY_LIMIT_MB=str(p.memory_limit_mb or ""), MALLOC_ARENA_MAX="2")
         try:
             proc = subprocess.run(
                 [sys.executable, "-m", "oracles.pyscf_worker"],
@@ -242,8 +261,8 @@ class PySCFOracle:
         if result["status"] != "ok":
             return self._failed(key, result["reason"], wall_s=result.get("wall_s"))
         details = {k: result[k] for k in ("atoms", "positions_angstrom", "homo_degeneracy",
-                                          "lumo_degeneracy", "remedy", "n_ao", "versions",
-                                          "wall_s")}
+                                          "lumo_degeneracy", "fukui_failure", "remedy", "n_ao",
+                                          "versions", "wall_s")}
         provenance = {**self.provenance(), "remedy": result["remedy"],
                       "wall_s": result["wall_s"], "versions": result["versions"]}
         return OracleResult(key, "pyscf", self.fidelity, EvaluationStatus.OK, "",

@@ -116,10 +116,17 @@ def _populations(mf: Any, s_half: np.ndarray, slices: np.ndarray) -> np.ndarray:
     return atom_shares(s_half, _total_density(mf), slices)
 
 
-def _optimize(mf: Any, request: dict[str, Any]) -> list[list[float]]:
-    from pyscf.geomopt.geometric_solver import optimize
+class GeometryNotConverged(RuntimeError):
+    """The geometry optimisation ran out of steps."""
 
-    mol_eq = optimize(mf, maxsteps=request.get("max_opt_steps", 100))
+
+def _optimize(mf: Any, request: dict[str, Any]) -> list[list[float]]:
+    from pyscf.geomopt.geometric_solver import kernel
+
+    steps = request.get("max_opt_steps", 100)
+    converged, mol_eq = kernel(mf, maxsteps=steps)
+    if not converged:
+        raise GeometryNotConverged(f"geometry optimisation did not converge in {steps} steps")
     return (np.asarray(mol_eq.atom_coords(unit="Angstrom"))).tolist()
 
 
@@ -158,26 +165,34 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     lumo_ha = float(energy[occ == 0].min())
     population = _populations(mf, s_half, slices)
     charges = np.asarray(mol.atom_charges(), dtype=float) - population
+    fukui_failure = ""
     if request["fukui"] == "finite_difference":
         ions = {}
-        for name, delta in (("anion", -1), ("cation", +1)):
-            ion = _build_mol(request, charge + delta, 2 if multiplicity == 1 else multiplicity - 1,
-                             positions)
-            ion_mf, _ = _converge(_build_scf(ion, request), request, name)
-            ions[name] = _populations(ion_mf, s_half, slices)
-        fukui_plus = ions["anion"] - population
-        fukui_minus = population - ions["cation"]
+        try:
+            for name, delta in (("anion", -1), ("cation", +1)):
+                ion = _build_mol(request, charge + delta,
+                                 2 if multiplicity == 1 else multiplicity - 1, positions)
+                ion_mf, _ = _converge(_build_scf(ion, request), request, name)
+                ions[name] = _populations(ion_mf, s_half, slices)
+            fukui_plus = ions["anion"] - population
+            fukui_minus = population - ions["cation"]
+        except SCFNotConverged as exc:  # keep the neutral's results; Fukui values are unknown
+            fukui_failure = str(exc)
+            fukui_plus = fukui_minus = np.full(len(population), np.nan)
     else:
         fukui_plus, fukui_minus = lumo_density, homo_density
     dipole = np.asarray(mf.dip_moment(unit="Debye", verbose=0))
+    def number(value: float) -> float | None:  # JSON has no NaN: unknown is null
+        return None if not np.isfinite(value) else float(value)
+
     atoms = [
         {
             "symbol": symbol,
             "homo_density": float(homo_density[i]),
             "lumo_density": float(lumo_density[i]),
-            "fukui_plus": float(fukui_plus[i]),
-            "fukui_minus": float(fukui_minus[i]),
-            "dual_descriptor": float(fukui_plus[i] - fukui_minus[i]),
+            "fukui_plus": number(fukui_plus[i]),
+            "fukui_minus": number(fukui_minus[i]),
+            "dual_descriptor": number(fukui_plus[i] - fukui_minus[i]),
             "charge": float(charges[i]),
         }
         for i, symbol in enumerate(request["symbols"])
@@ -193,6 +208,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
         "homo_degeneracy": g_homo,
         "lumo_degeneracy": g_lumo,
         "atoms": atoms,
+        "fukui_failure": fukui_failure,
         "positions_angstrom": [list(map(float, p)) for p in positions],
         "remedy": remedy,
         "n_ao": int(mol.nao),
@@ -222,7 +238,7 @@ def main() -> int:
     start = time.perf_counter()
     try:
         result = run(request)
-    except SCFNotConverged as exc:
+    except (SCFNotConverged, GeometryNotConverged) as exc:
         result = {"status": "failed", "reason": str(exc)}
     except MemoryError:
         result = {"status": "failed", "reason": "out of memory (memory limit reached)"}

@@ -161,18 +161,19 @@ class GreedyAcquisition:
         q = _check_q(x_pool, q)
         mean, _ = surrogate.predict(x_pool)
         score = objective.score(mean)
-        for constraint, model in constraints:  # predicted infeasible rows go last
-            feasible = constraint.satisfied(model.predict(x_pool)[0])
-            score = np.where(feasible, score, score - 1e6)
+        violations = np.zeros(len(score), dtype=int)
+        for constraint, model in constraints:  # rows predicted to break more bounds go later
+            violations += ~constraint.satisfied(model.predict(x_pool)[0])
+        ranking = np.lexsort((-score, violations))
         guard = _DiversityGuard(x_pool, self.params.max_similarity)
         order: list[int] = []
-        for i in np.argsort(-score, kind="stable"):
+        for i in ranking:
             if guard.allows(int(i)):
                 order.append(int(i))
                 guard.add(int(i))
             if len(order) == q:
                 break
-        for i in np.argsort(-score, kind="stable"):  # pool too uniform: fill up regardless
+        for i in ranking:  # pool too uniform: fill up regardless
             if len(order) == q:
                 break
             if int(i) not in order:

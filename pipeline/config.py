@@ -165,6 +165,11 @@ class CampaignConfig(_Strict):
         """
         data = self.model_dump(mode="json",
                                exclude={"rounds", "description", "store", "tracking"})
+        for section, registry in _SECTIONS.items():  # defaults written out change nothing
+            entries = data[section] if isinstance(data[section], list) else [data[section]]
+            for entry in entries:
+                model = registry.params_model(entry["name"])
+                entry["params"] = model.model_validate(entry["params"]).model_dump(mode="json")
         data["oracle"].pop("max_parallel")
         data["oracle"]["params"] = {k: v for k, v in data["oracle"]["params"].items()
                                     if k not in OPERATIONAL_PARAMS}

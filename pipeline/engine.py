@@ -8,6 +8,7 @@ orchestrator (the Prefect flows of :mod:`flows`) and resumed after a crash at an
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -409,8 +410,9 @@ class CampaignEngine:
             if prepared.geometry is not None:
                 self.store.set_geometry(self.name, cand.id, prepared.geometry)
             cached = self.store.oracle_result(key)
-            if cached is not None:
-                self.store.add_oracle_result(self.name, cand.id, cached, None, cached=True)
+            if cached is not None:  # same content key: same answer, under this campaign's name
+                answer = dataclasses.replace(cached, fidelity=oracle.fidelity)
+                self.store.add_oracle_result(self.name, cand.id, answer, None, cached=True)
                 continue
             call_id = self.store.start_oracle_call(self.name, cand.id, key)
             requests.append(OracleRequest(prepared, key, call_id))

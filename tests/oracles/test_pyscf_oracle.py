@@ -70,13 +70,16 @@ def test_request_key_depends_on_content_and_level_only() -> None:
 
 
 def test_memory_limit_is_a_failed_result_naming_the_limit() -> None:
-    big = PySCFOracle(PySCFOracle.Params(level="fast", basis="def2-tzvp", memory_limit_mb=600))
+    big = PySCFOracle(PySCFOracle.Params(level="fast", basis="def2-tzvp", max_memory_mb=100,
+                                         memory_limit_mb=1100))
     geometry = Geometry(("C",) * 6 + ("H",) * 6, tuple(
         (1.39 * np.cos(a), 1.39 * np.sin(a), 0.0) for a in np.arange(6) * np.pi / 3
     ) + tuple((2.47 * np.cos(a), 2.47 * np.sin(a), 0.0) for a in np.arange(6) * np.pi / 3))
     result = big.run(Candidate("b", "c1ccccc1", "c1ccccc1", 0, "test", geometry=geometry))
     assert not result.ok
-    assert result.reason.startswith("out of memory: the limit of 600 MB was reached")
+    assert result.reason.startswith("out of memory: the limit of 1100 MB was reached")
+    with pytest.raises(ValueError, match="memory_limit_mb=1500 leaves no room"):
+        PySCFOracle.Params(level="fast", memory_limit_mb=1500)
 
 
 def test_levels_resolve_and_unknown_levels_list_the_known_ones() -> None:

@@ -76,6 +76,12 @@ CASES = {
     "constraint on a property the oracle lacks": (
         tiny_campaign(constraints=[{"property": "sa_score", "max": 4.0}]),
         ["constraints[0].property: oracle 'pyscf' does not return 'sa_score'"]),
+    "generator element it cannot add": (
+        _set(tiny_campaign(), "generators.0.params.elements", ["C", "Xe"]),
+        ["generators[0].params.elements: graph_ga cannot add elements ['Xe']"]),
+    "missing seed library": (
+        _set(tiny_campaign(), "generators.0.params.seed_library", "/nonexistent/seeds.smi"),
+        ["generators[0].params.seed_library: /nonexistent/seeds.smi: cannot read seed library"]),
     "batch larger than proposals": (
         _set(tiny_campaign(), "acquisition.batch_size", 500),
         ["acquisition.batch_size=500 exceeds the 40 proposals"]),
@@ -127,6 +133,9 @@ def test_identity_ignores_rounds_and_description() -> None:
     operational["oracle"] = {"name": "pyscf", "max_parallel": 1,
                              "params": {"level": "fast", "timeout_s": 5, "threads": 2}}
     assert parse_config(operational).identity() == a.identity()
+    explicit = tiny_campaign()
+    explicit["oracle"] = {"name": "pyscf", "params": {"level": "fast", "fukui": "frontier"}}
+    assert parse_config(explicit).identity() == a.identity()  # a default written out
     other_level = tiny_campaign()
     other_level["oracle"] = {"name": "pyscf", "params": {"level": "standard"}}
     assert parse_config(other_level).identity() != a.identity()

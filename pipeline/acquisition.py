@@ -5,12 +5,14 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 import torch
 from botorch.acquisition.logei import qLogNoisyExpectedImprovement
+from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
+from botorch.acquisition.multi_objective.objective import GenericMCMultiOutputObjective
 from botorch.acquisition.objective import GenericMCObjective
 from botorch.models import ModelListGP
 from botorch.optim import optimize_acqf_discrete
@@ -50,6 +52,7 @@ class Acquisition(Protocol):
         surrogate: object | None = None,
         x_train: npt.NDArray[np.float64] | None = None,
         constraints: Sequence[tuple[Constraint, object]] = (),
+        pareto: Sequence[tuple[Objective, object]] = (),
     ) -> Selection:
         """Returns q distinct pool rows.
 
@@ -62,6 +65,8 @@ class Acquisition(Protocol):
             x_train: features of the labelled designs, shape (n_train, d) (when needed).
             constraints: outcome constraints with the fitted surrogate of each one's property;
                 model-free acquisitions ignore them.
+            pareto: further objectives with their surrogates; only multi-objective
+                acquisitions (``multi_objective = True``) use them.
         """
         ...
 
@@ -82,7 +87,7 @@ class RandomAcquisition:
         return "RandomAcquisition()"
 
     def select(self, x_pool, q, *, objective, seed, surrogate=None, x_train=None,
-               constraints=()):
+               constraints=(), pareto=()):
         """See :class:`Acquisition`."""
         q = _check_q(x_pool, q)
         picks = np.random.default_rng(seed).choice(x_pool.shape[0], size=q, replace=False)
@@ -102,7 +107,7 @@ class MaxMinAcquisition:
         return "MaxMinAcquisition()"
 
     def select(self, x_pool, q, *, objective, seed, surrogate=None, x_train=None,
-               constraints=()):
+               constraints=(), pareto=()):
         """See :class:`Acquisition`; ``x_train`` rows, when given, count as already picked."""
         q = _check_q(x_pool, q)
         x = torch.as_tensor(x_pool, dtype=torch.float64)
@@ -154,7 +159,7 @@ class GreedyAcquisition:
         return f"GreedyAcquisition(max_similarity={self.params.max_similarity})"
 
     def select(self, x_pool, q, *, objective, seed, surrogate=None, x_train=None,
-               constraints=()):
+               constraints=(), pareto=()):
         """See :class:`Acquisition`."""
         if surrogate is None:
             raise ValueError("greedy acquisition needs a fitted surrogate")
@@ -280,12 +285,11 @@ class QLogNEIAcquisition:
                 f"max_similarity={self.params.max_similarity})")
 
     def select(self, x_pool, q, *, objective, seed, surrogate=None, x_train=None,
-               constraints=()):
+               constraints=(), pareto=()):
         """See :class:`Acquisition`."""
         if surrogate is None or x_train is None:
             raise ValueError("qlognei needs a fitted surrogate and its training features")
         q = _check_q(x_pool, q)
-        choices = torch.as_tensor(x_pool, dtype=torch.float64)
         sampler = SobolQMCNormalSampler(torch.Size([self.params.mc_samples]), seed=seed)
         model = surrogate.model
         outcome_constraints: list[Callable[[torch.Tensor], torch.Tensor]] = []
@@ -302,17 +306,97 @@ class QLogNEIAcquisition:
             constraints=outcome_constraints or None,
             prune_baseline=True,
         )
-        guard = _DiversityGuard(x_pool, self.params.max_similarity)
-        values: list[float] = []
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for _ in range(q):
-                acq.set_X_pending(choices[guard.picked] if guard.picked else None)
-                rows = guard.candidates()
-                best, value = optimize_acqf_discrete(
-                    acq, q=1, choices=choices[rows], max_batch_size=self.params.max_batch_size
-                )
-                same = rows[(choices[rows] == best[0]).all(dim=1)]
-                guard.add(int(same[0]))
-                values.append(float(value))
-        return Selection(tuple(guard.picked), tuple(values))
+        return _sequential_picks(acq, x_pool, q, self.params.max_similarity,
+                                 self.params.max_batch_size)
+
+
+def _sequential_picks(acq: Any, x_pool: npt.NDArray[np.float64], q: int,
+                      max_similarity: float | None, max_batch_size: int) -> Selection:
+    """Sequential greedy batch: each pick maximises ``acq`` given the earlier picks as pending
+    points, among the pool rows the diversity guard still allows."""
+    choices = torch.as_tensor(x_pool, dtype=torch.float64)
+    guard = _DiversityGuard(x_pool, max_similarity)
+    values: list[float] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(q):
+            acq.set_X_pending(choices[guard.picked] if guard.picked else None)
+            rows = guard.candidates()
+            best, value = optimize_acqf_discrete(acq, q=1, choices=choices[rows],
+                                                 max_batch_size=max_batch_size)
+            same = rows[(choices[rows] == best[0]).all(dim=1)]
+            guard.add(int(same[0]))
+            values.append(float(value))
+    return Selection(tuple(guard.picked), tuple(values))
+
+
+@ACQUISITIONS.register("qlognehvi")
+class QLogNEHVIAcquisition:
+    """BoTorch qLogNoisyExpectedHypervolumeImprovement over the objective and ``pareto_with``.
+
+    Use it when the campaign trades several targets off against each other: it picks candidates
+    expected to push the Pareto front of the objective scores outwards. The reference point is
+    each score's worst observed value less 10 % of its observed range. Outcome constraints and
+    the diversity safeguard work as in :class:`QLogNEIAcquisition`.
+    """
+
+    needs_surrogate = True
+    multi_objective = True
+
+    class Params(BaseModel):
+        """Settings of qLogNEHVI.
+
+        Attributes:
+            mc_samples: quasi-Monte Carlo samples of the posterior (16 to 4096).
+            max_batch_size: pool rows scored per forward pass (memory bound).
+            max_similarity: see :class:`QLogNEIAcquisition`.
+        """
+
+        model_config = ConfigDict(extra="forbid", frozen=True)
+        mc_samples: int = Field(default=128, ge=16, le=4096)
+        max_batch_size: int = Field(default=256, ge=1, le=100_000)
+        max_similarity: float | None = Field(default=0.7, gt=0.0, le=1.0)
+
+    def __init__(self, params: Params | None = None) -> None:
+        self.params = params or self.Params()
+
+    def __repr__(self) -> str:
+        return (f"QLogNEHVIAcquisition(mc_samples={self.params.mc_samples}, "
+                f"max_similarity={self.params.max_similarity})")
+
+    def select(self, x_pool, q, *, objective, seed, surrogate=None, x_train=None,
+               constraints=(), pareto=()):
+        """See :class:`Acquisition`; needs at least one ``pareto`` objective."""
+        if surrogate is None or x_train is None:
+            raise ValueError("qlognehvi needs fitted surrogates and their training features")
+        if not pareto:
+            raise ValueError("qlognehvi needs further objectives (config: pareto_with)")
+        q = _check_q(x_pool, q)
+        objectives = [objective, *(o for o, _ in pareto)]
+        models = [surrogate, *(s for _, s in pareto)]
+        n_obj = len(objectives)
+        x_base = torch.as_tensor(x_train, dtype=torch.float64)
+        with torch.no_grad():
+            means = torch.stack([torch.as_tensor(m.predict(x_train)[0]) for m in models], -1)
+        scores = torch.stack([o.score_torch(means[:, k]) for k, o in enumerate(objectives)], -1)
+        span = (scores.max(0).values - scores.min(0).values).clamp_min(1e-6)
+        ref_point = scores.min(0).values - 0.1 * span
+        model = ModelListGP(*(m.model for m in models), *(s.model for _, s in constraints))
+        outcome_constraints = [
+            _constraint_slack(c, n_obj + k, bound)
+            for k, (c, _) in enumerate(constraints)
+            for bound in range(len(c.slacks(torch.zeros(1))))
+        ]
+
+        def score_all(samples: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
+            return torch.stack([o.score_torch(samples[..., k]) for k, o in enumerate(objectives)],
+                               dim=-1)
+
+        acq = qLogNoisyExpectedHypervolumeImprovement(
+            model=model, ref_point=ref_point, X_baseline=x_base,
+            sampler=SobolQMCNormalSampler(torch.Size([self.params.mc_samples]), seed=seed),
+            objective=GenericMCMultiOutputObjective(score_all),
+            constraints=outcome_constraints or None, prune_baseline=True,
+        )
+        return _sequential_picks(acq, x_pool, q, self.params.max_similarity,
+                                 self.params.max_batch_size)

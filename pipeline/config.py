@@ -119,6 +119,9 @@ class CampaignConfig(_Strict):
         rounds: number of rounds to run in total (1 to 1,000).
         objective: the property target.
         constraints: outcome constraints a hit must also meet.
+        pareto_with: further objectives; with any, the campaign searches the Pareto front of
+            ``objective`` and these (needs a multi-objective acquisition such as ``qlognehvi``),
+            and a hit must meet every objective's target.
         predict_properties: further oracle properties the surrogate predicts for people to see.
         generators: one or more generators; their proposals are pooled.
         filters: validity filters, applied in order.
@@ -137,6 +140,7 @@ class CampaignConfig(_Strict):
     rounds: int = Field(ge=1, le=1000)
     objective: Objective
     constraints: list[Constraint] = Field(default_factory=list)
+    pareto_with: list[Objective] = Field(default_factory=list)
     predict_properties: list[str] = Field(default_factory=list)
     generators: list[GeneratorConfig] = Field(min_length=1)
     filters: list[ComponentConfig] = Field(default_factory=list)
@@ -146,6 +150,17 @@ class CampaignConfig(_Strict):
     oracle: OracleConfig
     store: StoreConfig = Field(default_factory=StoreConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @model_validator(mode="after")
+    def _check_objectives(self) -> Self:
+        props = [self.objective.property] + [o.property for o in self.pareto_with]
+        if len(set(props)) != len(props):
+            raise ValueError(f"objective and pareto_with name the same property twice: {props}")
+        return self
+
+    def objectives(self) -> list[Objective]:
+        """The objective followed by the ``pareto_with`` objectives."""
+        return [self.objective, *self.pareto_with]
 
     @model_validator(mode="after")
     def _check_batch(self) -> Self:
@@ -270,6 +285,8 @@ def parse_config(data: Any, source: str = "<config>") -> CampaignConfig:
     if not problems:
         props = ORACLES.build(config.oracle.name, config.oracle.params).properties()
         wanted = [("objective.property", config.objective.property)]
+        wanted += [(f"pareto_with[{i}].property", o.property)
+                   for i, o in enumerate(config.pareto_with)]
         wanted += [(f"constraints[{i}].property", c.property)
                    for i, c in enumerate(config.constraints)]
         wanted += [(f"predict_properties[{i}]", p) for i, p in enumerate(config.predict_properties)]
@@ -277,6 +294,18 @@ def parse_config(data: Any, source: str = "<config>") -> CampaignConfig:
             if prop not in props:
                 problems.append(f"{where}: oracle {config.oracle.name!r} does not return "
                                 f"{prop!r}; it returns: {', '.join(props)}")
+    if config.acquisition.name in ACQUISITIONS:
+        multi = getattr(ACQUISITIONS.get(config.acquisition.name), "multi_objective", False)
+        if config.pareto_with and not multi:
+            problems.append(
+                f"acquisition.name: {config.acquisition.name!r} optimises one objective but "
+                f"pareto_with names {len(config.pareto_with)} more; use one of: "
+                + ", ".join(n for n in ACQUISITIONS.names()
+                            if getattr(ACQUISITIONS.get(n), "multi_objective", False))
+            )
+        if multi and not config.pareto_with:
+            problems.append(f"acquisition.name: {config.acquisition.name!r} needs further "
+                            "objectives in pareto_with")
     initial = config.acquisition.initial_batch
     model_free = [n for n in ACQUISITIONS.names()
                   if not getattr(ACQUISITIONS.get(n), "needs_surrogate", False)]

@@ -172,7 +172,7 @@ class CampaignEngine:
                     f"it returns: {', '.join(oracle_props)}"
                 )
         self.surrogate_properties = list(dict.fromkeys(
-            [self.objective.property] + [c.property for c in config.constraints]
+            [o.property for o in config.objectives()] + [c.property for c in config.constraints]
             + list(config.predict_properties)
         ))
 
@@ -356,10 +356,11 @@ class CampaignEngine:
                 predictions[cand.id][prop] = Prediction(float(m), float(s))
         constraints = [(c, surrogates[c.property]) for c in self.config.constraints
                        if c.property in surrogates]
+        pareto = [(o, surrogates[o.property]) for o in self.config.pareto_with]
         return self.components.acquisition.select(
             x_pool, q, objective=self.objective, seed=seed,
             surrogate=surrogates[self.objective.property], x_train=x_train,
-            constraints=constraints,
+            constraints=constraints, pareto=pareto,
         )
 
     def _commit_selection(
@@ -487,6 +488,8 @@ class CampaignEngine:
         }
         if self.config.constraints:
             metrics["feasible_total"] = float(len(feasible))
+        if self.config.pareto_with:
+            metrics["pareto_front_size"] = float(len(pareto_front(self.config, measured)))
         metrics.update(self._surrogate_errors(records, evals))
         metrics.update({f"seconds_{k}": v for k, v in self.timer.seconds.items()})
         return metrics
@@ -526,8 +529,9 @@ class CampaignEngine:
     def ranked(self) -> list[RankedCandidate]:
         """Candidates that passed the filters, best first.
 
-        Order: oracle results that meet the constraints by objective score, then those that do
-        not, then candidates without a result by predicted score, then failed oracle requests.
+        Order: oracle results that meet the constraints by objective score (with ``pareto_with``:
+        the Pareto front first), then those that do not, then candidates without a result by
+        predicted score, then failed oracle requests.
         """
         return rank_candidates(self.store, self.name, self.config)
 
@@ -547,17 +551,43 @@ def is_feasible(config: CampaignConfig, values: dict[str, float]) -> bool:
 
 
 def is_hit(config: CampaignConfig, values: dict[str, float]) -> bool:
-    """Whether measured values meet the objective's target and every constraint."""
-    target = values.get(config.objective.property, math.nan)
-    return bool(config.objective.is_hit(target)) and is_feasible(config, values)
+    """Whether measured values meet every objective's target and every constraint."""
+    return all(bool(o.is_hit(values.get(o.property, math.nan))) for o in config.objectives()) \
+        and is_feasible(config, values)
+
+
+def non_dominated(scores: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
+    """Rows of ``scores`` (n, k), higher better, that no other row dominates."""
+    n = scores.shape[0]
+    keep = np.ones(n, dtype=bool)
+    for i in range(n):
+        better_eq = (scores >= scores[i]).all(axis=1)
+        strictly = (scores > scores[i]).any(axis=1)
+        keep[i] = not bool((better_eq & strictly).any())
+    return keep
+
+
+def pareto_front(config: CampaignConfig, measured: dict[str, dict[str, float]]) -> set[str]:
+    """Ids of the measured candidates that meet the constraints and are Pareto-optimal in the
+    objective scores (every measured feasible candidate when there is one objective only)."""
+    objectives = config.objectives()
+    rows = {cid: v for cid, v in measured.items()
+            if is_feasible(config, v) and all(o.property in v for o in objectives)}
+    if not rows:
+        return set()
+    ids = list(rows)
+    scores = np.array([[float(o.score(rows[c][o.property])) for o in objectives] for c in ids])
+    return {c for c, keep in zip(ids, non_dominated(scores), strict=True) if keep}
 
 
 def rank_candidates(store: Store, campaign: str, config: CampaignConfig) -> list[RankedCandidate]:
     """See :meth:`CampaignEngine.ranked`; usable without building the components."""
     objective = config.objective
+    records = store.evaluations(campaign)
     evals: dict[str, dict[str, Evaluation]] = {}
-    for e in store.evaluations(campaign):
+    for e in records:
         evals.setdefault(e.evaluation.candidate_id, {})[e.evaluation.property] = e.evaluation
+    front = pareto_front(config, ok_values_by_candidate(records)) if config.pareto_with else set()
     rows: list[tuple[tuple[float, float, float], CandidateRecord, dict[str, float], float, bool, str]] = []
     for rec in store.candidates(campaign):
         if rec.status is CandidateStatus.REJECTED:
@@ -571,6 +601,8 @@ def rank_candidates(store: Store, campaign: str, config: CampaignConfig) -> list
             score = float(objective.score(measured.value))
             hit = is_hit(config, values)
             tier = 0.0 if is_feasible(config, values) else 0.5
+            if config.pareto_with and rec.candidate.id not in front:
+                tier += 0.25  # with several objectives, the Pareto front comes first
         elif measured is not None:
             score, hit, tier = math.nan, False, 2.0
         elif objective.property in rec.predictions:

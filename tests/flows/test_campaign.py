@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 from prefect.testing.utilities import prefect_test_harness
 
 from pipeline.config import parse_config
+from pipeline.engine import rank_candidates
 from pipeline.home import Home
 from pipeline.store import Store
 from pipeline.types import CandidateStatus
@@ -189,4 +190,29 @@ def test_constrained_campaign_counts_only_feasible_hits(
     assert rounds[1].metrics["feasible_total"] == len(feasible)
     assert rounds[1].metrics["hits_total"] == sum(is_hit(config, v) for v in measured.values())
     assert "surrogate_mae_dipole_debye" in rounds[1].metrics  # the constraint is modelled too
+    store.close()
+
+
+def test_pareto_campaign_tracks_its_front(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_harness: None
+) -> None:
+    monkeypatch.setenv("INVDES_HOME", str(tmp_path / "home"))
+    from flows.campaign import run_campaign
+    from pipeline.engine import ok_values_by_candidate, pareto_front
+
+    data = tiny_campaign(name="pareto", rounds=2,
+                         pareto_with=[{"property": "dipole_debye", "goal": "minimize"}])
+    data["acquisition"] = {"name": "qlognehvi", "batch_size": 3, "min_labels": 2,
+                           "params": {"mc_samples": 32}}
+    config = parse_config(data)
+    run_campaign(config, quiet=True)
+    store = Store(Home(tmp_path / "home").store_url)
+    rounds = store.rounds("pareto")
+    assert [r.stage for r in rounds] == ["logged", "logged"]
+    front = pareto_front(config, ok_values_by_candidate(store.evaluations("pareto")))
+    assert rounds[1].metrics["pareto_front_size"] == len(front) >= 1
+    round1 = [r for r in store.candidates("pareto", round_index=1) if r.selected_rank is not None]
+    assert all({"gap_ev", "dipole_debye"} <= set(r.predictions) for r in round1)
+    ranked = rank_candidates(store, "pareto", config)
+    assert {r.record.candidate.id for r in ranked[: len(front)]} == front
     store.close()

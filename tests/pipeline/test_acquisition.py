@@ -109,3 +109,28 @@ def test_outcome_constraints_steer_picks_to_feasible_candidates() -> None:
         bound = acq.select(pool, 1, objective=maximize, seed=0, surrogate=gap_gp,
                            x_train=x_train, constraints=[(constraint, dipole_gp)])
         assert 3 <= bound.indices[0] < 6, acq  # constrained: the best feasible family
+
+
+def test_qlognehvi_picks_the_pareto_optimal_families() -> None:
+    from pipeline.acquisition import QLogNEHVIAcquisition
+
+    x_train, y_train, pool = _pool()
+    # two objectives to maximise: (2, 2) is dominated, (5, 8) and (8, 5) are both optimal
+    first = y_train.copy()
+    second = np.select([y_train < 3, y_train < 6], [2.0, 8.0], 5.0)
+    gp1 = TanimotoGPSurrogate().fit(x_train, first)
+    gp2 = TanimotoGPSurrogate().fit(x_train, second)
+    up1 = Objective(property="a", goal="maximize")
+    up2 = Objective(property="b", goal="maximize")
+    acq = QLogNEHVIAcquisition(QLogNEHVIAcquisition.Params(mc_samples=64))
+    sel = acq.select(pool, 2, objective=up1, seed=0, surrogate=gp1, x_train=x_train,
+                     pareto=[(up2, gp2)])
+    assert sorted(i // 3 for i in sel.indices) == [1, 2]
+    assert "max_similarity=0.7" in repr(acq)
+
+
+def test_non_dominated_rows() -> None:
+    from pipeline.engine import non_dominated
+
+    scores = np.array([[1.0, 5.0], [5.0, 1.0], [0.5, 0.5], [3.0, 3.0], [3.0, 3.0]])
+    assert non_dominated(scores).tolist() == [True, True, False, True, True]

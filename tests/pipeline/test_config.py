@@ -82,6 +82,16 @@ CASES = {
     "missing seed library": (
         _set(tiny_campaign(), "generators.0.params.seed_library", "/nonexistent/seeds.smi"),
         ["generators[0].params.seed_library: /nonexistent/seeds.smi: cannot read seed library"]),
+    "pareto objectives with a single-objective acquisition": (
+        tiny_campaign(pareto_with=[{"property": "dipole_debye", "goal": "minimize"}]),
+        ["acquisition.name: 'qlognei' optimises one objective but pareto_with names 1 more; "
+         "use one of: qlognehvi"]),
+    "multi-objective acquisition without pareto objectives": (
+        _set(tiny_campaign(), "acquisition.name", "qlognehvi"),
+        ["acquisition.name: 'qlognehvi' needs further objectives in pareto_with"]),
+    "the same property twice": (
+        tiny_campaign(pareto_with=[{"property": "gap_ev", "goal": "minimize"}]),
+        ["objective and pareto_with name the same property twice"]),
     "batch larger than proposals": (
         _set(tiny_campaign(), "acquisition.batch_size", 500),
         ["acquisition.batch_size=500 exceeds the 40 proposals"]),

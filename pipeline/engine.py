@@ -512,9 +512,12 @@ class CampaignEngine:
             y = np.array([p[0] for p in pairs])
             mean = np.array([p[1].mean for p in pairs])
             std = np.array([p[1].std for p in pairs])
-            z = np.abs(y - mean) / np.maximum(std, 1e-12)
+            std = np.maximum(std, 1e-12)
+            z = np.abs(y - mean) / std
             out[f"surrogate_mae_{prop}"] = float(np.mean(np.abs(y - mean)))
             out[f"surrogate_coverage90_{prop}"] = float(np.mean(z <= 1.6448536))
+            out[f"surrogate_nll_{prop}"] = float(np.mean(0.5 * np.log(2 * np.pi * std**2)
+                                                         + 0.5 * z**2))
         return out
 
     def record(self, round_index: int) -> dict[str, float]:

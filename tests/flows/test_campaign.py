@@ -54,7 +54,8 @@ def test_store_holds_every_stage_of_both_rounds(finished_campaign) -> None:
         assert set(r.metrics) >= ROUND_METRICS
         assert r.metrics["n_generated"] == 40
         assert r.metrics["oracle_calls"] + r.metrics["oracle_failures"] >= 1
-    assert "surrogate_mae_gap_ev" in rounds[1].metrics  # predictions existed before round 1
+    for calibration in ("mae", "coverage90", "nll"):  # predictions existed before round 1
+        assert f"surrogate_{calibration}_gap_ev" in rounds[1].metrics
     records = store.candidates("tiny")
     rejected = [r for r in records if r.status is CandidateStatus.REJECTED]
     assert rejected and all(r.filter_name and r.reason for r in rejected)

@@ -158,3 +158,41 @@ class NeutralFilter:
             return f"{radicals} unpaired electrons" if radicals else ""
 
         return _per_molecule(candidates, check)
+
+
+@FILTERS.register("synthetic_accessibility")
+class SyntheticAccessibilityFilter:
+    """Synthetic accessibility score (Ertl and Schuffenhauer, 2009) at most ``max``.
+
+    The score runs from 1 (easy to make) to 10 (very hard); strained cages and crowded fused
+    small rings, which a graph GA readily proposes, score 7 and above.
+    """
+
+    class Params(BaseModel):
+        """Bound on the score.
+
+        Attributes:
+            max: highest allowed SA score (1 to 10).
+        """
+
+        model_config = ConfigDict(extra="forbid", frozen=True)
+        max: float = Field(default=6.0, ge=1.0, le=10.0)
+
+    def __init__(self, params: Params | None = None) -> None:
+        self.params = params or self.Params()
+        from rdkit.Contrib.SA_Score import sascorer
+
+        self._score = sascorer.calculateScore
+
+    def __repr__(self) -> str:
+        return f"SyntheticAccessibilityFilter(max={self.params.max})"
+
+    def __call__(self, candidates: Sequence[Candidate]) -> FilterResult:
+        """See :class:`pipeline.protocols.Filter`."""
+
+        def check(mol: Chem.Mol) -> str:
+            score = float(self._score(mol))
+            return "" if score <= self.params.max else (
+                f"SA score {score:.2f} above {self.params.max}")
+
+        return _per_molecule(candidates, check)

@@ -50,3 +50,12 @@ def test_neutral_rejects_ions_and_radicals_but_keeps_zwitterions() -> None:
     result = NeutralFilter()(_cands("C[NH3+]", "[CH3]", "C[N+](=O)[O-]"))
     assert result.passed == (False, False, True)
     assert result.reasons[:2] == ("net charge +1", "1 unpaired electrons")
+
+
+def test_synthetic_accessibility_rejects_strained_cages() -> None:
+    from chem.filters import SyntheticAccessibilityFilter
+
+    flt = SyntheticAccessibilityFilter(SyntheticAccessibilityFilter.Params(max=6.0))
+    result = flt(_cands("CCO", "c1ccccc1O", "O1C23C4C5N2N5C143"))
+    assert result.passed == (True, True, False)
+    assert result.reasons[2] == "SA score 7.31 above 6.0"

@@ -270,12 +270,15 @@ class QLogNEIAcquisition:
             max_batch_size: pool rows scored per forward pass (memory bound).
             max_similarity: largest Tanimoto similarity of a pick to an earlier pick of the same
                 batch (None: no diversity safeguard).
+            prescreen: for large pools, run the sequential picks only on this many rows of
+                highest single-point acquisition value (None: on the whole pool).
         """
 
         model_config = ConfigDict(extra="forbid", frozen=True)
         mc_samples: int = Field(default=256, ge=16, le=4096)
         max_batch_size: int = Field(default=256, ge=1, le=100_000)
         max_similarity: float | None = Field(default=0.7, gt=0.0, le=1.0)
+        prescreen: int | None = Field(default=None, ge=1, le=10_000_000)
 
     def __init__(self, params: Params | None = None) -> None:
         self.params = params or self.Params()
@@ -307,13 +310,22 @@ class QLogNEIAcquisition:
             prune_baseline=True,
         )
         return _sequential_picks(acq, x_pool, q, self.params.max_similarity,
-                                 self.params.max_batch_size)
+                                 self.params.max_batch_size, self.params.prescreen)
 
 
 def _sequential_picks(acq: Any, x_pool: npt.NDArray[np.float64], q: int,
-                      max_similarity: float | None, max_batch_size: int) -> Selection:
+                      max_similarity: float | None, max_batch_size: int,
+                      prescreen: int | None = None) -> Selection:
     """Sequential greedy batch: each pick maximises ``acq`` given the earlier picks as pending
-    points, among the pool rows the diversity guard still allows."""
+    points, among the pool rows the diversity guard still allows.
+
+    With ``prescreen``, the pool is first cut to the ``max(prescreen, 10 q)`` rows of highest
+    single-point acquisition value (one pass), and the sequential picks run on those only.
+    """
+    if prescreen is not None and x_pool.shape[0] > max(prescreen, 10 * q):
+        keep = _top_single_point(acq, x_pool, max(prescreen, 10 * q), max_batch_size)
+        sub = _sequential_picks(acq, x_pool[keep], q, max_similarity, max_batch_size)
+        return Selection(tuple(int(keep[i]) for i in sub.indices), sub.values)
     choices = torch.as_tensor(x_pool, dtype=torch.float64)
     guard = _DiversityGuard(x_pool, max_similarity)
     values: list[float] = []
@@ -328,6 +340,17 @@ def _sequential_picks(acq: Any, x_pool: npt.NDArray[np.float64], q: int,
             guard.add(int(same[0]))
             values.append(float(value))
     return Selection(tuple(guard.picked), tuple(values))
+
+
+def _top_single_point(acq: Any, x_pool: npt.NDArray[np.float64], k: int,
+                      max_batch_size: int) -> npt.NDArray[np.int64]:
+    """Indices of the ``k`` pool rows with the highest acquisition value on their own."""
+    choices = torch.as_tensor(x_pool, dtype=torch.float64).unsqueeze(-2)
+    acq.set_X_pending(None)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        values = torch.cat([acq(chunk) for chunk in torch.split(choices, max_batch_size)])
+    return np.argsort(-values.numpy(), kind="stable")[:k].astype(np.int64)
 
 
 @ACQUISITIONS.register("qlognehvi")
@@ -350,12 +373,14 @@ class QLogNEHVIAcquisition:
             mc_samples: quasi-Monte Carlo samples of the posterior (16 to 4096).
             max_batch_size: pool rows scored per forward pass (memory bound).
             max_similarity: see :class:`QLogNEIAcquisition`.
+            prescreen: see :class:`QLogNEIAcquisition`.
         """
 
         model_config = ConfigDict(extra="forbid", frozen=True)
         mc_samples: int = Field(default=128, ge=16, le=4096)
         max_batch_size: int = Field(default=256, ge=1, le=100_000)
         max_similarity: float | None = Field(default=0.7, gt=0.0, le=1.0)
+        prescreen: int | None = Field(default=None, ge=1, le=10_000_000)
 
     def __init__(self, params: Params | None = None) -> None:
         self.params = params or self.Params()
@@ -399,4 +424,4 @@ class QLogNEHVIAcquisition:
             constraints=outcome_constraints or None, prune_baseline=True,
         )
         return _sequential_picks(acq, x_pool, q, self.params.max_similarity,
-                                 self.params.max_batch_size)
+                                 self.params.max_batch_size, self.params.prescreen)

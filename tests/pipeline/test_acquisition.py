@@ -134,3 +134,17 @@ def test_non_dominated_rows() -> None:
 
     scores = np.array([[1.0, 5.0], [5.0, 1.0], [0.5, 0.5], [3.0, 3.0], [3.0, 3.0]])
     assert non_dominated(scores).tolist() == [True, True, False, True, True]
+
+
+def test_prescreen_keeps_the_best_rows_and_maps_picks_back_to_the_pool() -> None:
+    x_train, y_train, pool = _pool()
+    gp = TanimotoGPSurrogate().fit(x_train, y_train)
+    full = QLogNEIAcquisition(QLogNEIAcquisition.Params(mc_samples=64))
+    screened = QLogNEIAcquisition(QLogNEIAcquisition.Params(mc_samples=64, prescreen=1))
+    a = full.select(pool, 1, objective=WINDOW, seed=0, surrogate=gp, x_train=x_train)
+    # 9 rows are fewer than the floor of 10 q rows: the whole pool is used
+    b = screened.select(pool, 1, objective=WINDOW, seed=0, surrogate=gp, x_train=x_train)
+    assert a.indices == b.indices
+    big = np.vstack([pool] * 3)  # 27 rows > 10 q: the prescreen runs
+    c = screened.select(big, 2, objective=WINDOW, seed=0, surrogate=gp, x_train=x_train)
+    assert 3 <= c.indices[0] % 9 < 6 and len(set(c.indices)) == 2

@@ -246,6 +246,36 @@ def _constraint_slack(
     return slack
 
 
+def _outcome_constraints(
+    constraints: Sequence[tuple[Constraint, object]], first_output: int
+) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+    """One BoTorch outcome constraint per bound; constraint k is model output first_output + k."""
+    return [
+        _constraint_slack(constraint, first_output + k, bound)
+        for k, (constraint, _) in enumerate(constraints)
+        for bound in range(len(constraint.slacks(torch.zeros(1))))
+    ]
+
+
+class _SequentialParams(BaseModel):
+    """Settings shared by the sequential Monte Carlo acquisitions.
+
+    Attributes:
+        mc_samples: quasi-Monte Carlo samples of the posterior (16 to 4096).
+        max_batch_size: pool rows scored per forward pass (memory bound).
+        max_similarity: largest Tanimoto similarity of a pick to an earlier pick of the same
+            batch (None: no diversity safeguard).
+        prescreen: for large pools, run the sequential picks only on this many rows of
+            highest single-point acquisition value (None: on the whole pool).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    mc_samples: int = Field(default=256, ge=16, le=4096)
+    max_batch_size: int = Field(default=256, ge=1, le=100_000)
+    max_similarity: float | None = Field(default=0.7, gt=0.0, le=1.0)
+    prescreen: int | None = Field(default=None, ge=1, le=10_000_000)
+
+
 @ACQUISITIONS.register("qlognei")
 class QLogNEIAcquisition:
     """BoTorch qLogNoisyExpectedImprovement of the objective score over a discrete pool.
@@ -262,23 +292,8 @@ class QLogNEIAcquisition:
 
     needs_surrogate = True
 
-    class Params(BaseModel):
-        """Settings of qLogNEI.
-
-        Attributes:
-            mc_samples: quasi-Monte Carlo samples of the posterior (16 to 4096).
-            max_batch_size: pool rows scored per forward pass (memory bound).
-            max_similarity: largest Tanimoto similarity of a pick to an earlier pick of the same
-                batch (None: no diversity safeguard).
-            prescreen: for large pools, run the sequential picks only on this many rows of
-                highest single-point acquisition value (None: on the whole pool).
-        """
-
-        model_config = ConfigDict(extra="forbid", frozen=True)
-        mc_samples: int = Field(default=256, ge=16, le=4096)
-        max_batch_size: int = Field(default=256, ge=1, le=100_000)
-        max_similarity: float | None = Field(default=0.7, gt=0.0, le=1.0)
-        prescreen: int | None = Field(default=None, ge=1, le=10_000_000)
+    class Params(_SequentialParams):
+        """Settings of qLogNEI; see :class:`_SequentialParams`."""
 
     def __init__(self, params: Params | None = None) -> None:
         self.params = params or self.Params()
@@ -295,12 +310,9 @@ class QLogNEIAcquisition:
         q = _check_q(x_pool, q)
         sampler = SobolQMCNormalSampler(torch.Size([self.params.mc_samples]), seed=seed)
         model = surrogate.model
-        outcome_constraints: list[Callable[[torch.Tensor], torch.Tensor]] = []
         if constraints:
             model = ModelListGP(surrogate.model, *(s.model for _, s in constraints))
-            for k, (constraint, _) in enumerate(constraints, start=1):
-                for bound in range(len(constraint.slacks(torch.zeros(1)))):
-                    outcome_constraints.append(_constraint_slack(constraint, k, bound))
+        outcome_constraints = _outcome_constraints(constraints, first_output=1)
         acq = qLogNoisyExpectedImprovement(
             model=model,
             X_baseline=torch.as_tensor(x_train, dtype=torch.float64),
@@ -366,21 +378,11 @@ class QLogNEHVIAcquisition:
     needs_surrogate = True
     multi_objective = True
 
-    class Params(BaseModel):
-        """Settings of qLogNEHVI.
+    class Params(_SequentialParams):
+        """Settings of qLogNEHVI; see :class:`_SequentialParams` (fewer samples by default:
+        hypervolume improvement costs more per sample)."""
 
-        Attributes:
-            mc_samples: quasi-Monte Carlo samples of the posterior (16 to 4096).
-            max_batch_size: pool rows scored per forward pass (memory bound).
-            max_similarity: see :class:`QLogNEIAcquisition`.
-            prescreen: see :class:`QLogNEIAcquisition`.
-        """
-
-        model_config = ConfigDict(extra="forbid", frozen=True)
         mc_samples: int = Field(default=128, ge=16, le=4096)
-        max_batch_size: int = Field(default=256, ge=1, le=100_000)
-        max_similarity: float | None = Field(default=0.7, gt=0.0, le=1.0)
-        prescreen: int | None = Field(default=None, ge=1, le=10_000_000)
 
     def __init__(self, params: Params | None = None) -> None:
         self.params = params or self.Params()
@@ -407,11 +409,7 @@ class QLogNEHVIAcquisition:
         span = (scores.max(0).values - scores.min(0).values).clamp_min(1e-6)
         ref_point = scores.min(0).values - 0.1 * span
         model = ModelListGP(*(m.model for m in models), *(s.model for _, s in constraints))
-        outcome_constraints = [
-            _constraint_slack(c, n_obj + k, bound)
-            for k, (c, _) in enumerate(constraints)
-            for bound in range(len(c.slacks(torch.zeros(1))))
-        ]
+        outcome_constraints = _outcome_constraints(constraints, first_output=n_obj)
 
         def score_all(samples: torch.Tensor, X: torch.Tensor | None = None) -> torch.Tensor:
             return torch.stack([o.score_torch(samples[..., k]) for k, o in enumerate(objectives)],

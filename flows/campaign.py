@@ -36,7 +36,7 @@ from pipeline.protocols import Oracle
 from pipeline.report import progress_plot, rows_to_csv
 from pipeline.store import Store
 from pipeline.tracking import CampaignTracker
-from pipeline.types import Candidate, EvaluationStatus, OracleResult
+from pipeline.types import Candidate, OracleResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,10 +118,7 @@ def _run_oracle(engine: CampaignEngine, requests: list[OracleRequest], progress:
         try:
             result = future.result()
         except Exception as exc:  # a crash of the oracle code itself must not stop the round
-            oracle = engine.components.oracle
-            result = OracleResult(req.request_key, engine.config.oracle.name, oracle.fidelity,
-                                  EvaluationStatus.FAILED, f"oracle task crashed: {exc!r}", {},
-                                  oracle.properties())
+            result = engine.failed_result(req.request_key, f"oracle task crashed: {exc!r}")
         try:
             engine.store_oracle_result(req, result)
         except Exception as exc:  # keep storing the others; the rerun redoes only this one

@@ -282,18 +282,12 @@ class CampaignEngine:
 
     # stage 3+4: surrogate and acquisition -------------------------------------------------------
 
-    def _objective_evaluations(self, prop: str | None = None) -> list[EvaluationRecord]:
-        prop = prop or self.objective.property
-        return [
-            e for e in self.store.evaluations(self.name)
-            if e.evaluation.property == prop and e.evaluation.ok
-        ]
-
     def training_data(
         self, prop: str
     ) -> tuple[list[Candidate], npt.NDArray[np.float64]]:
         """Candidates with an ok oracle value of ``prop`` and those values (n,)."""
-        evals = self._objective_evaluations(prop)
+        evals = [e for e in self.store.evaluations(self.name)
+                 if e.evaluation.property == prop and e.evaluation.ok]
         records = {r.candidate.id: r.candidate for r in self.store.candidates(self.name)}
         cands = [records[e.evaluation.candidate_id] for e in evals]
         return cands, np.array([e.evaluation.value for e in evals], dtype=np.float64)
@@ -318,8 +312,7 @@ class CampaignEngine:
         seed = self._round_seed(round_index, 1000)
         predictions: dict[str, dict[str, Prediction]] = {c.id: {} for c in pool_cands}
         if len(train_cands) < self.config.acquisition.min_labels:
-            acquisition = self.components.initial_acquisition
-            selection = acquisition.select(
+            selection = self.components.initial_acquisition.select(
                 x_pool, q, objective=self.objective, seed=seed, x_train=x_train
             )
         else:
@@ -403,10 +396,9 @@ class CampaignEngine:
                 prepared = self.components.prepare(cand)
                 key = oracle.request_key(prepared)
             except Exception as exc:  # any preparation problem is this candidate's failure
-                self.store.add_evaluations(
-                    self.name, self.failed_request(cand, f"preparation failed: {exc}"),
-                    f"unprepared:{cand.id}",
-                )
+                failed = self.failed_result(f"unprepared:{cand.id}", f"preparation failed: {exc}")
+                self.store.add_evaluations(self.name, failed.evaluations(cand.id),
+                                           failed.request_key)
                 continue
             if prepared.geometry is not None:
                 self.store.set_geometry(self.name, cand.id, prepared.geometry)
@@ -423,14 +415,11 @@ class CampaignEngine:
         """Commits one oracle answer: cache row, evaluations and audit row (one transaction)."""
         self.store.add_oracle_result(self.name, request.candidate.id, result, request.call_id)
 
-    def failed_request(self, candidate: Candidate, reason: str) -> list[Evaluation]:
-        """Failed evaluations (NaN, with ``reason``) for every oracle property of ``candidate``."""
+    def failed_result(self, request_key: str, reason: str) -> OracleResult:
+        """A failed answer (every oracle property NaN, with ``reason``) under ``request_key``."""
         oracle = self.components.oracle
-        return [
-            Evaluation(candidate.id, prop, math.nan, unit, oracle.fidelity,
-                       EvaluationStatus.FAILED, reason)
-            for prop, unit in self.components.oracle.properties().items()
-        ]
+        return OracleResult(request_key, self.config.oracle.name, oracle.fidelity,
+                            EvaluationStatus.FAILED, reason, {}, oracle.properties())
 
     def finish_oracle(self, round_index: int) -> None:
         """Marks the round ``evaluated`` once no selected candidate waits for a result."""

@@ -7,7 +7,7 @@ import math
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -298,6 +298,58 @@ def _print_oracle(report: dict[str, object]) -> None:
     out.print(table)
 
 
+results_app = typer.Typer(help="Results measured outside the pipeline (the lab).",
+                          no_args_is_help=True)
+app.add_typer(results_app, name="results")
+
+
+@results_app.command("import")
+def import_results(
+    config_path: Annotated[Path, typer.Argument(help="The campaign's YAML file (its "
+                                                     "fidelities list names this fidelity).")],
+    results_file: Annotated[Path, typer.Argument(help="CSV: one of id/smiles/key, then "
+                                                      "property columns (gap_ev, ...), "
+                                                      "optional note.")],
+    fidelity: Annotated[str, typer.Option(help="Fidelity the results carry.")] = "lab",
+) -> None:
+    """Import measured results (for example from the lab) into a campaign.
+
+    Every row is checked first (known design, known property, finite number, not already
+    imported at this fidelity); one bad row rejects the file and nothing is written. The next
+    round's surrogate learns from them; where a design has results at several fidelities, the
+    most trusted one (last in the config's ``fidelities``) counts for ranking and hits.
+    """
+    from chem.molecules import canonical_smiles
+    from pipeline.engine import CampaignEngine
+    from pipeline.imports import ResultsFileError, read_results, store_results
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        _fail(str(exc))
+    home = Home.resolve()
+    store = _open_store(config.store.url)
+    if store.campaign(config.name) is None:
+        _fail(f"no campaign {config.name!r} in {store!r}; run it first")
+    engine = CampaignEngine(config, store)
+    oracle = engine.components.oracle
+    trust = config.trust_levels(oracle.fidelity)
+    if fidelity not in trust:
+        _fail(f"{config_path}: fidelity {fidelity!r} is not listed under 'fidelities' (listed: "
+              f"{', '.join(trust)}); add it, with its cost, after the oracle's")
+    try:
+        with home.campaign_lock(config.name):
+            engine.open()
+            props = oracle.properties()
+            rows = read_results(results_file, store, config.name, props, fidelity,
+                                canonical_smiles)
+            n = store_results(store, config.name, rows, props, fidelity, str(results_file))
+    except (ResultsFileError, StoreError, CampaignBusyError) as exc:
+        _fail(str(exc))
+    out.print(f"imported {n} {fidelity} result(s) for {len(rows)} design(s) into "
+              f"{config.name!r}; they steer the next round (invdes run {config_path})")
+
+
 train_app = typer.Typer(help="Train the models that campaigns use.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 
@@ -321,12 +373,15 @@ def train_surrogate(
     seed: Annotated[int, typer.Option()] = 0,
     processes: Annotated[int, typer.Option(min=1, help="Processes for 3D embedding.")] = 2,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+    geometries: Annotated[Path | None, typer.Option(
+        help="Cache of the embedded 3D geometries (.npz): read when it exists and matches the "
+             "rows used, else written after embedding.")] = None,
 ) -> None:
     """Train the pretrained property model: a PaiNN deep ensemble predicting HOMO, LUMO and gap
     (eV, with calibrated uncertainty) from RDKit geometries made from the SMILES."""
     import torch
 
-    from chem.datasets import embed_dataset, load_labelled_smiles
+    from chem.datasets import load_labelled_smiles
     from chem.property_model import TrainingConfig, train_ensemble
 
     try:
@@ -348,7 +403,7 @@ def train_surrogate(
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
                   console=err) as progress:
-        dataset = embed_dataset(frame, processes=processes, progress=progress)
+        dataset = _embedded(frame, geometries, processes, progress)
         try:
             ensemble = train_ensemble(dataset, config, progress=progress)
         except ValueError as exc:
@@ -359,6 +414,22 @@ def train_surrogate(
     out_metrics = ensemble.metrics["validation"]
     err.print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); validation: "
               + ", ".join(f"{k} {v:.3f}" for k, v in out_metrics.items()))
+
+
+def _embedded(frame: Any, cache: Path | None, processes: int, progress: Progress) -> Any:
+    """The frame's molecules with RDKit geometries, from ``cache`` when it holds these rows."""
+    from chem.datasets import GeometryDataset, embed_dataset
+
+    if cache is not None and cache.is_file():
+        dataset = GeometryDataset.load(cache)
+        if set(dataset.smiles.tolist()) <= set(frame["smiles"]) and len(dataset) >= 0.95 * len(frame):
+            return dataset
+        err.print(f"{cache}: cached geometries are for other molecules; embedding again")
+    dataset = embed_dataset(frame, processes=processes, progress=progress)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        dataset.save(cache)
+    return dataset
 
 
 @app.command()

@@ -86,6 +86,19 @@ class OracleConfig(ComponentConfig):
     max_parallel: int = Field(default=2, ge=1, le=256)
 
 
+class FidelityConfig(_Strict):
+    """A level of truth results may carry.
+
+    Attributes:
+        name: the fidelity name results carry (``dft-cheap-dft``, ``dft-standard``, ``lab``).
+        cost: cost of one result at this fidelity, in the campaign's own unit (for example
+            CPU-hours or euros); reported per round and used to weigh fidelities.
+    """
+
+    name: str = Field(min_length=1, max_length=64)
+    cost: float = Field(gt=0)
+
+
 class StoreConfig(_Strict):
     """Where the campaign store lives.
 
@@ -129,6 +142,11 @@ class CampaignConfig(_Strict):
         surrogate: the property model fitted on the campaign's oracle results.
         acquisition: picks the oracle batch from the filtered pool.
         oracle: the expensive truth.
+        fidelities: the fidelities the campaign's results may carry, from the least to the most
+            trusted (the oracle's own among them); default: only the oracle's. Where a design
+            has results at several, the most trusted counts (ranking, hits), and a
+            multi-fidelity surrogate learns from all of them. The list may grow between runs
+            of a campaign (for example when lab results start to arrive).
         store: campaign store settings.
         tracking: MLflow settings.
     """
@@ -148,6 +166,7 @@ class CampaignConfig(_Strict):
     surrogate: ComponentConfig
     acquisition: AcquisitionConfig
     oracle: OracleConfig
+    fidelities: list[FidelityConfig] = Field(default_factory=list)
     store: StoreConfig = Field(default_factory=StoreConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
@@ -157,6 +176,25 @@ class CampaignConfig(_Strict):
         if len(set(props)) != len(props):
             raise ValueError(f"objective and pareto_with name the same property twice: {props}")
         return self
+
+    @model_validator(mode="after")
+    def _check_fidelities(self) -> Self:
+        names = [f.name for f in self.fidelities]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"fidelities name {twice} more than once")
+        return self
+
+    def trust_levels(self, oracle_fidelity: str | None = None) -> dict[str, int]:
+        """Fidelity name -> trust level (0 = least trusted); without ``fidelities``, the
+        oracle's fidelity (when given) is the only one."""
+        if not self.fidelities:
+            return {oracle_fidelity: 0} if oracle_fidelity else {}
+        return {f.name: i for i, f in enumerate(self.fidelities)}
+
+    def fidelity_cost(self, name: str) -> float:
+        """Cost of one result at fidelity ``name`` (1 when the campaign lists no costs)."""
+        return next((f.cost for f in self.fidelities if f.name == name), 1.0)
 
     def objectives(self) -> list[Objective]:
         """The objective followed by the ``pareto_with`` objectives."""
@@ -175,11 +213,12 @@ class CampaignConfig(_Strict):
     def identity(self) -> dict[str, Any]:
         """The config without the settings that may change between runs of one campaign.
 
-        Those are: ``rounds``, ``description``, ``store``, ``tracking``,
+        Those are: ``rounds``, ``description``, ``store``, ``tracking``, ``fidelities``,
         ``oracle.max_parallel`` and the oracle's operational limits (:data:`OPERATIONAL_PARAMS`).
         """
         data = self.model_dump(mode="json",
-                               exclude={"rounds", "description", "store", "tracking"})
+                               exclude={"rounds", "description", "store", "tracking",
+                                        "fidelities"})
         for section, registry in _SECTIONS.items():  # defaults written out change nothing
             entries = data[section] if isinstance(data[section], list) else [data[section]]
             for entry in entries:
@@ -283,7 +322,11 @@ def parse_config(data: Any, source: str = "<config>") -> CampaignConfig:
             except ValidationError as exc:
                 problems += _describe_errors(exc, model, (*base, "params"))
     if not problems:
-        props = ORACLES.build(config.oracle.name, config.oracle.params).properties()
+        oracle = ORACLES.build(config.oracle.name, config.oracle.params)
+        props = oracle.properties()
+        if config.fidelities and oracle.fidelity not in config.trust_levels(oracle.fidelity):
+            problems.append(f"fidelities: the oracle's fidelity {oracle.fidelity!r} is not listed; "
+                            f"listed: {', '.join(f.name for f in config.fidelities)}")
         wanted = [("objective.property", config.objective.property)]
         wanted += [(f"pareto_with[{i}].property", o.property)
                    for i, o in enumerate(config.pareto_with)]

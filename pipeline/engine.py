@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,6 +171,7 @@ class CampaignEngine:
                     f"{what} {unknown} are not returned by oracle {config.oracle.name!r}; "
                     f"it returns: {', '.join(oracle_props)}"
                 )
+        self.trust = config.trust_levels(self.components.oracle.fidelity)
         self.surrogate_properties = list(dict.fromkeys(
             [o.property for o in config.objectives()] + [c.property for c in config.constraints]
             + list(config.predict_properties)
@@ -203,7 +204,7 @@ class CampaignEngine:
         """Designs with an ok oracle value of the objective property, best first; designs that
         break a constraint come after all that meet them."""
         records = {r.candidate.id: r for r in self.store.candidates(self.name)}
-        measured = ok_values_by_candidate(self.store.evaluations(self.name))
+        measured = ok_values_by_candidate(self.store.evaluations(self.name), self.trust)
         ranked = []
         for cid, values in measured.items():
             if self.objective.property not in values:
@@ -283,14 +284,24 @@ class CampaignEngine:
     # stage 3+4: surrogate and acquisition -------------------------------------------------------
 
     def training_data(
-        self, prop: str
-    ) -> tuple[list[Candidate], npt.NDArray[np.float64]]:
-        """Candidates with an ok oracle value of ``prop`` and those values (n,)."""
-        evals = [e for e in self.store.evaluations(self.name)
-                 if e.evaluation.property == prop and e.evaluation.ok]
-        records = {r.candidate.id: r.candidate for r in self.store.candidates(self.name)}
-        cands = [records[e.evaluation.candidate_id] for e in evals]
-        return cands, np.array([e.evaluation.value for e in evals], dtype=np.float64)
+        self, prop: str, all_fidelities: bool = False
+    ) -> tuple[list[Candidate], npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+        """Labelled designs of ``prop``: candidates, values (n,) and trust levels (n,).
+
+        By default one row per candidate, the result that counts (most trusted fidelity);
+        with ``all_fidelities``, one row per successful result (for multi-fidelity models).
+        """
+        records = self.store.evaluations(self.name)
+        if all_fidelities:
+            evals = [r.evaluation for r in records if r.evaluation.property == prop
+                     and r.evaluation.ok]
+        else:
+            evals = [props[prop] for props in preferred_evaluations(records, self.trust).values()
+                     if prop in props and props[prop].ok]
+        by_id = {r.candidate.id: r.candidate for r in self.store.candidates(self.name)}
+        return ([by_id[e.candidate_id] for e in evals],
+                np.array([e.value for e in evals], dtype=np.float64),
+                np.array([self.trust.get(e.fidelity, -1) for e in evals], dtype=np.int64))
 
     def select(self, round_index: int) -> list[Candidate]:
         """Fits the surrogates, predicts the pool and picks the batch (stage ``selected``).
@@ -307,7 +318,7 @@ class CampaignEngine:
             return []
         pool_cands = [r.candidate for r in pool]
         x_pool = self.components.featurizer(pool_cands)
-        train_cands, _y_train = self.training_data(self.objective.property)
+        train_cands, _y_train, _levels = self.training_data(self.objective.property)
         x_train = self.components.featurizer(train_cands) if train_cands else None
         seed = self._round_seed(round_index, 1000)
         predictions: dict[str, dict[str, Prediction]] = {c.id: {} for c in pool_cands}
@@ -338,12 +349,17 @@ class CampaignEngine:
         """Fits one surrogate per property, fills ``predictions`` and runs the acquisition."""
         surrogates = {}
         for prop in self.surrogate_properties:
-            cands, y = self.training_data(prop)
-            if len(cands) < 2:
+            surrogate: Any = self.components.make_surrogate()
+            multi = getattr(surrogate, "multi_fidelity", False)
+            cands, y, levels = self.training_data(prop, all_fidelities=multi)
+            if len({c.id for c in cands}) < 2:
                 continue
-            surrogates[prop] = self.components.make_surrogate().fit(
-                self.components.featurizer(cands), y
-            )
+            x = self.components.featurizer(cands)
+            if multi:  # levels 0..k-1 over the fidelities present, in trust order
+                surrogate.fit(x, y, fidelity=np.unique(levels, return_inverse=True)[1])
+            else:
+                surrogate.fit(x, y)
+            surrogates[prop] = surrogate
             mean, std = surrogates[prop].predict(x_pool)
             for cand, m, s in zip(pool_cands, mean, std, strict=True):
                 predictions[cand.id][prop] = Prediction(float(m), float(s))
@@ -452,7 +468,7 @@ class CampaignEngine:
         prop = self.objective.property
         objective_evals = [e.evaluation for e in evals if e.evaluation.property == prop]
         calls = [c for c in self.store.oracle_calls(self.name) if c.candidate_id in selected_ids]
-        measured = ok_values_by_candidate(self.store.evaluations(self.name))
+        measured = ok_values_by_candidate(self.store.evaluations(self.name), self.trust)
         measured = {cid: v for cid, v in measured.items() if prop in v}
         round_hits = [is_hit(self.config, v) for cid, v in measured.items() if cid in selected_ids]
         feasible = {cid: v for cid, v in measured.items() if is_feasible(self.config, v)}
@@ -468,6 +484,8 @@ class CampaignEngine:
             "n_selected": float(len(selected_ids)),
             "oracle_calls": float(len(calls)),
             "oracle_results": float(len(objective_evals)),
+            "oracle_cost": float(len(calls)) * self.config.fidelity_cost(
+                self.components.oracle.fidelity),
             "oracle_failures": float(sum(not e.ok for e in objective_evals)),
             "hit_rate": float(np.mean(round_hits)) if round_hits else math.nan,
             "hits_total": float(sum(is_hit(self.config, v) for v in measured.values())),
@@ -528,12 +546,39 @@ class CampaignEngine:
         return rank_candidates(self.store, self.name, self.config)
 
 
-def ok_values_by_candidate(records: Sequence[EvaluationRecord]) -> dict[str, dict[str, float]]:
-    """Candidate id -> property -> value, for the successful oracle results."""
-    out: dict[str, dict[str, float]] = {}
+def preferred_evaluations(
+    records: Sequence[EvaluationRecord], trust: Mapping[str, int] | None = None
+) -> dict[str, dict[str, Evaluation]]:
+    """Candidate id -> property -> the result that counts.
+
+    That is the successful result of the most trusted fidelity (``trust``: fidelity -> level,
+    higher is more trusted; unlisted fidelities rank lowest; among equals the latest), else
+    the latest failed one.
+    """
+    levels = trust or {}
+    out: dict[str, dict[str, Evaluation]] = {}
+
+    def rank(e: Evaluation) -> tuple[bool, int]:
+        return e.ok, levels.get(e.fidelity, -1)
+
     for r in records:
-        if r.evaluation.ok:
-            out.setdefault(r.evaluation.candidate_id, {})[r.evaluation.property] = r.evaluation.value
+        e = r.evaluation
+        mine = out.setdefault(e.candidate_id, {})
+        if e.property not in mine or rank(e) >= rank(mine[e.property]):
+            mine[e.property] = e
+    return out
+
+
+def ok_values_by_candidate(
+    records: Sequence[EvaluationRecord], trust: Mapping[str, int] | None = None
+) -> dict[str, dict[str, float]]:
+    """Candidate id -> property -> value of the successful results that count (see
+    :func:`preferred_evaluations`); candidates without any are left out."""
+    out: dict[str, dict[str, float]] = {}
+    for cid, props in preferred_evaluations(records, trust).items():
+        values = {p: e.value for p, e in props.items() if e.ok}
+        if values:
+            out[cid] = values
     return out
 
 
@@ -576,10 +621,10 @@ def rank_candidates(store: Store, campaign: str, config: CampaignConfig) -> list
     """See :meth:`CampaignEngine.ranked`; usable without building the components."""
     objective = config.objective
     records = store.evaluations(campaign)
-    evals: dict[str, dict[str, Evaluation]] = {}
-    for e in records:
-        evals.setdefault(e.evaluation.candidate_id, {})[e.evaluation.property] = e.evaluation
-    front = pareto_front(config, ok_values_by_candidate(records)) if config.pareto_with else set()
+    trust = config.trust_levels()
+    evals = preferred_evaluations(records, trust)
+    front = (pareto_front(config, ok_values_by_candidate(records, trust)) if config.pareto_with
+             else set())
     rows: list[tuple[tuple[float, float, float], CandidateRecord, dict[str, float], float, bool, str]] = []
     for rec in store.candidates(campaign):
         if rec.status is CandidateStatus.REJECTED:

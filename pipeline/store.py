@@ -308,8 +308,8 @@ class Store:
                 raise StoreError(
                     f"campaign {name!r} already exists in {self!r} with a different config "
                     f"(changed: {', '.join(changed) or 'details'}); only rounds, description, "
-                    "store, tracking and the oracle's parallelism and limits may change between "
-                    "runs: give the campaign a new name"
+                    "store, tracking, fidelities and the oracle's parallelism and limits may "
+                    "change between runs: give the campaign a new name"
                 )
             else:
                 conn.execute(
@@ -549,6 +549,15 @@ class Store:
         """
         with self.engine.begin() as conn:
             self._add_evaluations(conn, campaign, evaluations, request_key, call_id)
+
+    def add_evaluation_batches(
+        self, campaign: str, batches: Sequence[tuple[Sequence[Evaluation], str]]
+    ) -> None:
+        """Stores several candidates' results (each with its request key) in one transaction:
+        all of them or, on any error, none."""
+        with self.engine.begin() as conn:
+            for evaluations, request_key in batches:
+                self._add_evaluations(conn, campaign, evaluations, request_key, None)
 
     def _add_evaluations(
         self, conn: Connection, campaign: str, evaluations: Sequence[Evaluation],

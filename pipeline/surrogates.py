@@ -146,3 +146,115 @@ class TanimotoGPSurrogate:
                 means.append(posterior.mean.squeeze(-1))
                 stds.append(posterior.variance.clamp_min(0).sqrt().squeeze(-1))
         return torch.cat(means).numpy(), torch.cat(stds).numpy()
+
+
+@SURROGATES.register("multifidelity_gp")
+class MultiFidelityGPSurrogate:
+    """Multi-task GP over fidelities: a Tanimoto kernel on fingerprints times a task kernel.
+
+    Each training row carries a fidelity level (0 = least trusted, for example a fast DFT level;
+    the highest = most trusted, for example the lab). The model is BoTorch's ``MultiTaskGP``:
+    k((x, s), (x', t)) = k_Tanimoto(x, x') B[s, t] with a low-rank positive task covariance B, a
+    constant mean and a noise variance per fidelity. It learns from the cheap results how
+    molecules differ and from the molecules measured at several fidelities how the fidelities
+    relate (correlation and offset), and it predicts at the most trusted fidelity present, so
+    the first lab results shift every prediction towards the lab, and they count most where
+    they were taken. With a single fidelity it is the :class:`TanimotoGPSurrogate`.
+    """
+
+    multi_fidelity = True
+
+    class Params(BaseModel):
+        """Settings of the multi-fidelity GP.
+
+        Attributes:
+            min_noise: lower bound on each fidelity's noise variance (standardised units).
+            rank: rank of the task covariance (None: full rank).
+        """
+
+        model_config = ConfigDict(extra="forbid", frozen=True)
+        min_noise: float = Field(default=1e-4, gt=0, le=1.0)
+        rank: int | None = Field(default=None, ge=1, le=16)
+
+    def __init__(self, params: Params | None = None) -> None:
+        self.params = params or self.Params()
+        self._model: Model | None = None
+        self._single: TanimotoGPSurrogate | None = None
+        self.target_level: int | None = None
+
+    def __repr__(self) -> str:
+        return f"MultiFidelityGPSurrogate(rank={self.params.rank}, target={self.target_level})"
+
+    def fit(self, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64],
+            fidelity: npt.ArrayLike | None = None) -> Self:
+        """Fits on results of several fidelities.
+
+        Args:
+            x: features, shape (n, d), non-negative; a design measured at two fidelities
+                appears twice.
+            y: targets, shape (n,), finite.
+            fidelity: trust level of each row, shape (n,), integers >= 0 (higher is more
+                trusted); None means one fidelity.
+        """
+        x = np.asarray(x, dtype=np.float64)
+        levels = np.zeros(len(x), dtype=np.int64) if fidelity is None else np.asarray(fidelity)
+        if levels.shape != (x.shape[0],) or not np.issubdtype(levels.dtype, np.integer):
+            raise ValueError(f"fidelity must be integer levels, shape ({x.shape[0]},), got "
+                             f"{levels.dtype} {levels.shape}")
+        if (levels < 0).any():
+            raise ValueError(f"fidelity levels must be >= 0, got {sorted(set(levels.tolist()))}")
+        if x.shape[0] < 2:
+            raise ValueError(f"fit needs at least 2 labelled points, got {x.shape[0]}")
+        target = self.target_level = int(levels.max())
+        if len(set(levels.tolist())) == 1:
+            self._single = TanimotoGPSurrogate(
+                TanimotoGPSurrogate.Params(min_noise=self.params.min_noise)).fit(x, y)
+            self._model = self._single.model
+            return self
+        from botorch.models import MultiTaskGP
+
+        y_t = torch.as_tensor(np.asarray(y), dtype=torch.float64).reshape(-1, 1)
+        if not torch.isfinite(y_t).all():
+            raise ValueError("fit targets must be finite (drop failed oracle results first)")
+        x_t = torch.cat([torch.as_tensor(x), torch.as_tensor(levels, dtype=torch.float64)[:, None]],
+                        dim=-1)
+        data_kernel = ScaleKernel(TanimotoKernel(), outputscale_prior=LogNormalPrior(0.0, 1.0))
+        model = MultiTaskGP(x_t, y_t, task_feature=-1, covar_module=data_kernel,
+                            output_tasks=[target], rank=self.params.rank)
+        model.likelihood.noise_covar.register_prior(
+            "noise_prior_ln", LogNormalPrior(math.log(0.05), 1.0), "noise")
+        model.likelihood.noise_covar.register_constraint("raw_noise",
+                                                         GreaterThan(self.params.min_noise))
+        mll = ExactMarginalLogLikelihood(model.likelihood, model)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit_gpytorch_mll(mll)
+        model.eval()
+        self._single = None
+        self._model = model
+        return self
+
+    @property
+    def model(self) -> Model:
+        """The fitted BoTorch model; its posterior is at the most trusted fidelity seen."""
+        if self._model is None:
+            raise RuntimeError("MultiFidelityGPSurrogate is not fitted; call fit() first")
+        return self._model
+
+    def predict(
+        self, x: npt.NDArray[np.float64]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Mean and standard deviation at the most trusted fidelity seen, each (n,), in the
+        unit of the targets (observation noise of that fidelity included)."""
+        if self._single is not None:
+            return self._single.predict(x)
+        model = self.model
+        x_t = torch.as_tensor(np.asarray(x), dtype=torch.float64)
+        level = torch.full((x_t.shape[0], 1), float(self.target_level or 0), dtype=torch.float64)
+        means, stds = [], []
+        with torch.no_grad():
+            for chunk in torch.split(torch.cat([x_t, level], dim=-1), 1024):
+                posterior: Any = model.posterior(chunk, observation_noise=True)
+                means.append(posterior.mean.reshape(-1))
+                stds.append(posterior.variance.clamp_min(0).sqrt().reshape(-1))
+        return torch.cat(means).numpy(), torch.cat(stds).numpy()

@@ -92,6 +92,15 @@ CASES = {
     "the same property twice": (
         tiny_campaign(pareto_with=[{"property": "gap_ev", "goal": "minimize"}]),
         ["objective and pareto_with name the same property twice"]),
+    "a fidelity listed twice": (
+        tiny_campaign(fidelities=[{"name": "dft-fast", "cost": 1}, {"name": "dft-fast", "cost": 2}]),
+        ["fidelities name ['dft-fast'] more than once"]),
+    "the oracle's fidelity not listed": (
+        tiny_campaign(fidelities=[{"name": "lab", "cost": 100}]),
+        ["fidelities: the oracle's fidelity 'dft-fast' is not listed; listed: lab"]),
+    "a free cost": (
+        tiny_campaign(fidelities=[{"name": "dft-fast", "cost": 0}]),
+        ["fidelities[0].cost"]),
     "batch larger than proposals": (
         _set(tiny_campaign(), "acquisition.batch_size", 500),
         ["acquisition.batch_size=500 exceeds the 40 proposals"]),
@@ -143,6 +152,9 @@ def test_identity_ignores_rounds_and_description() -> None:
     operational["oracle"] = {"name": "pyscf", "max_parallel": 1,
                              "params": {"level": "fast", "timeout_s": 5, "threads": 2}}
     assert parse_config(operational).identity() == a.identity()
+    with_lab = tiny_campaign(fidelities=[{"name": "dft-fast", "cost": 1},
+                                         {"name": "lab", "cost": 500}])
+    assert parse_config(with_lab).identity() == a.identity()  # the lab may join later
     explicit = tiny_campaign()
     explicit["oracle"] = {"name": "pyscf", "params": {"level": "fast", "fukui": "frontier"}}
     assert parse_config(explicit).identity() == a.identity()  # a default written out

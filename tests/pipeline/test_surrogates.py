@@ -49,3 +49,65 @@ def test_gp_rejects_bad_training_data() -> None:
         TanimotoGPSurrogate().fit(x[:3], np.array([1.0, np.nan, 2.0]))
     with pytest.raises(RuntimeError, match="not fitted"):
         TanimotoGPSurrogate().predict(x)
+
+
+def _two_fidelities() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fingerprints with a cheap fidelity f(x) and a trusted one 0.8 f(x) + 1.5 (offset and
+    scale, as between a DFT gap and a measured one)."""
+    rng = np.random.default_rng(0)
+    x = (rng.random((120, 64)) < 0.15).astype(float)
+    f = x @ rng.normal(size=64) / 3
+    return x, f + 0.02 * rng.normal(size=120), 0.8 * f + 1.5 + 0.05 * rng.normal(size=120)
+
+
+def test_multifidelity_gp_transfers_cheap_results_to_the_trusted_fidelity() -> None:
+    from pipeline.surrogates import MultiFidelityGPSurrogate
+
+    x, cheap, trusted = _two_fidelities()
+    cheap_rows, trusted_rows, test = np.arange(100), np.arange(12), np.arange(100, 120)
+    x_all = np.concatenate([x[cheap_rows], x[trusted_rows]])
+    y_all = np.concatenate([cheap[cheap_rows], trusted[trusted_rows]])
+    levels = np.concatenate([np.zeros(100, dtype=int), np.ones(12, dtype=int)])
+    multi = MultiFidelityGPSurrogate().fit(x_all, y_all, fidelity=levels)
+    assert multi.target_level == 1
+    mean, std = multi.predict(x[test])
+    err_multi = np.abs(mean - trusted[test]).mean()
+    only_trusted = TanimotoGPSurrogate().fit(x[trusted_rows], trusted[trusted_rows])
+    err_trusted = np.abs(only_trusted.predict(x[test])[0] - trusted[test]).mean()
+    pooled = TanimotoGPSurrogate().fit(x_all, y_all)
+    err_pooled = np.abs(pooled.predict(x[test])[0] - trusted[test]).mean()
+    assert err_multi < 0.6 * err_trusted and err_multi < 0.5 * err_pooled
+    assert np.all(std > 0)
+    # it predicts the trusted fidelity, offset included, not the cheap one
+    assert abs(mean.mean() - trusted[test].mean()) < abs(mean.mean() - cheap[test].mean())
+
+
+def test_multifidelity_gp_with_one_fidelity_is_the_tanimoto_gp() -> None:
+    from pipeline.surrogates import MultiFidelityGPSurrogate
+
+    x, y = _fingerprints()
+    multi = MultiFidelityGPSurrogate().fit(x, y, fidelity=np.zeros(len(y), dtype=int))
+    single = TanimotoGPSurrogate().fit(x, y)
+    np.testing.assert_allclose(multi.predict(x[:4])[0], single.predict(x[:4])[0], atol=1e-6)
+    with pytest.raises(ValueError, match="integer levels"):
+        MultiFidelityGPSurrogate().fit(x, y, fidelity=np.zeros(len(y)) + 0.5)
+    with pytest.raises(ValueError, match=">= 0"):
+        MultiFidelityGPSurrogate().fit(x, y, fidelity=-np.ones(len(y), dtype=int))
+
+
+def test_qlognei_runs_on_the_multifidelity_posterior() -> None:
+    from pipeline.acquisition import QLogNEIAcquisition
+    from pipeline.objectives import Objective
+    from pipeline.surrogates import MultiFidelityGPSurrogate
+
+    x, cheap, trusted = _two_fidelities()
+    levels = np.concatenate([np.zeros(60, dtype=int), np.ones(8, dtype=int)])
+    multi = MultiFidelityGPSurrogate().fit(np.concatenate([x[:60], x[:8]]),
+                                           np.concatenate([cheap[:60], trusted[:8]]), levels)
+    pool = x[60:]
+    sel = QLogNEIAcquisition().select(pool, 4, objective=Objective(property="y", goal="maximize"),
+                                      seed=0, surrogate=multi, x_train=x[:60])
+    assert len(set(sel.indices)) == 4
+    # the first pick is among the pool's best by the trusted fidelity's predicted mean
+    best = np.argsort(-multi.predict(pool)[0])[:10]
+    assert sel.indices[0] in best

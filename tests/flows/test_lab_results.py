@@ -1,0 +1,84 @@
+"""Lab results come back into a campaign, count most, and steer the next round."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prefect.testing.utilities import prefect_test_harness
+from typer.testing import CliRunner
+
+from pipeline.config import parse_config
+from pipeline.engine import rank_candidates
+from pipeline.home import Home
+from pipeline.store import Store
+from tests.conftest import tiny_campaign, write_yaml
+
+
+@pytest.fixture(scope="module")
+def prefect_harness() -> Iterator[None]:
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def test_lab_results_are_checked_imported_and_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_harness: None
+) -> None:
+    from flows.campaign import run_campaign
+    from flows.cli import app
+
+    monkeypatch.setenv("INVDES_HOME", str(tmp_path / "home"))
+    data = tiny_campaign(name="withlab", rounds=1, surrogate={"name": "multifidelity_gp"},
+                         fidelities=[{"name": "dft-fast", "cost": 1},
+                                     {"name": "lab", "cost": 200}])
+    data["acquisition"]["min_labels"] = 2
+    config_file = write_yaml(tmp_path / "withlab.yaml", data)
+    run_campaign(parse_config(data), quiet=True)
+    store = Store(Home(tmp_path / "home").store_url)
+    measured = [r for r in store.candidates("withlab") if r.status.value == "evaluated"]
+    assert len(measured) >= 2
+    first, second = measured[0].candidate, measured[1].candidate
+    before = len(store.evaluations("withlab"))
+    runner = CliRunner()
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"smiles,gap_ev,note\n{first.key},9.5,ok\n{second.key},nine,typo\n")
+    result = runner.invoke(app, ["results", "import", str(config_file), str(bad)])
+    assert result.exit_code == 2
+    assert f"{bad}: line 3: column 'gap_ev': 'nine' is not a finite number" in result.output
+    assert len(store.evaluations("withlab")) == before  # nothing written
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text("smiles,gap_eV\nCCO,9.5\n")
+    result = runner.invoke(app, ["results", "import", str(config_file), str(unknown)])
+    assert result.exit_code == 2 and "unknown column(s) ['gap_eV']" in result.output
+    result = runner.invoke(app, ["results", "import", str(config_file), str(bad),
+                                 "--fidelity", "wet-lab"])
+    assert result.exit_code == 2 and "fidelity 'wet-lab' is not listed" in result.output
+
+    good = tmp_path / "lab.csv"
+    good.write_text(f"smiles,gap_ev,note\n{first.key},20.5,plate 1\n{second.key},"
+                    f"13.0,plate 1\n")
+    result = runner.invoke(app, ["results", "import", str(config_file), str(good)])
+    assert result.exit_code == 0, result.output
+    lab = [e.evaluation for e in store.evaluations("withlab") if e.evaluation.fidelity == "lab"]
+    assert {(e.candidate_id, e.value) for e in lab} == {(first.id, 20.5), (second.id, 13.0)}
+    assert lab[0].provenance["note"] == "plate 1"
+    again = runner.invoke(app, ["results", "import", str(config_file), str(good)])
+    assert again.exit_code == 2 and "already has a gap_ev result at fidelity 'lab'" in again.output
+
+    # the lab value counts for ranking: 13.0 is inside the window [12, 14], 20.5 is not
+    config = parse_config(data)
+    ranked = {r.record.candidate.id: r for r in rank_candidates(store, "withlab", config)}
+    assert ranked[second.id].hit and ranked[second.id].oracle["gap_ev"] == 13.0
+    assert not ranked[first.id].hit
+
+    # the next round fits the multi-fidelity surrogate on both fidelities and completes
+    data["rounds"] = 2
+    run_campaign(parse_config(data), quiet=True)
+    rounds = store.rounds("withlab")
+    assert [r.stage for r in rounds] == ["logged", "logged"]
+    assert rounds[1].metrics["oracle_cost"] == rounds[1].metrics["oracle_calls"] * 1.0
+    picked = [r for r in store.candidates("withlab", round_index=1) if r.predictions]
+    assert picked  # predictions made by the fitted surrogate
+    store.close()

@@ -3,4 +3,4 @@
 Importing this package registers its implementations in :mod:`pipeline.registry`.
 """
 
-from chem import featurize, filters, ga, molecules  # noqa: F401  (registration)
+from chem import featurize, filters, ga, molecules, prior  # noqa: F401  (registration)

@@ -25,6 +25,7 @@ from rich.table import Table
 
 import chem  # noqa: F401  (registers the molecules domain)
 import oracles  # noqa: F401  (registers the oracles)
+from chem.prior import DEFAULT_WEIGHTS as PRIOR_WEIGHTS
 from pipeline.config import CampaignConfig, ConfigError, load_config
 from pipeline.engine import rank_candidates, ranked_rows
 from pipeline.home import CampaignBusyError, Home
@@ -353,7 +354,7 @@ def import_results(
 train_app = typer.Typer(help="Train the models that campaigns use.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "chem" / "data" / "property_model.pt"
+DEFAULT_WEIGHTS = PRIOR_WEIGHTS
 
 
 @train_app.command("surrogate")

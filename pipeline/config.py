@@ -16,6 +16,8 @@ from typing import Any, Literal, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+import pipeline.acquisition
+import pipeline.surrogates  # noqa: F401  (the engine's own implementations register here)
 from pipeline.objectives import Constraint, Objective
 from pipeline.registry import (
     ACQUISITIONS,
@@ -23,6 +25,7 @@ from pipeline.registry import (
     FILTERS,
     GENERATORS,
     ORACLES,
+    PRIORS,
     SURROGATES,
     Registry,
     RegistryError,
@@ -140,6 +143,10 @@ class CampaignConfig(_Strict):
         filters: validity filters, applied in order.
         featurizer: turns candidates into surrogate inputs.
         surrogate: the property model fitted on the campaign's oracle results.
+        prior: a pretrained property model (``pretrained_painn``) whose predictions for the
+            pool and the labelled designs enter the surrogate as its least trusted fidelity,
+            so the surrogate starts from the pretrained model and corrects it as labels
+            accumulate; needs a multi-fidelity surrogate (``multifidelity_gp``).
         acquisition: picks the oracle batch from the filtered pool.
         oracle: the expensive truth.
         fidelities: the fidelities the campaign's results may carry, from the least to the most
@@ -164,6 +171,7 @@ class CampaignConfig(_Strict):
     filters: list[ComponentConfig] = Field(default_factory=list)
     featurizer: ComponentConfig
     surrogate: ComponentConfig
+    prior: ComponentConfig | None = None
     acquisition: AcquisitionConfig
     oracle: OracleConfig
     fidelities: list[FidelityConfig] = Field(default_factory=list)
@@ -221,7 +229,7 @@ class CampaignConfig(_Strict):
                                         "fidelities"})
         for section, registry in _SECTIONS.items():  # defaults written out change nothing
             entries = data[section] if isinstance(data[section], list) else [data[section]]
-            for entry in entries:
+            for entry in (e for e in entries if e is not None):
                 model = registry.params_model(entry["name"])
                 entry["params"] = model.model_validate(entry["params"]).model_dump(mode="json")
         data["oracle"].pop("max_parallel")
@@ -235,6 +243,7 @@ _SECTIONS: dict[str, Registry[Any]] = {
     "filters": FILTERS,
     "featurizer": FEATURIZERS,
     "surrogate": SURROGATES,
+    "prior": PRIORS,
     "acquisition": ACQUISITIONS,
     "oracle": ORACLES,
 }
@@ -310,7 +319,7 @@ def parse_config(data: Any, source: str = "<config>") -> CampaignConfig:
     for section, registry in _SECTIONS.items():
         value = getattr(config, section)
         entries = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
-        for i, component in entries:
+        for i, component in ((i, c) for i, c in entries if c is not None):
             base: tuple[int | str, ...] = (section,) if i is None else (section, i)
             try:
                 model = registry.params_model(component.name)
@@ -349,6 +358,12 @@ def parse_config(data: Any, source: str = "<config>") -> CampaignConfig:
         if multi and not config.pareto_with:
             problems.append(f"acquisition.name: {config.acquisition.name!r} needs further "
                             "objectives in pareto_with")
+    if config.prior is not None and config.surrogate.name in SURROGATES and not getattr(
+            SURROGATES.get(config.surrogate.name), "multi_fidelity", False):
+        problems.append(
+            f"prior: a prior needs a multi-fidelity surrogate, not {config.surrogate.name!r}; use "
+            "one of: " + ", ".join(n for n in SURROGATES.names()
+                                   if getattr(SURROGATES.get(n), "multi_fidelity", False)))
     initial = config.acquisition.initial_batch
     model_free = [n for n in ACQUISITIONS.names()
                   if not getattr(ACQUISITIONS.get(n), "needs_surrogate", False)]

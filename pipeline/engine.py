@@ -28,6 +28,7 @@ from pipeline.protocols import (
     Generator,
     Oracle,
     Preparer,
+    Prior,
     ScoredDesign,
     Surrogate,
 )
@@ -38,6 +39,7 @@ from pipeline.registry import (
     GENERATORS,
     ORACLES,
     PREPARERS,
+    PRIORS,
     SURROGATES,
 )
 from pipeline.store import CampaignRecord, CandidateRecord, EvaluationRecord, Store
@@ -69,6 +71,7 @@ class Components:
         initial_acquisition: picks the batch before that.
         oracle: the expensive truth.
         prepare: attaches what the oracle needs (a 3D geometry) to a candidate.
+        prior: pretrained predictions the surrogate starts from, if configured.
     """
 
     generators: list[tuple[str, int, Generator]]
@@ -79,6 +82,7 @@ class Components:
     initial_acquisition: Acquisition
     oracle: Oracle
     prepare: Preparer
+    prior: Prior | None = None
 
     @classmethod
     def from_config(cls, config: CampaignConfig) -> Components:
@@ -96,6 +100,8 @@ class Components:
             initial_acquisition=ACQUISITIONS.build(config.acquisition.initial_batch),
             oracle=ORACLES.build(config.oracle.name, config.oracle.params),
             prepare=PREPARERS.build(config.domain),
+            prior=(PRIORS.build(config.prior.name, config.prior.params) if config.prior
+                   else None),
         )
 
 
@@ -348,6 +354,7 @@ class CampaignEngine:
     ) -> Selection:
         """Fits one surrogate per property, fills ``predictions`` and runs the acquisition."""
         surrogates = {}
+        prior = self.components.prior
         for prop in self.surrogate_properties:
             surrogate: Any = self.components.make_surrogate()
             multi = getattr(surrogate, "multi_fidelity", False)
@@ -356,7 +363,11 @@ class CampaignEngine:
                 continue
             x = self.components.featurizer(cands)
             if multi:  # levels 0..k-1 over the fidelities present, in trust order
-                surrogate.fit(x, y, fidelity=np.unique(levels, return_inverse=True)[1])
+                levels = np.unique(levels, return_inverse=True)[1]
+                if prior is not None and prop in prior.properties():
+                    x, y, levels = self._with_prior_rows(prior, prop, cands, pool_cands, x,
+                                                         x_pool, y, levels)
+                surrogate.fit(x, y, fidelity=levels)
             else:
                 surrogate.fit(x, y)
             surrogates[prop] = surrogate
@@ -371,6 +382,22 @@ class CampaignEngine:
             surrogate=surrogates[self.objective.property], x_train=x_train,
             constraints=constraints, pareto=pareto,
         )
+
+    @staticmethod
+    def _with_prior_rows(
+        prior: Prior, prop: str, cands: list[Candidate], pool_cands: list[Candidate],
+        x: npt.NDArray[np.float64], x_pool: npt.NDArray[np.float64], y: npt.NDArray[np.float64],
+        levels: npt.NDArray[np.int64],
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+        """Adds the prior's predictions for the labelled designs and the pool as the least
+        trusted fidelity (level 0; the measured fidelities move up by one)."""
+        first = {c.id: i for i, c in enumerate(cands)}  # each labelled design once
+        designs = [cands[i] for i in first.values()] + pool_cands
+        x_designs = np.concatenate([x[list(first.values())], x_pool])
+        mean = prior.predict(designs)[prop][0]
+        ok = np.isfinite(mean)
+        return (np.concatenate([x, x_designs[ok]]), np.concatenate([y, mean[ok]]),
+                np.concatenate([levels + 1, np.zeros(int(ok.sum()), dtype=np.int64)]))
 
     def _commit_selection(
         self, round_index: int, pool: list[Candidate],

@@ -100,6 +100,22 @@ class Surrogate(Protocol):
 
 
 @runtime_checkable
+class Prior(Protocol):
+    """A pretrained property model whose predictions campaign surrogates start from."""
+
+    def properties(self) -> tuple[str, ...]:
+        """Properties it predicts."""
+        ...
+
+    def predict(
+        self, candidates: Sequence[Candidate]
+    ) -> dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]]:
+        """Property -> (mean, standard deviation), each (n_candidates,); NaN where it cannot
+        predict a candidate."""
+        ...
+
+
+@runtime_checkable
 class Preparer(Protocol):
     """Attaches what an oracle needs to a candidate, for example a 3D geometry."""
 

@@ -109,4 +109,5 @@ SURROGATES: Registry[Any] = Registry("surrogate")
 ACQUISITIONS: Registry[Any] = Registry("acquisition")
 ORACLES: Registry[Any] = Registry("oracle")
 PREPARERS: Registry[Any] = Registry("preparer")
+PRIORS: Registry[Any] = Registry("prior")
 """Per domain (``molecules``, ``materials``): attaches what oracles need (a 3D structure)."""

@@ -1,0 +1,78 @@
+"""The pretrained property model as a prior for campaign surrogates."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from chem.datasets import embed_dataset
+from pipeline.registry import PRIORS
+from pipeline.types import Candidate
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "data" / "property_model.pt"
+"""The shipped checkpoint (``invdes train surrogate`` writes it)."""
+
+
+@PRIORS.register("pretrained_painn")
+class PretrainedPaiNNPrior:
+    """HOMO, LUMO and gap (eV) from the pretrained PaiNN ensemble, on RDKit geometries made from
+    each candidate's SMILES; predictions are cached by canonical SMILES."""
+
+    class Params(BaseModel):
+        """Settings of the prior.
+
+        Attributes:
+            weights: checkpoint path; default: the shipped one.
+        """
+
+        model_config = ConfigDict(extra="forbid", frozen=True)
+        weights: str | None = None
+
+        @field_validator("weights")
+        @classmethod
+        def _exists(cls, value: str | None) -> str | None:
+            if value is not None and not Path(value).is_file():
+                raise ValueError(f"no property-model checkpoint at {value}")
+            return value
+
+    def __init__(self, params: Params | None = None) -> None:
+        self.params = params or self.Params()
+        path = Path(self.params.weights) if self.params.weights else DEFAULT_WEIGHTS
+        if not path.is_file():
+            raise ValueError(f"weights: no property-model checkpoint at {path}; train one with "
+                             "`invdes train surrogate --data ...`")
+        from chem.property_model import PropertyEnsemble  # torch-geometric: import when used
+
+        self.ensemble = PropertyEnsemble.load(path)
+        self._cache: dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = {}
+
+    def __repr__(self) -> str:
+        return f"PretrainedPaiNNPrior({self.ensemble!r})"
+
+    def properties(self) -> tuple[str, ...]:
+        """Properties it predicts."""
+        return self.ensemble.properties
+
+    def predict(
+        self, candidates: Sequence[Candidate]
+    ) -> dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]]:
+        """See :class:`pipeline.protocols.Prior`."""
+        props = self.ensemble.properties
+        new = sorted({c.key for c in candidates} - set(self._cache))
+        if new:
+            frame = pd.DataFrame({"smiles": new, **{p: np.nan for p in props}})
+            data = embed_dataset(frame, props, processes=1)
+            mean, std = self.ensemble.predict_dataset(data)
+            nan = np.full(len(props), np.nan)
+            done = {s: k for k, s in enumerate(data.smiles.tolist())}
+            for key in new:
+                k = done.get(key)
+                self._cache[key] = (nan, nan) if k is None else (mean[k], std[k])
+        rows = [self._cache[c.key] for c in candidates]
+        return {p: (np.array([r[0][j] for r in rows]), np.array([r[1][j] for r in rows]))
+                for j, p in enumerate(props)}

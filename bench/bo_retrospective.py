@@ -12,6 +12,10 @@ picks ``--batch`` molecules per round until ``--budget`` oracle calls:
 * ``random``: uniform picks;
 * ``greedy``: the Tanimoto GP's best predicted mean (pure exploitation);
 * ``bo``: the campaign's acquisition, BoTorch qLogNoisyExpectedImprovement on the Tanimoto GP;
+* ``bo_prior``: the same BO on the ``prior_gp`` surrogate: a Tanimoto GP around the pretrained
+  property model's gap predictions (``--prior-weights``), recalibrated on the labels. Fair only
+  on molecules the network was not trained on: use
+  ``--tail N`` with the ``--holdout N`` the checkpoint was trained with;
 * ``ga``: the campaign's graph genetic algorithm, restricted to the pool: it proposes
   ``10 x batch`` molecules from the best measured ones, keeps those that are in the pool and not
   yet measured, and fills any shortfall with the unmeasured pool molecules most similar
@@ -42,10 +46,11 @@ from chem.molecules import canonical_smiles
 from pipeline.acquisition import GreedyAcquisition, QLogNEIAcquisition, RandomAcquisition
 from pipeline.objectives import Objective
 from pipeline.protocols import GenerationContext, ScoredDesign
-from pipeline.surrogates import TanimotoGPSurrogate, TanimotoKernel
+from pipeline.surrogates import PriorGPSurrogate, TanimotoGPSurrogate, TanimotoKernel
 from pipeline.types import Candidate
 
 METHODS = ("random", "greedy", "bo", "ga")
+"""Default methods; ``bo_prior`` runs when asked for (it needs ``--prior-weights``)."""
 
 
 def top10_auc(scores_in_order: np.ndarray, budget: int, lo: float, hi: float) -> float:
@@ -60,11 +65,13 @@ def top10_auc(scores_in_order: np.ndarray, budget: int, lo: float, hi: float) ->
 
 def run_method(method: str, seed: int, x: np.ndarray, scores: np.ndarray, smiles: list[str],
                objective: Objective, y: np.ndarray, budget: int, batch: int,
-               initial: np.ndarray, x_full: np.ndarray) -> list[int]:
+               initial: np.ndarray, x_full: np.ndarray,
+               prior_mean: np.ndarray | None = None) -> list[int]:
     """One retrospective campaign; returns pool indices in the order they were measured.
 
     ``x`` are the pool's fingerprints without the bits no pool molecule sets (the surrogates'
-    input), ``x_full`` all bits (to compare the GA's proposals with the pool).
+    input), ``x_full`` all bits (to compare the GA's proposals with the pool), ``prior_mean``
+    the pretrained model's predicted gap of each pool molecule (NaN where it has none).
     """
     measured = list(initial)
     rng = np.random.default_rng(seed)
@@ -79,8 +86,12 @@ def run_method(method: str, seed: int, x: np.ndarray, scores: np.ndarray, smiles
         if method == "random":
             picks = free[list(RandomAcquisition().select(x[free], q, objective=objective,
                                                          seed=int(rng.integers(2**31))).indices)]
-        elif method in ("greedy", "bo"):
-            gp = TanimotoGPSurrogate().fit(x[measured], y[measured])
+        elif method in ("greedy", "bo", "bo_prior"):
+            if method == "bo_prior":
+                gp: Any = PriorGPSurrogate().fit(x[measured], y[measured], prior_x=x,
+                                                 prior_values=prior_mean)
+            else:
+                gp = TanimotoGPSurrogate().fit(x[measured], y[measured])
             acq = GreedyAcquisition() if method == "greedy" else QLogNEIAcquisition()
             sel = acq.select(x[free], q, objective=objective, seed=int(rng.integers(2**31)),
                              surrogate=gp, x_train=x[measured])
@@ -131,11 +142,17 @@ def main() -> None:
     parser.add_argument("--objective", choices=["max", "window"], default="max")
     parser.add_argument("--low", type=float, default=None)
     parser.add_argument("--high", type=float, default=None)
+    parser.add_argument("--tail", type=int, default=None,
+                        help="use only the last N rows of the pool (a checkpoint's holdout)")
+    parser.add_argument("--prior-weights", type=Path, default=None,
+                        help="property-model checkpoint for the bo_prior method")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--json", type=Path, required=True)
     args = parser.parse_args()
 
     frame = pd.read_csv(args.pool, usecols=["smiles", "gap_ev"])
+    if args.tail:
+        frame = frame.iloc[-args.tail:].reset_index(drop=True)
     if args.pool_size:
         frame = frame.sample(n=args.pool_size, random_state=0).reset_index(drop=True)
     frame["key"] = [canonical_smiles(s) for s in frame["smiles"]]
@@ -151,6 +168,17 @@ def main() -> None:
     # bits no pool molecule sets add nothing to any Tanimoto similarity: dropping them leaves
     # every kernel value unchanged and makes the GP several times cheaper
     x_full, x = x, x[:, x.any(axis=0)]
+    prior_mean = None
+    if "bo_prior" in args.methods.split(","):
+        if args.prior_weights is None:
+            parser.error("method bo_prior needs --prior-weights")
+        from chem.prior import PretrainedPaiNNPrior
+
+        prior = PretrainedPaiNNPrior(PretrainedPaiNNPrior.Params(weights=str(args.prior_weights)))
+        pool_cands = [Candidate(str(i), s, s, 0, "pool") for i, s in enumerate(smiles)]
+        prior_mean = prior.predict(pool_cands)["gap_ev"][0]
+        report_prior = {"weights": str(args.prior_weights),
+                        "mae_gap_ev_on_pool": float(np.nanmean(np.abs(prior_mean - y)))}
     report: dict[str, Any] = {
         "pool": str(args.pool), "pool_size": len(smiles), "objective": objective.describe(),
         "top1pct_threshold_score": threshold, "n_top1pct": int(top.sum()),
@@ -158,6 +186,8 @@ def main() -> None:
         "expected_random_calls_to_10": 10 * len(smiles) / int(top.sum()),
         "runs": [],
     }
+    if prior_mean is not None:
+        report["prior"] = report_prior
     args.json.parent.mkdir(parents=True, exist_ok=True)
     methods = args.methods.split(",")
     with Progress() as progress:
@@ -168,7 +198,7 @@ def main() -> None:
             for method in methods:
                 start = time.perf_counter()
                 order = run_method(method, seed, x, scores, smiles, objective, y, args.budget,
-                                   args.batch, initial, x_full)
+                                   args.batch, initial, x_full, prior_mean)
                 hits = np.cumsum(top[order])
                 reached = np.flatnonzero(hits >= 10)
                 report["runs"].append({

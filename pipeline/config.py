@@ -143,10 +143,9 @@ class CampaignConfig(_Strict):
         filters: validity filters, applied in order.
         featurizer: turns candidates into surrogate inputs.
         surrogate: the property model fitted on the campaign's oracle results.
-        prior: a pretrained property model (``pretrained_painn``) whose predictions for the
-            pool and the labelled designs enter the surrogate as its least trusted fidelity,
-            so the surrogate starts from the pretrained model and corrects it as labels
-            accumulate; needs a multi-fidelity surrogate (``multifidelity_gp``).
+        prior: a pretrained property model (``pretrained_painn``) the surrogate starts from and
+            corrects as labels accumulate: ``prior_gp`` uses its predictions as the GP's mean
+            (recalibrated), ``multifidelity_gp`` as its least trusted fidelity.
         acquisition: picks the oracle batch from the filtered pool.
         oracle: the expensive truth.
         fidelities: the fidelities the campaign's results may carry, from the least to the most
@@ -358,12 +357,15 @@ def parse_config(data: Any, source: str = "<config>") -> CampaignConfig:
         if multi and not config.pareto_with:
             problems.append(f"acquisition.name: {config.acquisition.name!r} needs further "
                             "objectives in pareto_with")
-    if config.prior is not None and config.surrogate.name in SURROGATES and not getattr(
-            SURROGATES.get(config.surrogate.name), "multi_fidelity", False):
+    def takes_prior(name: str) -> bool:
+        cls = SURROGATES.get(name)
+        return bool(getattr(cls, "multi_fidelity", False) or getattr(cls, "uses_prior", False))
+
+    if (config.prior is not None and config.surrogate.name in SURROGATES
+            and not takes_prior(config.surrogate.name)):
         problems.append(
-            f"prior: a prior needs a multi-fidelity surrogate, not {config.surrogate.name!r}; use "
-            "one of: " + ", ".join(n for n in SURROGATES.names()
-                                   if getattr(SURROGATES.get(n), "multi_fidelity", False)))
+            f"prior: surrogate {config.surrogate.name!r} cannot use a prior; use one of: "
+            + ", ".join(n for n in SURROGATES.names() if takes_prior(n)))
     initial = config.acquisition.initial_batch
     model_free = [n for n in ACQUISITIONS.names()
                   if not getattr(ACQUISITIONS.get(n), "needs_surrogate", False)]

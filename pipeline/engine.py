@@ -362,12 +362,18 @@ class CampaignEngine:
             if len({c.id for c in cands}) < 2:
                 continue
             x = self.components.featurizer(cands)
+            with_prior = prior is not None and prop in prior.properties()
             if multi:  # levels 0..k-1 over the fidelities present, in trust order
                 levels = np.unique(levels, return_inverse=True)[1]
-                if prior is not None and prop in prior.properties():
+                if prior is not None and with_prior:
                     x, y, levels = self._with_prior_rows(prior, prop, cands, pool_cands, x,
                                                          x_pool, y, levels)
                 surrogate.fit(x, y, fidelity=levels)
+            elif prior is not None and with_prior and getattr(surrogate, "uses_prior", False):
+                labelled = list({c.id: c for c in cands}.values())
+                surrogate.fit(x, y,
+                              prior_x=np.concatenate([self.components.featurizer(labelled), x_pool]),
+                              prior_values=prior.predict(labelled + pool_cands)[prop][0])
             else:
                 surrogate.fit(x, y)
             surrogates[prop] = surrogate

@@ -16,6 +16,7 @@ from botorch.models.transforms.outcome import Standardize
 from gpytorch.constraints import GreaterThan
 from gpytorch.kernels import Kernel, ScaleKernel
 from gpytorch.likelihoods import GaussianLikelihood
+from gpytorch.means import Mean
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from gpytorch.priors import LogNormalPrior
 from pydantic import BaseModel, ConfigDict, Field
@@ -87,12 +88,14 @@ class TanimotoGPSurrogate:
     def __repr__(self) -> str:
         return f"TanimotoGPSurrogate(min_noise={self.params.min_noise})"
 
-    def fit(self, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> Self:
+    def fit(self, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64],
+            mean_module: Mean | None = None) -> Self:
         """Fits hyperparameters by maximising the marginal likelihood.
 
         Args:
             x: features, shape (n, d), non-negative.
             y: targets, shape (n,), finite.
+            mean_module: prior mean in standardised units (default: a constant).
         """
         x_t = torch.as_tensor(np.asarray(x), dtype=torch.float64)
         y_t = torch.as_tensor(np.asarray(y), dtype=torch.float64).reshape(-1, 1)
@@ -109,7 +112,7 @@ class TanimotoGPSurrogate:
         )
         kernel = ScaleKernel(TanimotoKernel(), outputscale_prior=LogNormalPrior(0.0, 1.0))
         model = SingleTaskGP(
-            x_t, y_t, likelihood=likelihood, covar_module=kernel,
+            x_t, y_t, likelihood=likelihood, covar_module=kernel, mean_module=mean_module,
             outcome_transform=Standardize(m=1),
         )
         mll = ExactMarginalLogLikelihood(model.likelihood, model)
@@ -258,3 +261,109 @@ class MultiFidelityGPSurrogate:
                 means.append(posterior.mean.reshape(-1))
                 stds.append(posterior.variance.clamp_min(0).sqrt().reshape(-1))
         return torch.cat(means).numpy(), torch.cat(stds).numpy()
+
+
+class _LookupPriorMean(Mean):
+    """GP mean a * prior(x) + b, with prior(x) looked up from a table of known inputs.
+
+    Rows are identified by an exact integer hash (x @ r with random integer weights r; exact in
+    float64 for fingerprint bits or counts), so the lookup works inside any batch shape that
+    BoTorch's acquisition functions use. Rows not in the table get the table's mean.
+
+    Args:
+        x_known: (m, d) features of the designs with a prior value.
+        prior_known: (m,) their prior values, already in the model's (standardised) units.
+    """
+
+    def __init__(self, x_known: torch.Tensor, prior_known: torch.Tensor) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        weights = torch.randint(1, 2**20, (x_known.shape[-1],), generator=generator)
+        self.register_buffer("hash_weights", weights.to(torch.float64))
+        keys = x_known.to(torch.float64) @ self.hash_weights
+        order = torch.argsort(keys)
+        self.register_buffer("keys", keys[order])
+        self.register_buffer("values", prior_known.to(torch.float64)[order])
+        self.register_parameter("scale", torch.nn.Parameter(torch.ones(1, dtype=torch.float64)))
+        self.register_parameter("offset", torch.nn.Parameter(torch.zeros(1, dtype=torch.float64)))
+
+    def lookup(self, x: torch.Tensor) -> torch.Tensor:
+        """Prior values of rows x (..., d) -> (...)."""
+        keys = x.to(torch.float64) @ self.hash_weights
+        index = torch.searchsorted(self.keys, keys).clamp_max(self.keys.numel() - 1)
+        found = self.keys[index] == keys
+        return torch.where(found, self.values[index], self.values.mean())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean (...,) of inputs (..., d)."""
+        return self.scale * self.lookup(x) + self.offset
+
+
+@SURROGATES.register("prior_gp")
+class PriorGPSurrogate:
+    """Tanimoto GP around a pretrained model's predictions: y(x) = a prior(x) + b + g(x).
+
+    The GP g learns the pretrained model's error on the campaign's own labels; the scale a
+    and offset b are fitted with the kernel (by marginal likelihood, starting from a = 1,
+    b = 0), so a prior from another level of theory is recalibrated. With few labels the
+    predictions follow the pretrained model; as labels accumulate, the GP corrects it where
+    it is wrong. Without prior values it is the :class:`TanimotoGPSurrogate`.
+    """
+
+    uses_prior = True
+
+    class Params(BaseModel):
+        """Settings of the prior GP.
+
+        Attributes:
+            min_noise: lower bound on the noise variance, in standardised units.
+        """
+
+        model_config = ConfigDict(extra="forbid", frozen=True)
+        min_noise: float = Field(default=1e-4, gt=0, le=1.0)
+
+    def __init__(self, params: Params | None = None) -> None:
+        self.params = params or self.Params()
+        self._gp = TanimotoGPSurrogate(TanimotoGPSurrogate.Params(min_noise=self.params.min_noise))
+
+    def __repr__(self) -> str:
+        return f"PriorGPSurrogate(min_noise={self.params.min_noise})"
+
+    def fit(self, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64],
+            prior_x: npt.NDArray[np.float64] | None = None,
+            prior_values: npt.NDArray[np.float64] | None = None) -> Self:
+        """Fits the scale, offset and kernel.
+
+        Args:
+            x: labelled features, shape (n, d), non-negative integers (fingerprint bits or
+                counts).
+            y: targets, shape (n,), finite.
+            prior_x: features of every design the prior predicts (labelled and pool),
+                shape (m, d).
+            prior_values: the prior's predictions for them, shape (m,), in the unit of y;
+                NaN rows are dropped.
+        """
+        if prior_x is None or prior_values is None:
+            self._gp.fit(x, y)
+            return self
+        keep = np.isfinite(prior_values)
+        if not keep.any():
+            raise ValueError("the prior predicts none of the designs")
+        y_arr = np.asarray(y, dtype=np.float64)
+        mu, sigma = float(np.mean(y_arr)), float(np.std(y_arr)) or 1.0
+        standardised = (np.asarray(prior_values)[keep] - mu) / sigma
+        mean = _LookupPriorMean(torch.as_tensor(np.asarray(prior_x)[keep]),
+                                torch.as_tensor(standardised))
+        self._gp.fit(x, y_arr, mean_module=mean)
+        return self
+
+    @property
+    def model(self) -> Model:
+        """The fitted BoTorch model, for acquisition functions."""
+        return self._gp.model
+
+    def predict(
+        self, x: npt.NDArray[np.float64]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """See :meth:`TanimotoGPSurrogate.predict`."""
+        return self._gp.predict(x)

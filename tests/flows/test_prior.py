@@ -42,8 +42,9 @@ def test_prior_predicts_per_candidate_and_marks_what_it_cannot(weights: Path) ->
     assert np.isnan(mean[1])  # silicon: outside the network's elements
 
 
-def test_prior_needs_a_multifidelity_surrogate_and_an_existing_checkpoint(weights: Path) -> None:
-    with pytest.raises(ConfigError, match="prior: a prior needs a multi-fidelity surrogate"):
+def test_prior_needs_a_surrogate_that_takes_it_and_an_existing_checkpoint(weights: Path) -> None:
+    with pytest.raises(ConfigError, match="prior: surrogate 'tanimoto_gp' cannot use a prior; "
+                                          "use one of: multifidelity_gp, prior_gp"):
         parse_config(tiny_campaign(prior={"name": "pretrained_painn",
                                           "params": {"weights": str(weights)}}))
     with pytest.raises(ConfigError, match=r"prior\.params\.weights.*no property-model checkpoint"):
@@ -58,13 +59,15 @@ def prefect_harness() -> Iterator[None]:
         yield
 
 
+@pytest.mark.parametrize("surrogate", ["prior_gp", "multifidelity_gp"])
 def test_campaign_with_a_prior_runs_and_predicts(
-    weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_harness: None
+    surrogate: str, weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    prefect_harness: None,
 ) -> None:
     from flows.campaign import run_campaign
 
     monkeypatch.setenv("INVDES_HOME", str(tmp_path / "home"))
-    data = tiny_campaign(name="prior", rounds=2, surrogate={"name": "multifidelity_gp"},
+    data = tiny_campaign(name="prior", rounds=2, surrogate={"name": surrogate},
                          prior={"name": "pretrained_painn", "params": {"weights": str(weights)}})
     data["acquisition"]["min_labels"] = 2
     run_campaign(parse_config(data), quiet=True)

@@ -111,3 +111,26 @@ def test_qlognei_runs_on_the_multifidelity_posterior() -> None:
     # the first pick is among the pool's best by the trusted fidelity's predicted mean
     best = np.argsort(-multi.predict(pool)[0])[:10]
     assert sel.indices[0] in best
+
+
+def test_prior_gp_recalibrates_a_shifted_prior_and_corrects_it_with_labels() -> None:
+    from pipeline.surrogates import PriorGPSurrogate
+
+    rng = np.random.default_rng(1)
+    x = (rng.random((300, 200)) < 0.05).astype(float)
+    truth = x @ rng.normal(size=200)
+    prior = 0.9 * truth + 2.0 + 0.3 * rng.normal(size=300)  # another level of theory: offset
+    labelled, test = np.arange(15), np.arange(15, 300)
+    model = PriorGPSurrogate().fit(x[labelled], truth[labelled], prior_x=x, prior_values=prior)
+    mean, std = model.predict(x[test])
+    err = np.abs(mean - truth[test]).mean()
+    plain = TanimotoGPSurrogate().fit(x[labelled], truth[labelled]).predict(x[test])[0]
+    assert err < 0.4 * np.abs(prior[test] - truth[test]).mean()  # offset learnt from 15 labels
+    assert err < 0.4 * np.abs(plain - truth[test]).mean()  # and far better than no prior
+    assert 0.75 < np.mean(np.abs(mean - truth[test]) <= 1.645 * std) <= 1.0
+    # designs the prior does not know fall back to the prior's mean, and NaN priors are dropped
+    unknown = np.zeros((1, 200))
+    unknown[0, :3] = 1
+    with_nan = np.where(np.arange(300) == 20, np.nan, prior)
+    refit = PriorGPSurrogate().fit(x[labelled], truth[labelled], prior_x=x, prior_values=with_nan)
+    assert np.isfinite(refit.predict(np.concatenate([unknown, x[20:21]]))[0]).all()

@@ -66,12 +66,14 @@ def top10_auc(scores_in_order: np.ndarray, budget: int, lo: float, hi: float) ->
 def run_method(method: str, seed: int, x: np.ndarray, scores: np.ndarray, smiles: list[str],
                objective: Objective, y: np.ndarray, budget: int, batch: int,
                initial: np.ndarray, x_full: np.ndarray,
-               prior_mean: np.ndarray | None = None) -> list[int]:
+               prior_mean: np.ndarray | None = None,
+               bo_params: dict[str, Any] | None = None) -> list[int]:
     """One retrospective campaign; returns pool indices in the order they were measured.
 
     ``x`` are the pool's fingerprints without the bits no pool molecule sets (the surrogates'
     input), ``x_full`` all bits (to compare the GA's proposals with the pool), ``prior_mean``
-    the pretrained model's predicted gap of each pool molecule (NaN where it has none).
+    the pretrained model's predicted gap of each pool molecule (NaN where it has none),
+    ``bo_params`` the qLogNEI settings (default: the campaign defaults).
     """
     measured = list(initial)
     rng = np.random.default_rng(seed)
@@ -92,7 +94,8 @@ def run_method(method: str, seed: int, x: np.ndarray, scores: np.ndarray, smiles
                                                  prior_values=prior_mean)
             else:
                 gp = TanimotoGPSurrogate().fit(x[measured], y[measured])
-            acq = GreedyAcquisition() if method == "greedy" else QLogNEIAcquisition()
+            acq = GreedyAcquisition() if method == "greedy" else QLogNEIAcquisition(
+                QLogNEIAcquisition.Params(**(bo_params or {})))
             sel = acq.select(x[free], q, objective=objective, seed=int(rng.integers(2**31)),
                              surrogate=gp, x_train=x[measured])
             picks = free[list(sel.indices)]
@@ -147,6 +150,8 @@ def main() -> None:
     parser.add_argument("--prior-weights", type=Path, default=None,
                         help="property-model checkpoint for the bo_prior method")
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--bo-params", type=json.loads, default=None,
+                        help='qLogNEI settings as JSON, e.g. \'{"max_similarity": 0.85}\'')
     parser.add_argument("--json", type=Path, required=True)
     args = parser.parse_args()
 
@@ -183,6 +188,7 @@ def main() -> None:
         "pool": str(args.pool), "pool_size": len(smiles), "objective": objective.describe(),
         "top1pct_threshold_score": threshold, "n_top1pct": int(top.sum()),
         "budget": args.budget, "batch": args.batch, "seeds": args.seeds,
+        "bo_params": QLogNEIAcquisition.Params(**(args.bo_params or {})).model_dump(),
         "expected_random_calls_to_10": 10 * len(smiles) / int(top.sum()),
         "runs": [],
     }
@@ -198,7 +204,7 @@ def main() -> None:
             for method in methods:
                 start = time.perf_counter()
                 order = run_method(method, seed, x, scores, smiles, objective, y, args.budget,
-                                   args.batch, initial, x_full, prior_mean)
+                                   args.batch, initial, x_full, prior_mean, args.bo_params)
                 hits = np.cumsum(top[order])
                 reached = np.flatnonzero(hits >= 10)
                 report["runs"].append({

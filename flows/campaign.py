@@ -110,7 +110,7 @@ def _run_oracle(engine: CampaignEngine, requests: list[OracleRequest], progress:
                 round_index: int) -> None:
     bar = progress.add_task(f"round {round_index}: oracle ({engine.config.oracle.name})",
                             total=len(requests))
-    futures = {oracle_task.submit(engine.components.oracle, req.candidate): req
+    futures = {oracle_task.submit(engine.oracles[req.fidelity], req.candidate): req
                for req in requests}
     store_error: Exception | None = None
     for future in as_completed(list(futures)):
@@ -118,7 +118,8 @@ def _run_oracle(engine: CampaignEngine, requests: list[OracleRequest], progress:
         try:
             result = future.result()
         except Exception as exc:  # a crash of the oracle code itself must not stop the round
-            result = engine.failed_result(req.request_key, f"oracle task crashed: {exc!r}")
+            result = engine.failed_result(req.request_key, f"oracle task crashed: {exc!r}",
+                                          req.fidelity)
         try:
             engine.store_oracle_result(req, result)
         except Exception as exc:  # keep storing the others; the rerun redoes only this one

@@ -96,10 +96,14 @@ class FidelityConfig(_Strict):
         name: the fidelity name results carry (``dft-cheap-dft``, ``dft-standard``, ``lab``).
         cost: cost of one result at this fidelity, in the campaign's own unit (for example
             CPU-hours or euros); reported per round and used to weigh fidelities.
+        oracle: an oracle the campaign may run at this fidelity, besides its main ``oracle``
+            (whose results carry its own fidelity); without one, results at this fidelity
+            only come in from outside (``invdes results import``).
     """
 
     name: str = Field(min_length=1, max_length=64)
     cost: float = Field(gt=0)
+    oracle: OracleConfig | None = None
 
 
 class StoreConfig(_Strict):
@@ -335,6 +339,7 @@ def parse_config(data: Any, source: str = "<config>") -> CampaignConfig:
         if config.fidelities and oracle.fidelity not in config.trust_levels(oracle.fidelity):
             problems.append(f"fidelities: the oracle's fidelity {oracle.fidelity!r} is not listed; "
                             f"listed: {', '.join(f.name for f in config.fidelities)}")
+        problems += _check_fidelity_oracles(config, oracle.fidelity)
         wanted = [("objective.property", config.objective.property)]
         wanted += [(f"pareto_with[{i}].property", o.property)
                    for i, o in enumerate(config.pareto_with)]
@@ -377,6 +382,43 @@ def parse_config(data: Any, source: str = "<config>") -> CampaignConfig:
     if problems:
         raise ConfigError(f"{source}: invalid campaign config\n  " + "\n  ".join(problems))
     return config
+
+
+def _check_fidelity_oracles(config: CampaignConfig, main_fidelity: str) -> list[str]:
+    """Problems with the oracles listed under ``fidelities``."""
+    problems: list[str] = []
+    runnable = 1
+    for i, fid in enumerate(config.fidelities):
+        if fid.oracle is None:
+            continue
+        where = f"fidelities[{i}].oracle"
+        if fid.name == main_fidelity:
+            problems.append(f"{where}: {fid.name!r} is the main oracle's fidelity; the main "
+                            "oracle runs it")
+            continue
+        try:
+            model = ORACLES.params_model(fid.oracle.name)
+            model.model_validate(fid.oracle.params)
+        except RegistryError as exc:
+            problems.append(f"{where}.name: {exc}")
+            continue
+        except ValidationError as exc:
+            problems += _describe_errors(exc, model, ("fidelities", i, "oracle", "params"))
+            continue
+        other = ORACLES.build(fid.oracle.name, fid.oracle.params)
+        if other.fidelity != fid.name:
+            problems.append(f"{where}: its results carry fidelity {other.fidelity!r}, not "
+                            f"{fid.name!r} (set its params.fidelity, or rename the entry)")
+        if config.objective.property not in other.properties():
+            problems.append(f"{where}: it does not return {config.objective.property!r}")
+        runnable += 1
+    if runnable > 1 and config.surrogate.name in SURROGATES and not getattr(
+            SURROGATES.get(config.surrogate.name), "multi_fidelity", False):
+        problems.append(f"surrogate.name: {runnable} fidelities can be run, which needs a "
+                        f"multi-fidelity surrogate, not {config.surrogate.name!r}; use one of: "
+                        + ", ".join(n for n in SURROGATES.names()
+                                    if getattr(SURROGATES.get(n), "multi_fidelity", False)))
+    return problems
 
 
 def load_config(path: str | Path) -> CampaignConfig:

@@ -72,6 +72,7 @@ class Components:
         oracle: the expensive truth.
         prepare: attaches what the oracle needs (a 3D geometry) to a candidate.
         prior: pretrained predictions the surrogate starts from, if configured.
+        fidelity_oracles: further oracles by the fidelity they run (config ``fidelities``).
     """
 
     generators: list[tuple[str, int, Generator]]
@@ -83,6 +84,7 @@ class Components:
     oracle: Oracle
     prepare: Preparer
     prior: Prior | None = None
+    fidelity_oracles: dict[str, Oracle] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: CampaignConfig) -> Components:
@@ -102,6 +104,8 @@ class Components:
             prepare=PREPARERS.build(config.domain),
             prior=(PRIORS.build(config.prior.name, config.prior.params) if config.prior
                    else None),
+            fidelity_oracles={f.name: ORACLES.build(f.oracle.name, f.oracle.params)
+                              for f in config.fidelities if f.oracle is not None},
         )
 
 
@@ -112,6 +116,7 @@ class OracleRequest:
     candidate: Candidate
     request_key: str
     call_id: int
+    fidelity: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +182,13 @@ class CampaignEngine:
                     f"{what} {unknown} are not returned by oracle {config.oracle.name!r}; "
                     f"it returns: {', '.join(oracle_props)}"
                 )
-        self.trust = config.trust_levels(self.components.oracle.fidelity)
+        main = self.components.oracle
+        self.trust = config.trust_levels(main.fidelity)
+        self.oracles: dict[str, Oracle] = {main.fidelity: main, **self.components.fidelity_oracles}
+        """Every oracle the campaign can run, by fidelity."""
+        self.runnable = sorted(self.oracles, key=lambda f: self.trust.get(f, -1))
+        """Their fidelities, least trusted first."""
+        self._objective_fit: tuple[Any, dict[str, int]] | None = None
         self.surrogate_properties = list(dict.fromkeys(
             [o.property for o in config.objectives()] + [c.property for c in config.constraints]
             + list(config.predict_properties)
@@ -343,7 +354,12 @@ class CampaignEngine:
                 selection = self.components.initial_acquisition.select(
                     x_pool, q, objective=self.objective, seed=seed, x_train=x_train
                 )
-        chosen = self._commit_selection(round_index, pool_cands, predictions, selection)
+        fidelities: dict[str, str] = {}
+        if len(self.runnable) > 1:
+            picks = [pool_cands[i] for i in selection.indices]
+            fidelities = self.choose_fidelities(picks, x_pool[list(selection.indices)])
+        chosen = self._commit_selection(round_index, pool_cands, predictions, selection,
+                                        fidelities)
         self.timer.add("select", start)
         return chosen
 
@@ -364,11 +380,18 @@ class CampaignEngine:
             x = self.components.featurizer(cands)
             with_prior = prior is not None and prop in prior.properties()
             if multi:  # levels 0..k-1 over the fidelities present, in trust order
-                levels = np.unique(levels, return_inverse=True)[1]
+                present, levels = np.unique(levels, return_inverse=True)
+                shift = 0
                 if prior is not None and with_prior:
                     x, y, levels = self._with_prior_rows(prior, prop, cands, pool_cands, x,
                                                          x_pool, y, levels)
+                    shift = 1
                 surrogate.fit(x, y, fidelity=levels)
+                if prop == self.objective.property:
+                    by_level = {v: k for k, v in self.trust.items()}
+                    self._objective_fit = (surrogate, {by_level[int(t)]: i + shift
+                                                       for i, t in enumerate(present)
+                                                       if int(t) in by_level})
             elif prior is not None and with_prior and getattr(surrogate, "uses_prior", False):
                 labelled = list({c.id: c for c in cands}.values())
                 surrogate.fit(x, y,
@@ -405,15 +428,69 @@ class CampaignEngine:
         return (np.concatenate([x, x_designs[ok]]), np.concatenate([y, mean[ok]]),
                 np.concatenate([levels + 1, np.zeros(int(ok.sum()), dtype=np.int64)]))
 
+    def choose_fidelities(
+        self, picks: list[Candidate], x_picks: npt.NDArray[np.float64]
+    ) -> dict[str, str]:
+        """The fidelity to run each pick at, when the campaign can run several.
+
+        Cold start: while a runnable fidelity has fewer than ``acquisition.min_labels``
+        successful results of the objective, the best picks go to it (most trusted first), so
+        the surrogate can learn how it relates to the others. After that, each pick goes to
+        the fidelity f with the most information per cost: the share of the posterior variance
+        of the most trusted fidelity at that design that one result at f removes,
+        cov(target, f)^2 / (var(target) (var(f) + noise(f))), divided by the cost of f. A
+        cheap fidelity that the model has learnt tracks the target closely wins; where it does
+        not (low correlation, or it is noisy), the expensive one does.
+
+        Returns:
+            Candidate id -> fidelity name, for every pick.
+        """
+        counts = dict.fromkeys(self.runnable, 0)
+        for r in self.store.evaluations(self.name):
+            e = r.evaluation
+            if e.property == self.objective.property and e.ok and e.fidelity in counts:
+                counts[e.fidelity] += 1
+        out: dict[str, str] = {}
+        need = self.config.acquisition.min_labels
+        queue = list(range(len(picks)))
+        for fid in reversed(self.runnable):  # cold start, most trusted first
+            while counts[fid] < need and queue:
+                out[picks[queue.pop(0)].id] = fid
+                counts[fid] += 1
+        if not queue:
+            return out
+        surrogate, task_of = self._objective_fit or (None, {})
+        runnable = [f for f in self.runnable if f in task_of]
+        if surrogate is None or len(runnable) < 2 or not getattr(surrogate, "multi_task", False):
+            for i in queue:  # no cross-fidelity model: the most trusted runnable fidelity
+                out[picks[i].id] = self.runnable[-1]
+            return out
+        import torch
+
+        model = surrogate.model
+        tasks = [task_of[f] for f in runnable] + [int(surrogate.target_level)]
+        costs = np.array([self.config.fidelity_cost(f) for f in runnable])
+        for i in queue:
+            x = torch.as_tensor(x_picks[i], dtype=torch.float64).expand(len(tasks), -1)
+            rows = torch.cat([x, torch.tensor(tasks, dtype=torch.float64)[:, None]], dim=-1)
+            with torch.no_grad():
+                cov = model.posterior(rows).mvn.covariance_matrix.numpy()
+                noisy = model.posterior(rows, observation_noise=True).mvn.covariance_matrix
+            var_t = max(float(cov[-1, -1]), 1e-12)
+            gain = cov[:-1, -1] ** 2 / (var_t * np.maximum(np.diag(noisy.numpy())[:-1], 1e-12))
+            out[picks[i].id] = runnable[int(np.argmax(gain / costs))]
+        return out
+
     def _commit_selection(
         self, round_index: int, pool: list[Candidate],
         predictions: dict[str, dict[str, Prediction]], selection: Selection,
+        fidelities: Mapping[str, str] | None = None,
     ) -> list[Candidate]:
         chosen = [pool[i] for i in selection.indices]
         values = {pool[i].id: v for i, v in zip(selection.indices, selection.values, strict=True)}
         self.store.select_candidates(
             self.name, round_index, {k: v for k, v in predictions.items() if v}, values,
-            [c.id for c in chosen],
+            [c.id for c in chosen], fidelities,
         )
         return chosen
 
@@ -437,15 +514,18 @@ class CampaignEngine:
         calculation. For the rest, an audit row is written before launch
         (:meth:`Store.oracle_calls`).
         """
-        oracle = self.components.oracle
         self.store.mark_interrupted_calls(self.name)
+        chosen = self.store.selected_fidelities(self.name)
         requests = []
         for cand in self.pending_oracle(round_index):
+            fidelity = chosen.get(cand.id, self.components.oracle.fidelity)
+            oracle = self.oracles[fidelity]
             try:
                 prepared = self.components.prepare(cand)
                 key = oracle.request_key(prepared)
             except Exception as exc:  # any preparation problem is this candidate's failure
-                failed = self.failed_result(f"unprepared:{cand.id}", f"preparation failed: {exc}")
+                failed = self.failed_result(f"unprepared:{cand.id}", f"preparation failed: {exc}",
+                                            fidelity)
                 self.store.add_evaluations(self.name, failed.evaluations(cand.id),
                                            failed.request_key)
                 continue
@@ -457,18 +537,22 @@ class CampaignEngine:
                 self.store.add_oracle_result(self.name, cand.id, answer, None, cached=True)
                 continue
             call_id = self.store.start_oracle_call(self.name, cand.id, key)
-            requests.append(OracleRequest(prepared, key, call_id))
+            requests.append(OracleRequest(prepared, key, call_id, fidelity))
         return requests
 
     def store_oracle_result(self, request: OracleRequest, result: OracleResult) -> None:
         """Commits one oracle answer: cache row, evaluations and audit row (one transaction)."""
         self.store.add_oracle_result(self.name, request.candidate.id, result, request.call_id)
 
-    def failed_result(self, request_key: str, reason: str) -> OracleResult:
-        """A failed answer (every oracle property NaN, with ``reason``) under ``request_key``."""
-        oracle = self.components.oracle
-        return OracleResult(request_key, self.config.oracle.name, oracle.fidelity,
-                            EvaluationStatus.FAILED, reason, {}, oracle.properties())
+    def failed_result(self, request_key: str, reason: str,
+                      fidelity: str | None = None) -> OracleResult:
+        """A failed answer (every oracle property NaN, with ``reason``) under ``request_key``,
+        from the oracle of ``fidelity`` (default: the main oracle)."""
+        oracle = self.oracles[fidelity or self.components.oracle.fidelity]
+        name = self.config.oracle.name if oracle is self.components.oracle else next(
+            f.oracle.name for f in self.config.fidelities if f.name == oracle.fidelity and f.oracle)
+        return OracleResult(request_key, name, oracle.fidelity, EvaluationStatus.FAILED, reason,
+                            {}, oracle.properties())
 
     def finish_oracle(self, round_index: int) -> None:
         """Marks the round ``evaluated`` once no selected candidate waits for a result."""
@@ -501,6 +585,7 @@ class CampaignEngine:
         prop = self.objective.property
         objective_evals = [e.evaluation for e in evals if e.evaluation.property == prop]
         calls = [c for c in self.store.oracle_calls(self.name) if c.candidate_id in selected_ids]
+        chosen_fidelity = self.store.selected_fidelities(self.name)
         measured = ok_values_by_candidate(self.store.evaluations(self.name), self.trust)
         measured = {cid: v for cid, v in measured.items() if prop in v}
         round_hits = [is_hit(self.config, v) for cid, v in measured.items() if cid in selected_ids]
@@ -517,8 +602,9 @@ class CampaignEngine:
             "n_selected": float(len(selected_ids)),
             "oracle_calls": float(len(calls)),
             "oracle_results": float(len(objective_evals)),
-            "oracle_cost": float(len(calls)) * self.config.fidelity_cost(
-                self.components.oracle.fidelity),
+            "oracle_cost": float(sum(self.config.fidelity_cost(
+                chosen_fidelity.get(c.candidate_id, self.components.oracle.fidelity))
+                for c in calls)),
             "oracle_failures": float(sum(not e.ok for e in objective_evals)),
             "hit_rate": float(np.mean(round_hits)) if round_hits else math.nan,
             "hits_total": float(sum(is_hit(self.config, v) for v in measured.values())),

@@ -117,6 +117,17 @@ evaluations_table = Table(
     ForeignKeyConstraint(["campaign", "candidate_id"], ["candidates.campaign", "candidates.id"]),
 )
 
+selected_fidelities_table = Table(
+    "selected_fidelities",
+    metadata,
+    Column("campaign", String(64), primary_key=True),
+    Column("candidate_id", String(64), primary_key=True),
+    Column("fidelity", String(64), nullable=False),
+    ForeignKeyConstraint(["campaign", "candidate_id"], ["candidates.campaign", "candidates.id"]),
+)
+"""The fidelity each pick is to be measured at, when the campaign runs several (written with the
+selection, so a resumed round runs the same calculations)."""
+
 oracle_results_table = Table(
     "oracle_results",
     metadata,
@@ -444,6 +455,7 @@ class Store:
         predictions: Mapping[str, Mapping[str, Prediction]],
         acquisition_values: Mapping[str, float],
         selected_ids: Sequence[str],
+        fidelities: Mapping[str, str] | None = None,
     ) -> None:
         """Stores the surrogate's predictions on the pool and the acquisition's batch.
 
@@ -453,6 +465,7 @@ class Store:
             predictions: candidate id -> property -> prediction, for the pool.
             acquisition_values: candidate id -> acquisition value, where computed.
             selected_ids: the batch, in the order it was picked.
+            fidelities: candidate id -> fidelity to measure it at (campaigns that run several).
         """
         with self.engine.begin() as conn:
             for cid, preds in predictions.items():
@@ -480,7 +493,19 @@ class Store:
                 )
                 if result.rowcount != 1:
                     raise StoreError(f"candidate {cid!r} of {campaign!r} is not in the pool")
+            if fidelities:
+                conn.execute(selected_fidelities_table.insert(), [
+                    {"campaign": campaign, "candidate_id": cid, "fidelity": fidelity}
+                    for cid, fidelity in fidelities.items()
+                ])
             self._set_stage(conn, campaign, round_index, "selected")
+
+    def selected_fidelities(self, campaign: str) -> dict[str, str]:
+        """Candidate id -> the fidelity it was picked to be measured at (where one was chosen)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(selected_fidelities_table).where(
+                selected_fidelities_table.c.campaign == campaign)).mappings().all()
+        return {row["candidate_id"]: row["fidelity"] for row in rows}
 
     def candidates(
         self,

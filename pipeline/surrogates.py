@@ -238,6 +238,11 @@ class MultiFidelityGPSurrogate:
         return self
 
     @property
+    def multi_task(self) -> bool:
+        """Whether the fit saw several fidelities (a ``MultiTaskGP``; else a single-task GP)."""
+        return self._model is not None and self._single is None
+
+    @property
     def model(self) -> Model:
         """The fitted BoTorch model; its posterior is at the most trusted fidelity seen."""
         if self._model is None:

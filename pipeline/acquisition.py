@@ -473,3 +473,38 @@ class QLogNEHVIAcquisition:
         )
         return _sequential_picks(acq, x_pool, q, self.params.max_similarity,
                                  self.params.max_batch_size, self.params.prescreen)
+
+
+def information_per_cost(
+    surrogate: Any, x: npt.NDArray[np.float64], tasks: Sequence[int], costs: Sequence[float]
+) -> npt.NDArray[np.float64]:
+    """Value of one result at each fidelity for learning the most trusted one, per unit cost.
+
+    For a design x and a fidelity f, the share of the posterior variance of the target
+    fidelity t at x that one noisy result at (x, f) removes,
+    cov(t, f)^2 / (var(t) (var(f) + noise(f))), divided by the cost of f. It is 1 / cost for
+    a noise-free result at the target itself and falls with the correlation of f and t.
+
+    Args:
+        surrogate: a fitted multi-fidelity surrogate (``multi_task`` true; its ``model``
+            takes the fidelity level as a last input column and ``target_level`` is t).
+        x: designs, shape (n, d).
+        tasks: the model's level of each candidate fidelity, (k,).
+        costs: the cost of each, (k,), > 0.
+
+    Returns:
+        Shape (n, k).
+    """
+    model = surrogate.model
+    levels = torch.tensor([*tasks, int(surrogate.target_level)], dtype=torch.float64)
+    out = np.zeros((x.shape[0], len(tasks)))
+    for i, row in enumerate(torch.as_tensor(x, dtype=torch.float64)):
+        rows = torch.cat([row.expand(len(levels), -1), levels[:, None]], dim=-1)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cov = model.posterior(rows).mvn.covariance_matrix.numpy()
+            noisy = model.posterior(rows, observation_noise=True).mvn.covariance_matrix.numpy()
+        var_t = max(float(cov[-1, -1]), 1e-12)
+        share = cov[:-1, -1] ** 2 / (var_t * np.maximum(np.diag(noisy)[:-1], 1e-12))
+        out[i] = share / np.asarray(costs, dtype=np.float64)
+    return out

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.acquisition import Acquisition, Selection
+from pipeline.acquisition import Acquisition, Selection, information_per_cost
 from pipeline.config import CampaignConfig
 from pipeline.protocols import (
     Featurizer,
@@ -465,20 +465,10 @@ class CampaignEngine:
             for i in queue:  # no cross-fidelity model: the most trusted runnable fidelity
                 out[picks[i].id] = self.runnable[-1]
             return out
-        import torch
-
-        model = surrogate.model
-        tasks = [task_of[f] for f in runnable] + [int(surrogate.target_level)]
-        costs = np.array([self.config.fidelity_cost(f) for f in runnable])
-        for i in queue:
-            x = torch.as_tensor(x_picks[i], dtype=torch.float64).expand(len(tasks), -1)
-            rows = torch.cat([x, torch.tensor(tasks, dtype=torch.float64)[:, None]], dim=-1)
-            with torch.no_grad():
-                cov = model.posterior(rows).mvn.covariance_matrix.numpy()
-                noisy = model.posterior(rows, observation_noise=True).mvn.covariance_matrix
-            var_t = max(float(cov[-1, -1]), 1e-12)
-            gain = cov[:-1, -1] ** 2 / (var_t * np.maximum(np.diag(noisy.numpy())[:-1], 1e-12))
-            out[picks[i].id] = runnable[int(np.argmax(gain / costs))]
+        value = information_per_cost(surrogate, x_picks[queue], [task_of[f] for f in runnable],
+                                     [self.config.fidelity_cost(f) for f in runnable])
+        for row, i in enumerate(queue):
+            out[picks[i].id] = runnable[int(np.argmax(value[row]))]
         return out
 
     def _commit_selection(

@@ -148,3 +148,28 @@ def test_prescreen_keeps_the_best_rows_and_maps_picks_back_to_the_pool() -> None
     big = np.vstack([pool] * 3)  # 27 rows > 10 q: the prescreen runs
     c = screened.select(big, 2, objective=WINDOW, seed=0, surrogate=gp, x_train=x_train)
     assert 3 <= c.indices[0] % 9 < 6 and len(set(c.indices)) == 2
+
+
+def _cheap_and_trusted(correlated: bool) -> object:
+    from pipeline.surrogates import MultiFidelityGPSurrogate
+
+    rng = np.random.default_rng(2)
+    x = (rng.random((90, 48)) < 0.15).astype(float)
+    truth = x @ rng.normal(size=48)
+    cheap = truth + 0.5 if correlated else x @ rng.normal(size=48)
+    rows = np.concatenate([x[:60], x[:25]])
+    values = np.concatenate([cheap[:60], truth[:25]])
+    levels = np.concatenate([np.zeros(60, dtype=int), np.ones(25, dtype=int)])
+    return MultiFidelityGPSurrogate().fit(rows, values, fidelity=levels), x[60:]
+
+
+def test_information_per_cost_prefers_a_cheap_fidelity_only_when_it_tracks_the_target() -> None:
+    from pipeline.acquisition import information_per_cost
+
+    for correlated, expected in ((True, 0), (False, 1)):
+        surrogate, pool = _cheap_and_trusted(correlated)
+        value = information_per_cost(surrogate, pool, tasks=[0, 1], costs=[1.0, 4.0])
+        assert value.shape == (len(pool), 2) and np.all(value >= 0)
+        assert np.mean(np.argmax(value, axis=1) == expected) > 0.9, (correlated, value[:3])
+        # the target's own share of variance is at most 1 per unit cost
+        assert np.all(value[:, 1] <= 1.0 / 4.0 + 1e-9)

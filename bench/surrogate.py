@@ -18,6 +18,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 from rich.progress import Progress
 
 from chem.datasets import embed_dataset, load_labelled_smiles
@@ -60,7 +61,41 @@ def main() -> None:
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2))
+    plot(data.y.astype(float), mean, std, ensemble.properties, args.json.with_suffix(".png"))
     print(json.dumps(report["test"], indent=2))
+
+
+def plot(y: np.ndarray, mean: np.ndarray, std: np.ndarray, properties: tuple[str, ...],
+         path: Path) -> None:
+    """Predicted against reference per property, and the calibration curve (share of test
+    values inside the central p interval against p)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy.stats import norm
+
+    fig, axes = plt.subplots(1, len(properties) + 1, figsize=(4 * (len(properties) + 1), 4))
+    for k, prop in enumerate(properties):
+        ax = axes[k]
+        ax.scatter(y[:, k], mean[:, k], s=3, alpha=0.4)
+        lo, hi = float(y[:, k].min()), float(y[:, k].max())
+        ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
+        ax.set_xlabel(f"{prop} reference (eV)")
+        ax.set_ylabel("predicted (eV)")
+        ax.set_title(f"{prop}: MAE {np.mean(np.abs(y[:, k] - mean[:, k])):.3f} eV")
+    levels = np.linspace(0.05, 0.95, 19)
+    ax = axes[-1]
+    for k, prop in enumerate(properties):
+        z = np.abs(y[:, k] - mean[:, k]) / np.maximum(std[:, k], 1e-9)
+        ax.plot(levels, [np.mean(z <= norm.ppf(0.5 + p / 2)) for p in levels], label=prop)
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
+    ax.set_xlabel("nominal interval")
+    ax.set_ylabel("observed coverage")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chem.datasets import embed_dataset
 from pipeline.registry import PRIORS
@@ -28,10 +28,18 @@ class PretrainedPaiNNPrior:
 
         Attributes:
             weights: checkpoint path; default: the shipped one.
+            fine_tune: before each round, fine-tune a copy of the network on the campaign's
+                labelled designs (their most trusted values), so the prior follows the
+                campaign's level of theory as labels accumulate.
+            fine_tune_epochs: passes over the labelled designs per round.
+            fine_tune_learning_rate: Adam step size of the fine-tuning.
         """
 
         model_config = ConfigDict(extra="forbid", frozen=True)
         weights: str | None = None
+        fine_tune: bool = False
+        fine_tune_epochs: int = Field(default=30, ge=1, le=1000)
+        fine_tune_learning_rate: float = Field(default=1e-4, gt=0, le=0.1)
 
         @field_validator("weights")
         @classmethod
@@ -48,11 +56,37 @@ class PretrainedPaiNNPrior:
                              "`invdes train surrogate --data ...`")
         from chem.property_model import PropertyEnsemble  # torch-geometric: import when used
 
-        self.ensemble = PropertyEnsemble.load(path)
+        self.pretrained = PropertyEnsemble.load(path)
+        self.ensemble = self.pretrained
         self._cache: dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = {}
 
     def __repr__(self) -> str:
         return f"PretrainedPaiNNPrior({self.ensemble!r})"
+
+    def fit(self, candidates: Sequence[Candidate],
+            values: dict[str, npt.NDArray[np.float64]]) -> None:
+        """Fine-tunes a copy of the pretrained network on labelled designs (with
+        ``fine_tune``; otherwise does nothing).
+
+        Args:
+            candidates: the labelled designs.
+            values: property -> value per candidate, (n,), NaN where unknown.
+        """
+        if not self.params.fine_tune or not candidates:
+            return
+        from chem.property_model import fine_tune
+
+        props = self.pretrained.properties
+        frame = pd.DataFrame({"smiles": [c.key for c in candidates]})
+        for p in props:
+            frame[p] = values.get(p, np.full(len(candidates), np.nan))
+        frame = frame.drop_duplicates("smiles")
+        data = embed_dataset(frame, props, processes=1)
+        if len(data) == 0 or not np.isfinite(data.y).any():
+            return
+        self.ensemble = fine_tune(self.pretrained, data, self.params.fine_tune_epochs,
+                                  self.params.fine_tune_learning_rate)
+        self._cache.clear()
 
     def properties(self) -> tuple[str, ...]:
         """Properties it predicts."""

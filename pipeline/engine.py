@@ -371,6 +371,8 @@ class CampaignEngine:
         """Fits one surrogate per property, fills ``predictions`` and runs the acquisition."""
         surrogates = {}
         prior = self.components.prior
+        if prior is not None:
+            self._fit_prior(prior)
         for prop in self.surrogate_properties:
             surrogate: Any = self.components.make_surrogate()
             multi = getattr(surrogate, "multi_fidelity", False)
@@ -411,6 +413,15 @@ class CampaignEngine:
             surrogate=surrogates[self.objective.property], x_train=x_train,
             constraints=constraints, pareto=pareto,
         )
+
+    def _fit_prior(self, prior: Prior) -> None:
+        """Lets the prior adapt to the labelled designs (the values that count per design)."""
+        measured = ok_values_by_candidate(self.store.evaluations(self.name), self.trust)
+        by_id = {r.candidate.id: r.candidate for r in self.store.candidates(self.name)}
+        cids = [c for c, v in measured.items() if any(p in v for p in prior.properties())]
+        prior.fit([by_id[c] for c in cids],
+                  {p: np.array([measured[c].get(p, np.nan) for c in cids], dtype=np.float64)
+                   for p in prior.properties()})
 
     @staticmethod
     def _with_prior_rows(

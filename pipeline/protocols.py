@@ -107,6 +107,12 @@ class Prior(Protocol):
         """Properties it predicts."""
         ...
 
+    def fit(self, candidates: Sequence[Candidate],
+            values: dict[str, npt.NDArray[np.float64]]) -> None:
+        """Adapts to the campaign's labelled designs, if it does (property -> values, (n,),
+        NaN where unknown); may do nothing."""
+        ...
+
     def predict(
         self, candidates: Sequence[Candidate]
     ) -> dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]]:

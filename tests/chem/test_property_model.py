@@ -103,3 +103,21 @@ def test_bad_training_data_names_file_row_and_column(tmp_path: Path) -> None:
     bad.write_text("smiles,homo_ev,lumo_ev,gap_ev\nC,-10,3,13\nN,x,2,9\n")
     with pytest.raises(ValueError, match=r"bad\.csv: row 3: non-numeric"):
         load_labelled_smiles(bad)
+
+
+def test_fine_tuning_moves_a_copy_towards_new_labels(ensemble, dataset) -> None:
+    from dataclasses import replace
+
+    from chem.property_model import fine_tune
+
+    shifted = replace(dataset, y=dataset.y + np.float32(1.5))  # another level of theory
+    shifted.y[:, 0] = np.nan  # HOMO unknown: left out of the loss
+    before = ensemble.predict_dataset(dataset)[0]
+    tuned = fine_tune(ensemble, shifted, epochs=40, learning_rate=3e-3)
+    after = tuned.predict_dataset(dataset)[0]
+    target = dataset.y[:, 1:] + 1.5
+    assert np.abs(after[:, 1:] - target).mean() < 0.6 * np.abs(before[:, 1:] - target).mean()
+    np.testing.assert_allclose(ensemble.predict_dataset(dataset)[0], before)  # original kept
+    assert tuned.metrics["fine_tuned_on"] == len(dataset)
+    with pytest.raises(ValueError, match="at least one molecule with a known target"):
+        fine_tune(ensemble, replace(dataset, y=np.full_like(dataset.y, np.nan)))

@@ -31,6 +31,21 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def test_fine_tuned_prior_changes_its_predictions_and_keeps_the_checkpoint(weights: Path) -> None:
+    params = PretrainedPaiNNPrior.Params(weights=str(weights), fine_tune=True,
+                                         fine_tune_epochs=20, fine_tune_learning_rate=3e-3)
+    prior = PretrainedPaiNNPrior(params)
+    cands = [Candidate(str(i), s, s, 0, "t") for i, s in enumerate(["CCO", "CC=O", "CN", "OC=O"])]
+    before = prior.predict(cands)["gap_ev"][0]
+    prior.fit(cands, {"gap_ev": before + 2.0})  # the campaign's level says 2 eV more
+    after = prior.predict(cands)["gap_ev"][0]
+    assert np.all(after > before + 0.5)
+    assert prior.pretrained is not prior.ensemble
+    untouched = PretrainedPaiNNPrior(PretrainedPaiNNPrior.Params(weights=str(weights)))
+    untouched.fit(cands, {"gap_ev": before + 2.0})  # without fine_tune: nothing changes
+    np.testing.assert_allclose(untouched.predict(cands)["gap_ev"][0], before)
+
+
 def test_prior_predicts_per_candidate_and_marks_what_it_cannot(weights: Path) -> None:
     prior = PretrainedPaiNNPrior(PretrainedPaiNNPrior.Params(weights=str(weights)))
     cands = [Candidate("a", "CCO", "CCO", 0, "t"), Candidate("b", "[Si]", "[Si]", 0, "t"),
@@ -59,16 +74,18 @@ def prefect_harness() -> Iterator[None]:
         yield
 
 
-@pytest.mark.parametrize("surrogate", ["prior_gp", "multifidelity_gp"])
+@pytest.mark.parametrize("surrogate, fine_tune", [("prior_gp", False), ("prior_gp", True),
+                                                  ("multifidelity_gp", False)])
 def test_campaign_with_a_prior_runs_and_predicts(
-    surrogate: str, weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    prefect_harness: None,
+    surrogate: str, fine_tune: bool, weights: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, prefect_harness: None,
 ) -> None:
     from flows.campaign import run_campaign
 
     monkeypatch.setenv("INVDES_HOME", str(tmp_path / "home"))
-    data = tiny_campaign(name="prior", rounds=2, surrogate={"name": surrogate},
-                         prior={"name": "pretrained_painn", "params": {"weights": str(weights)}})
+    prior = {"name": "pretrained_painn",
+             "params": {"weights": str(weights), "fine_tune": fine_tune, "fine_tune_epochs": 5}}
+    data = tiny_campaign(name="prior", rounds=2, surrogate={"name": surrogate}, prior=prior)
     data["acquisition"]["min_labels"] = 2
     run_campaign(parse_config(data), quiet=True)
     store = Store(Home(tmp_path / "home").store_url)

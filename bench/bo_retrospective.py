@@ -150,6 +150,8 @@ def main() -> None:
     parser.add_argument("--prior-weights", type=Path, default=None,
                         help="property-model checkpoint for the bo_prior method")
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--append", action="store_true",
+                        help="keep the other methods' runs already in --json (same benchmark)")
     parser.add_argument("--bo-params", type=json.loads, default=None,
                         help='qLogNEI settings as JSON, e.g. \'{"max_similarity": 0.85}\'')
     parser.add_argument("--json", type=Path, required=True)
@@ -196,6 +198,16 @@ def main() -> None:
         report["prior"] = report_prior
     args.json.parent.mkdir(parents=True, exist_ok=True)
     methods = args.methods.split(",")
+    if args.append and args.json.is_file():
+        earlier = json.loads(args.json.read_text())
+        same = ("pool", "pool_size", "objective", "budget", "batch", "n_top1pct")
+        differ = [k for k in same if earlier.get(k) != report[k]]
+        if differ:
+            parser.error(f"--append: {args.json} is another benchmark (differs in {differ})")
+        redo = {(m, seed) for m in methods for seed in range(args.seeds)}
+        report["runs"] = [r for r in earlier["runs"] if (r["method"], r["seed"]) not in redo]
+        report["seeds"] = max(args.seeds, earlier.get("seeds", 0))
+        report.setdefault("prior", earlier.get("prior"))
     with Progress() as progress:
         bar = progress.add_task("retrospective campaigns", total=len(methods) * args.seeds)
         for seed in range(args.seeds):
@@ -219,11 +231,14 @@ def main() -> None:
                 args.json.write_text(json.dumps(report, indent=2))
                 progress.advance(bar)
     summary = {}
-    for method in methods:
+    for method in dict.fromkeys(r["method"] for r in report["runs"]):
         runs = [r for r in report["runs"] if r["method"] == method]
         calls = [r["calls_to_10_top1pct"] for r in runs]
+        found = [c for c in calls if c is not None]
         summary[method] = {
             "calls_to_10_top1pct": calls,
+            "mean_calls_to_10_top1pct": float(np.mean(found)) if len(found) == len(calls)
+            else None,
             "mean_top10_auc": float(np.mean([r["top10_auc"] for r in runs])),
             "mean_top1pct_found": float(np.mean([r["top1pct_found"] for r in runs])),
         }

@@ -335,6 +335,7 @@ class CampaignEngine:
             return []
         pool_cands = [r.candidate for r in pool]
         x_pool = self.components.featurizer(pool_cands)
+        self._objective_fit = None  # set by this round's fit, if any
         train_cands, _y_train, _levels = self.training_data(self.objective.property)
         x_train = self.components.featurizer(train_cands) if train_cands else None
         seed = self._round_seed(round_index, 1000)

@@ -1,0 +1,143 @@
+"""E(3)-equivariant denoiser for flow matching over molecules (atoms, positions and bonds).
+
+The generator (:mod:`chem.flow_matching`) moves noise to molecules along straight paths: at time
+t in [0, 1] a noisy molecule has positions x_t (n_atoms, 3) Angstrom with zero centre of mass,
+continuous atom-type states h_t (n_atoms, n_types) and continuous bond states e_t
+(n_pairs, n_bond_types) on every ordered atom pair of a molecule. This network predicts the clean
+molecule from it: positions x_1 (equivariant: rotating and translating x_t rotates and translates
+them), and logits of atom types and bond types (invariant). It is a PaiNN-style network
+(:class:`chem.painn.PaiNNInteraction`: scalar and vector features per atom) on the fully connected
+graph of each molecule, with edge features from an e3nn radial basis of the distance and the
+bond state, conditioned on the time and on property targets (HOMO, LUMO, gap) with a mask for
+classifier-free guidance.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from e3nn.math import soft_one_hot_linspace
+from torch import nn
+from torch_geometric.utils import scatter
+
+from chem.painn import PaiNNInteraction
+
+ATOM_TYPES = ("H", "C", "N", "O", "F")
+"""Elements the generator places (the QM9 elements), in one-hot order."""
+
+BOND_TYPES = ("none", "single", "double", "triple")
+"""Bond classes of an atom pair (Kekulé form), in one-hot order."""
+
+
+def pair_index(counts: torch.Tensor) -> torch.Tensor:
+    """Every ordered pair (i, j), i != j, of atoms of the same molecule.
+
+    Args:
+        counts: atoms per molecule (n_molecules,).
+
+    Returns:
+        Edge index (2, n_pairs): row 0 receives, row 1 sends; pairs are grouped by molecule.
+    """
+    rows = []
+    start = 0
+    for n in counts.tolist():
+        idx = torch.arange(start, start + n)
+        i, j = torch.meshgrid(idx, idx, indexing="ij")
+        keep = i != j
+        rows.append(torch.stack([i[keep], j[keep]]))
+        start += n
+    if not rows:
+        return torch.zeros(2, 0, dtype=torch.long)
+    return torch.cat(rows, dim=1)
+
+
+def time_features(t: torch.Tensor, n: int = 8) -> torch.Tensor:
+    """Sinusoidal features of the time, (n_molecules,) -> (n_molecules, 2 n + 1)."""
+    freq = torch.arange(1, n + 1, dtype=t.dtype, device=t.device) * math.pi
+    return torch.cat([t[:, None], torch.sin(freq * t[:, None]), torch.cos(freq * t[:, None])], -1)
+
+
+class FlowDenoiser(nn.Module):
+    """Predicts the clean molecule (positions, atom-type logits, bond logits) from a noisy one.
+
+    Args:
+        n_atom_types: atom classes (:data:`ATOM_TYPES`).
+        n_bond_types: bond classes (:data:`BOND_TYPES`).
+        n_conditions: property targets it can be conditioned on.
+        features: width of scalar and vector features.
+        n_layers: interaction blocks.
+        n_rbf: radial basis functions of the distance (0 to ``max_distance``).
+        max_distance: range of the radial basis, Angstrom.
+    """
+
+    def __init__(self, n_atom_types: int = len(ATOM_TYPES), n_bond_types: int = len(BOND_TYPES),
+                 n_conditions: int = 3, features: int = 128, n_layers: int = 6, n_rbf: int = 32,
+                 max_distance: float = 8.0) -> None:
+        super().__init__()
+        self.n_atom_types, self.n_bond_types, self.n_conditions = (n_atom_types, n_bond_types,
+                                                                   n_conditions)
+        self.features, self.n_rbf, self.max_distance = features, n_rbf, max_distance
+        n_time = 2 * 8 + 1
+        self.embed_atoms = nn.Sequential(
+            nn.Linear(n_atom_types + n_time + 2 * n_conditions, features), nn.SiLU(),
+            nn.Linear(features, features))
+        edge_in = n_rbf + n_bond_types
+        self.embed_edges = nn.Sequential(nn.Linear(edge_in, features), nn.SiLU(),
+                                         nn.Linear(features, features))
+        self.layers = nn.ModuleList(PaiNNInteraction(features, features) for _ in range(n_layers))
+        self.norms = nn.ModuleList(nn.LayerNorm(features) for _ in range(n_layers))
+        self.atom_head = nn.Sequential(nn.Linear(features, features), nn.SiLU(),
+                                       nn.Linear(features, n_atom_types))
+        self.position_head = nn.Linear(features, 1, bias=False)
+        self.bond_head = nn.Sequential(nn.Linear(2 * features + edge_in, features), nn.SiLU(),
+                                       nn.Linear(features, n_bond_types))
+
+    def __repr__(self) -> str:
+        return (f"FlowDenoiser(features={self.features}, n_layers={len(self.layers)}, "
+                f"n_conditions={self.n_conditions})")
+
+    def forward(self, x_t: torch.Tensor, h_t: torch.Tensor, e_t: torch.Tensor,
+                edges: torch.Tensor, batch: torch.Tensor, t: torch.Tensor,
+                condition: torch.Tensor, condition_mask: torch.Tensor,
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One prediction.
+
+        Args:
+            x_t: (n_atoms, 3) noisy positions, Angstrom, zero centre of mass per molecule.
+            h_t: (n_atoms, n_atom_types) noisy atom-type states.
+            e_t: (n_pairs, n_bond_types) noisy bond states, equal for (i, j) and (j, i).
+            edges: (2, n_pairs) ordered pairs from :func:`pair_index`.
+            batch: (n_atoms,) molecule of each atom, sorted.
+            t: (n_molecules,) time in [0, 1].
+            condition: (n_molecules, n_conditions) standardised property targets.
+            condition_mask: (n_molecules, n_conditions) 1 where a target is given, 0 where not
+                (classifier-free guidance drops targets by zeroing the mask).
+
+        Returns:
+            x_1 (n_atoms, 3) predicted clean positions (same centre of mass as x_t), atom-type
+            logits (n_atoms, n_atom_types) and bond logits (n_pairs, n_bond_types), symmetric
+            in the pair.
+        """
+        receiver, sender = edges
+        vec = x_t[sender] - x_t[receiver]
+        dist = vec.norm(dim=-1)
+        unit = vec / dist.clamp_min(1e-6)[:, None]
+        rbf = soft_one_hot_linspace(dist, 0.0, self.max_distance, self.n_rbf, basis="gaussian",
+                                    cutoff=False)
+        edge_in = torch.cat([rbf, e_t], dim=-1)
+        edge = self.embed_edges(edge_in)
+        cond = torch.cat([condition * condition_mask, condition_mask], dim=-1)
+        per_molecule = torch.cat([time_features(t), cond], dim=-1)
+        s = self.embed_atoms(torch.cat([h_t, per_molecule[batch]], dim=-1))
+        v = torch.zeros(s.shape[0], 3, s.shape[1], dtype=s.dtype, device=s.device)
+        for layer, norm in zip(self.layers, self.norms, strict=True):
+            s, v = layer(s, v, edges, edge, unit)
+            s = norm(s)
+        n_molecules = t.shape[0]
+        shift = self.position_head(v).squeeze(-1)  # (n_atoms, 3), equivariant
+        shift = shift - scatter(shift, batch, dim=0, dim_size=n_molecules, reduce="mean")[batch]
+        atom_logits = self.atom_head(s)
+        pair = torch.cat([s[receiver] + s[sender], s[receiver] * s[sender], edge_in], dim=-1)
+        bond_logits = self.bond_head(pair)
+        return x_t + shift, atom_logits, bond_logits

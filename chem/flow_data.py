@@ -1,0 +1,211 @@
+"""Training molecules for the generator: 3D structures with bonds and property labels.
+
+The QM9 reference pool ships its B3LYP geometries as a multi-frame XYZ file (optionally gzipped)
+whose comment lines carry ``key=value`` fields (``smiles=... homo_ev=... lumo_ev=...
+gap_ev=...``). :func:`read_labelled_xyz` reads it; bonds are perceived from each geometry with
+RDKit (``DetermineBonds``, neutral molecule) and kept only when the perceived molecule is the one
+the ``smiles`` field names, so every training molecule has a consistent 3D structure and Kekulé
+bond graph. The packed arrays load fast (:meth:`MoleculeSet.save` / :meth:`MoleculeSet.load`).
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from rdkit import Chem, RDLogger
+from rdkit.Chem import rdDetermineBonds
+from rich.progress import Progress
+
+from chem.flow_model import ATOM_TYPES
+from chem.molecules import canonical_smiles
+
+PROPERTIES = ("homo_ev", "lumo_ev", "gap_ev")
+"""Conditioning targets, eV."""
+
+_BOND_ORDER = {Chem.BondType.SINGLE: 1, Chem.BondType.DOUBLE: 2, Chem.BondType.TRIPLE: 3}
+
+
+@dataclass(frozen=True)
+class MoleculeSet:
+    """Molecules as flat arrays.
+
+    Attributes:
+        types: atom-type index of every atom into :data:`chem.flow_model.ATOM_TYPES`,
+            (n_atoms_total,).
+        pos: positions, (n_atoms_total, 3) Angstrom, centred per molecule.
+        offsets: first atom of each molecule, (n_molecules + 1,).
+        bonds: (n_bonds_total, 3) rows (i, j, order) with i < j local atom indices and order 1-3.
+        bond_offsets: first bond of each molecule, (n_molecules + 1,).
+        y: property values, (n_molecules, n_properties), eV.
+        smiles: canonical SMILES, (n_molecules,).
+    """
+
+    types: npt.NDArray[np.int64]
+    pos: npt.NDArray[np.float32]
+    offsets: npt.NDArray[np.int64]
+    bonds: npt.NDArray[np.int64]
+    bond_offsets: npt.NDArray[np.int64]
+    y: npt.NDArray[np.float32]
+    smiles: npt.NDArray[np.str_]
+
+    def __len__(self) -> int:
+        return len(self.smiles)
+
+    def atoms_per_molecule(self) -> npt.NDArray[np.int64]:
+        """(n_molecules,)."""
+        return np.diff(self.offsets)
+
+    def molecule(self, i: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32],
+                                        npt.NDArray[np.int64]]:
+        """Types (n,), positions (n, 3) and bonds (m, 3) of molecule ``i``."""
+        a, b = self.offsets[i], self.offsets[i + 1]
+        c, d = self.bond_offsets[i], self.bond_offsets[i + 1]
+        return self.types[a:b], self.pos[a:b], self.bonds[c:d]
+
+    def subset(self, index: Sequence[int] | npt.NDArray[np.int64]) -> MoleculeSet:
+        """The molecules at ``index``, in that order."""
+        parts = [self.molecule(int(i)) for i in index]
+        return _pack(parts, self.y[np.asarray(index, dtype=np.int64)],
+                     [str(self.smiles[i]) for i in index])
+
+    def save(self, path: str | Path) -> None:
+        """Writes a compressed ``.npz``."""
+        np.savez_compressed(path, types=self.types, pos=self.pos, offsets=self.offsets,
+                            bonds=self.bonds, bond_offsets=self.bond_offsets, y=self.y,
+                            smiles=self.smiles)
+
+    @classmethod
+    def load(cls, path: str | Path) -> MoleculeSet:
+        """Reads what :meth:`save` wrote."""
+        with np.load(path, allow_pickle=False) as d:
+            return cls(d["types"], d["pos"], d["offsets"], d["bonds"], d["bond_offsets"], d["y"],
+                       d["smiles"])
+
+
+def _pack(parts: Sequence[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32],
+                                npt.NDArray[np.int64]]],
+          y: npt.NDArray[np.float32], smiles: Sequence[str]) -> MoleculeSet:
+    counts = [len(t) for t, _, _ in parts]
+    bond_counts = [len(b) for _, _, b in parts]
+    return MoleculeSet(
+        types=np.concatenate([t for t, _, _ in parts] + [np.zeros(0, np.int64)]).astype(np.int64),
+        pos=np.concatenate([p for _, p, _ in parts] + [np.zeros((0, 3), np.float32)]
+                           ).astype(np.float32),
+        offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        bonds=np.concatenate([b for _, _, b in parts] + [np.zeros((0, 3), np.int64)]
+                             ).astype(np.int64),
+        bond_offsets=np.concatenate([[0], np.cumsum(bond_counts)]).astype(np.int64),
+        y=np.asarray(y, dtype=np.float32).reshape(len(parts), -1),
+        smiles=np.asarray(list(smiles), dtype=np.str_),
+    )
+
+
+def _frames(path: Path) -> Iterator[tuple[int, str, list[str]]]:
+    """(line number, comment, atom lines) of each frame of a multi-frame XYZ file."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as handle:
+        lineno = 0
+        while True:
+            header = handle.readline()
+            lineno += 1
+            if not header:
+                return
+            if not header.strip():
+                continue
+            try:
+                n = int(header.split()[0])
+            except ValueError:
+                raise ValueError(f"{path}: line {lineno}: expected an atom count, got "
+                                 f"{header.strip()[:40]!r}") from None
+            comment = handle.readline().strip()
+            atoms = [handle.readline() for _ in range(n)]
+            if len(atoms) != n or not atoms[-1]:
+                raise ValueError(f"{path}: line {lineno}: frame of {n} atoms is cut short")
+            yield lineno, comment, atoms
+            lineno += n + 1
+
+
+def _fields(comment: str) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in comment.split() if "=" in part)
+
+
+def perceive(symbols: Sequence[str], positions: npt.ArrayLike) -> Chem.Mol | None:
+    """A neutral RDKit molecule (Kekulé bonds) from elements and positions, or None."""
+    block = f"{len(symbols)}\n\n" + "\n".join(
+        f"{s} {x:.6f} {y:.6f} {z:.6f}" for s, (x, y, z) in zip(symbols, np.asarray(positions),
+                                                               strict=True))
+    RDLogger.DisableLog("rdApp.*")  # type: ignore[attr-defined]
+    try:
+        mol = Chem.MolFromXYZBlock(block)
+        if mol is None:
+            return None
+        rdDetermineBonds.DetermineBonds(mol, charge=0)
+        Chem.SanitizeMol(mol)
+        Chem.Kekulize(mol, clearAromaticFlags=True)
+        return mol
+    except Exception:  # RDKit raises several types for molecules it cannot assign
+        return None
+    finally:
+        RDLogger.EnableLog("rdApp.*")  # type: ignore[attr-defined]
+
+
+def read_labelled_xyz(path: str | Path, properties: Sequence[str] = PROPERTIES,
+                      limit: int | None = None, progress: Progress | None = None
+                      ) -> tuple[MoleculeSet, dict[str, int]]:
+    """Reads labelled frames, perceives bonds and keeps the consistent molecules.
+
+    Args:
+        path: multi-frame XYZ (``.xyz`` or ``.xyz.gz``) with ``smiles=`` and the property fields
+            in each comment line.
+        properties: property fields to read, eV.
+        limit: read at most this many frames.
+        progress: optional rich progress to report on.
+
+    Returns:
+        The molecules and counts of what was left out and why.
+
+    Raises:
+        ValueError: the file is missing or malformed (naming the line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: file not found")
+    task = progress.add_task("reading 3D molecules", total=limit) if progress else None
+    parts, ys, smiles = [], [], []
+    skipped = {"element": 0, "no_bonds_perceived": 0, "smiles_mismatch": 0}
+    for k, (lineno, comment, atoms) in enumerate(_frames(path)):
+        if limit is not None and k >= limit:
+            break
+        fields = _fields(comment)
+        missing = [f for f in ("smiles", *properties) if f not in fields]
+        if missing:
+            raise ValueError(f"{path}: line {lineno + 1}: comment lacks {missing}")
+        symbols = [a.split()[0] for a in atoms]
+        xyz = np.array([[float(v) for v in a.split()[1:4]] for a in atoms])
+        if any(s not in ATOM_TYPES for s in symbols):
+            skipped["element"] += 1
+            continue
+        mol = perceive(symbols, xyz)
+        if mol is None:
+            skipped["no_bonds_perceived"] += 1
+            continue
+        if canonical_smiles(Chem.MolToSmiles(mol, isomericSmiles=False)) != canonical_smiles(
+                fields["smiles"]):
+            skipped["smiles_mismatch"] += 1
+            continue
+        bonds = np.array([[min(b.GetBeginAtomIdx(), b.GetEndAtomIdx()),
+                           max(b.GetBeginAtomIdx(), b.GetEndAtomIdx()),
+                           _BOND_ORDER[b.GetBondType()]] for b in mol.GetBonds()],
+                         dtype=np.int64).reshape(-1, 3)
+        types = np.array([ATOM_TYPES.index(s) for s in symbols], dtype=np.int64)
+        parts.append((types, (xyz - xyz.mean(0)).astype(np.float32), bonds))
+        ys.append([float(fields[p]) for p in properties])
+        smiles.append(canonical_smiles(fields["smiles"]) or fields["smiles"])
+        if progress is not None and task is not None:
+            progress.advance(task)
+    return _pack(parts, np.array(ys, dtype=np.float32), smiles), skipped

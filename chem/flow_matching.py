@@ -1,0 +1,361 @@
+"""Flow matching for 3D molecules: training, sampling, checkpoints.
+
+Straight-line (rectified) flow from noise to data for every part of a molecule at once:
+positions x (zero centre of mass Gaussian noise), atom types h and bond types e (continuous
+one-hot states with Gaussian noise). With t ~ U(0, 1) per molecule,
+x_t = (1 - t) x_0 + t x_1 (likewise h, e), and the denoiser (:class:`chem.flow_model.FlowDenoiser`)
+predicts the clean molecule; the loss is the squared error of the positions plus the
+cross-entropy of the atom and bond classes. Sampling integrates the implied velocity
+(x̂_1 - x_t) / (1 - t) with Euler steps (default 50). Conditioning on HOMO, LUMO and gap uses
+classifier-free guidance: targets are dropped with probability ``p_uncond`` in training, and a
+sample mixes the conditional and unconditional predictions, (1 + w) cond - w uncond.
+
+Why this family: one network pass per step predicts the clean molecule directly (as in
+SemlaFlow), so 50 to 100 steps suffice where EDM needs 1,000; predicting bonds with the atoms
+makes the 3D-to-graph step a read-out instead of a guess from distances, which is what validity
+and stability depend on most.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from rich.progress import Progress
+from torch.nn import functional as F
+from torch_geometric.utils import scatter
+
+from chem.flow_data import PROPERTIES, MoleculeSet
+from chem.flow_model import ATOM_TYPES, BOND_TYPES, FlowDenoiser, pair_index
+
+FORMAT = "invdes-flow-generator-1"
+
+
+class GeneratorTraining(BaseModel):
+    """Architecture and training settings of the generator.
+
+    Attributes:
+        features: denoiser feature width.
+        n_layers: interaction blocks.
+        n_rbf: radial basis functions.
+        epochs: passes over the training molecules.
+        batch_size: molecules per step.
+        learning_rate: Adam step size (cosine-annealed to 1 % of it).
+        p_uncond: probability of dropping the property targets (classifier-free guidance).
+        weight_types: weight of the atom-type cross-entropy.
+        weight_bonds: weight of the bond-type cross-entropy.
+        seed: seed of initialisation and batches.
+        device: ``cpu``, ``cuda`` or ``auto``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    features: int = Field(default=128, ge=8, le=1024)
+    n_layers: int = Field(default=6, ge=1, le=16)
+    n_rbf: int = Field(default=32, ge=4, le=128)
+    epochs: int = Field(default=100, ge=1, le=100_000)
+    batch_size: int = Field(default=64, ge=1, le=4096)
+    learning_rate: float = Field(default=5e-4, gt=0, le=1.0)
+    p_uncond: float = Field(default=0.1, ge=0.0, le=1.0)
+    weight_types: float = Field(default=0.5, ge=0.0)
+    weight_bonds: float = Field(default=1.0, ge=0.0)
+    seed: int = 0
+    device: str = "cpu"
+
+
+@dataclass
+class Batch:
+    """Tensors of a mini-batch of molecules.
+
+    Attributes:
+        types: (n_atoms,) atom-type index.
+        x1: (n_atoms, 3) clean positions, Angstrom, centred per molecule.
+        batch: (n_atoms,) molecule index.
+        counts: (n_molecules,) atoms per molecule.
+        edges: (2, n_pairs) ordered pairs within each molecule.
+        bond_class: (n_pairs,) bond class of each pair (0 = none).
+        y: (n_molecules, n_properties) property values, eV.
+    """
+
+    types: torch.Tensor
+    x1: torch.Tensor
+    batch: torch.Tensor
+    counts: torch.Tensor
+    edges: torch.Tensor
+    bond_class: torch.Tensor
+    y: torch.Tensor
+
+    def to(self, device: torch.device) -> Batch:
+        """The same batch on ``device``."""
+        return Batch(*(getattr(self, f).to(device) for f in
+                       ("types", "x1", "batch", "counts", "edges", "bond_class", "y")))
+
+
+def make_batch(data: MoleculeSet, index: npt.NDArray[np.int64]) -> Batch:
+    """Packs molecules ``index`` of ``data``."""
+    counts = torch.as_tensor(data.atoms_per_molecule()[index])
+    types, pos, classes = [], [], []
+    for i in index:
+        t, p, bonds = data.molecule(int(i))
+        n = len(t)
+        matrix = np.zeros((n, n), dtype=np.int64)
+        matrix[bonds[:, 0], bonds[:, 1]] = bonds[:, 2]
+        matrix[bonds[:, 1], bonds[:, 0]] = bonds[:, 2]
+        off = ~np.eye(n, dtype=bool)
+        types.append(t)
+        pos.append(p)
+        classes.append(matrix[off])  # row-major over (i, j), i != j: the order of pair_index
+    return Batch(
+        types=torch.as_tensor(np.concatenate(types)),
+        x1=torch.as_tensor(np.concatenate(pos)),
+        batch=torch.repeat_interleave(torch.arange(len(index)), counts),
+        counts=counts,
+        edges=pair_index(counts),
+        bond_class=torch.as_tensor(np.concatenate(classes)),
+        y=torch.as_tensor(data.y[index]),
+    )
+
+
+def centred_noise(shape: tuple[int, ...], batch: torch.Tensor, n_molecules: int,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """Gaussian noise (n_atoms, 3) with zero mean per molecule."""
+    noise = torch.randn(shape, generator=generator)
+    return noise - scatter(noise, batch, dim=0, dim_size=n_molecules, reduce="mean")[batch]
+
+
+def symmetric_pair_noise(edges: torch.Tensor, n_classes: int,
+                         generator: torch.Generator | None = None) -> torch.Tensor:
+    """Gaussian noise (n_pairs, n_classes) equal for (i, j) and (j, i)."""
+    n_atoms = int(edges.max()) + 1 if edges.numel() else 0
+    table = torch.randn(n_atoms, n_atoms, n_classes, generator=generator)
+    table = (table + table.transpose(0, 1)) / math.sqrt(2.0)
+    return table[edges[0], edges[1]]
+
+
+class FlowGenerator:
+    """A trained generator: the denoiser, the conditioning statistics and the size
+    distribution of the training molecules.
+
+    Args:
+        config: architecture and training settings.
+        model: the trained denoiser.
+        y_mean: (n_properties,) mean of the training targets, eV.
+        y_std: (n_properties,) standard deviation of the training targets, eV.
+        size_counts: how many training molecules have n atoms, index n.
+        properties: conditioning property names.
+        metrics: training facts for people.
+    """
+
+    def __init__(self, config: GeneratorTraining, model: FlowDenoiser, y_mean: torch.Tensor,
+                 y_std: torch.Tensor, size_counts: torch.Tensor,
+                 properties: tuple[str, ...] = PROPERTIES,
+                 metrics: dict[str, Any] | None = None) -> None:
+        self.config, self.model = config, model
+        self.y_mean, self.y_std = y_mean.float(), y_std.float()
+        self.size_counts = size_counts.long()
+        self.properties = properties
+        self.metrics = metrics or {}
+
+    def __repr__(self) -> str:
+        return f"FlowGenerator({self.model!r}, properties={self.properties})"
+
+    def save(self, path: str | Path) -> None:
+        """Writes the checkpoint (tensors and plain values only)."""
+        torch.save({
+            "format": FORMAT, "config": self.config.model_dump(),
+            "properties": list(self.properties), "metrics": self.metrics,
+            "y_mean": self.y_mean, "y_std": self.y_std, "size_counts": self.size_counts,
+            "weights": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+        }, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> FlowGenerator:
+        """Reads a checkpoint with ``torch.load(weights_only=True)``.
+
+        Raises:
+            ValueError: not a generator checkpoint.
+        """
+        state = torch.load(path, weights_only=True, map_location="cpu")
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            raise ValueError(f"{path}: not an invdes generator checkpoint ({FORMAT})")
+        config = GeneratorTraining.model_validate(state["config"])
+        model = _network(config, len(state["properties"]))
+        model.load_state_dict(state["weights"])
+        model.eval()
+        return cls(config, model, state["y_mean"], state["y_std"], state["size_counts"],
+                   tuple(state["properties"]), state["metrics"])
+
+    def condition_tensor(self, n: int, condition: dict[str, float] | None
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Standardised targets and mask, each (n, n_properties).
+
+        Raises:
+            ValueError: a target for a property the generator does not know.
+        """
+        values = torch.zeros(n, len(self.properties))
+        mask = torch.zeros(n, len(self.properties))
+        for name, value in (condition or {}).items():
+            if name not in self.properties:
+                raise ValueError(f"unknown condition {name!r}; the generator knows "
+                                 f"{', '.join(self.properties)}")
+            k = self.properties.index(name)
+            values[:, k] = (value - self.y_mean[k]) / self.y_std[k]
+            mask[:, k] = 1.0
+        return values, mask
+
+    @torch.no_grad()
+    def sample(self, n: int, condition: dict[str, float] | None = None, steps: int = 50,
+               guidance: float = 1.0, seed: int = 0, batch_size: int = 256,
+               n_atoms: npt.ArrayLike | None = None) -> list[tuple[
+                   npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.int64]]]:
+        """Samples molecules.
+
+        Args:
+            n: how many.
+            condition: property targets, e.g. ``{"gap_ev": 6.5}`` (eV); None: unconditional.
+            steps: Euler steps from noise to molecule.
+            guidance: classifier-free guidance weight w (0: conditional prediction only).
+            seed: the same seed gives the same molecules.
+            batch_size: molecules integrated together.
+            n_atoms: atoms per molecule (n,); default: drawn from the training sizes.
+
+        Returns:
+            One (types (m,), positions (m, 3) Angstrom, bond matrix (m, m) of classes of
+            :data:`chem.flow_model.BOND_TYPES`) per molecule.
+        """
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        gen = torch.Generator().manual_seed(seed)
+        if n_atoms is None:
+            probs = self.size_counts.double() / self.size_counts.sum()
+            sizes = torch.multinomial(probs, n, replacement=True, generator=gen)
+        else:
+            sizes = torch.as_tensor(np.asarray(n_atoms), dtype=torch.long)
+        out = []
+        self.model.eval()
+        for start in range(0, n, batch_size):
+            counts = sizes[start : start + batch_size]
+            out += self._sample_batch(counts, condition, steps, guidance, gen)
+        return out
+
+    def _sample_batch(self, counts: torch.Tensor, condition: dict[str, float] | None, steps: int,
+                      guidance: float, gen: torch.Generator) -> list[tuple[
+                          npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.int64]]]:
+        g = len(counts)
+        batch = torch.repeat_interleave(torch.arange(g), counts)
+        edges = pair_index(counts)
+        x = centred_noise((len(batch), 3), batch, g, gen)
+        h = torch.randn(len(batch), len(ATOM_TYPES), generator=gen)
+        e = symmetric_pair_noise(edges, len(BOND_TYPES), gen)
+        cond, mask = self.condition_tensor(g, condition)
+        guided = condition is not None and guidance != 0.0
+        for k in range(steps):
+            t = torch.full((g,), k / steps)
+            x1, h_logits, e_logits = self.model(x, h, e, edges, batch, t, cond, mask)
+            h1, e1 = h_logits.softmax(-1), e_logits.softmax(-1)
+            if guided:
+                ux1, uh, ue = self.model(x, h, e, edges, batch, t, cond, torch.zeros_like(mask))
+                x1 = x1 + guidance * (x1 - ux1)
+                h1 = (h1 + guidance * (h1 - uh.softmax(-1))).clamp_min(0)
+                e1 = (e1 + guidance * (e1 - ue.softmax(-1))).clamp_min(0)
+            dt = 1.0 / steps
+            scale = dt / (1.0 - k / steps)
+            x = x + scale * (x1 - x)
+            h = h + scale * (h1 - h)
+            e = e + scale * (e1 - e)
+        types = h.argmax(-1)
+        bond_class = e.argmax(-1)
+        results = []
+        starts = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
+        pair_start = 0
+        for i, n in enumerate(counts.tolist()):
+            a = int(starts[i])
+            matrix = np.zeros((n, n), dtype=np.int64)
+            n_pairs = n * (n - 1)
+            local = edges[:, pair_start : pair_start + n_pairs] - a
+            matrix[local[0].numpy(), local[1].numpy()] = bond_class[
+                pair_start : pair_start + n_pairs].numpy()
+            matrix = np.maximum(matrix, matrix.T)  # (i, j) and (j, i) agree; keep the higher
+            pair_start += n_pairs
+            results.append((types[a : a + n].numpy(), x[a : a + n].numpy().astype(np.float32),
+                            matrix))
+        return results
+
+
+def _network(config: GeneratorTraining, n_conditions: int) -> FlowDenoiser:
+    return FlowDenoiser(n_conditions=n_conditions, features=config.features,
+                        n_layers=config.n_layers, n_rbf=config.n_rbf)
+
+
+def flow_loss(model: FlowDenoiser, b: Batch, y_mean: torch.Tensor, y_std: torch.Tensor,
+              config: GeneratorTraining, gen: torch.Generator | None = None
+              ) -> tuple[torch.Tensor, dict[str, float]]:
+    """The training loss of one batch and its parts (position MSE, type and bond CE)."""
+    g = len(b.counts)
+    device = b.x1.device
+    t = torch.rand(g, generator=gen).to(device)
+    x0 = centred_noise(tuple(b.x1.shape), b.batch.cpu(), g, gen).to(device)
+    h1 = F.one_hot(b.types, len(ATOM_TYPES)).float()
+    e1 = F.one_hot(b.bond_class, len(BOND_TYPES)).float()
+    h0 = torch.randn(h1.shape, generator=gen).to(device)
+    e0 = symmetric_pair_noise(b.edges.cpu(), len(BOND_TYPES), gen).to(device)
+    ta, te = t[b.batch][:, None], t[b.batch[b.edges[0]]][:, None]
+    x_t, h_t, e_t = (1 - ta) * x0 + ta * b.x1, (1 - ta) * h0 + ta * h1, (1 - te) * e0 + te * e1
+    cond = (b.y - y_mean) / y_std
+    keep = (torch.rand(g, 1, generator=gen) >= config.p_uncond).float().to(device)
+    mask = keep.expand(-1, cond.shape[1])
+    x_hat, h_logits, e_logits = model(x_t, h_t, e_t, b.edges, b.batch, t, cond, mask)
+    pos = ((x_hat - b.x1) ** 2).sum(-1).mean()
+    types = F.cross_entropy(h_logits, b.types)
+    bonds = F.cross_entropy(e_logits, b.bond_class)
+    loss = pos + config.weight_types * types + config.weight_bonds * bonds
+    return loss, {"position_mse": float(pos.detach()), "type_ce": float(types.detach()),
+                  "bond_ce": float(bonds.detach())}
+
+
+def train_generator(data: MoleculeSet, config: GeneratorTraining,
+                    progress: Progress | None = None) -> FlowGenerator:
+    """Trains the denoiser on ``data`` and returns the generator."""
+    if len(data) < 2:
+        raise ValueError(f"training needs at least 2 molecules, got {len(data)}")
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
+                          if config.device == "auto" else config.device)
+    torch.manual_seed(config.seed)
+    model = _network(config, data.y.shape[1]).to(device)
+    y = torch.as_tensor(data.y, dtype=torch.float32)
+    y_mean, y_std = y.mean(0), y.std(0).clamp_min(1e-6)
+    steps_per_epoch = math.ceil(len(data) / config.batch_size)
+    total = config.epochs * steps_per_epoch
+    opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total,
+                                                       eta_min=config.learning_rate / 100)
+    rng = np.random.default_rng(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    task = progress.add_task("training generator", total=total) if progress else None
+    start = time.perf_counter()
+    last: dict[str, float] = {}
+    model.train()
+    for _ in range(config.epochs):
+        order = rng.permutation(len(data))
+        for s in range(steps_per_epoch):
+            b = make_batch(data, order[s * config.batch_size : (s + 1) * config.batch_size])
+            loss, last = flow_loss(model, b.to(device), y_mean.to(device), y_std.to(device),
+                                   config, gen)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            if progress is not None and task is not None:
+                progress.advance(task)
+    model.eval()
+    sizes = torch.bincount(torch.as_tensor(data.atoms_per_molecule()))
+    metrics = {"n_train": len(data), "train_seconds": time.perf_counter() - start,
+               "final_loss": last, "device": str(device)}
+    return FlowGenerator(config, model.cpu(), y_mean, y_std, sizes, PROPERTIES, metrics)

@@ -1,0 +1,142 @@
+"""Generator data, training, sampling and 3D-to-molecule checks on tiny literal molecules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from rdkit import Chem
+from rdkit.Chem import AllChem
+
+from chem.flow_data import MoleculeSet, read_labelled_xyz
+from chem.flow_matching import FlowGenerator, GeneratorTraining, make_batch, train_generator
+from chem.generated import build_molecule
+
+# (smiles, homo_ev, lumo_ev, gap_ev): QM9-like values
+MOLECULES = [("C", -10.55, 3.19, 13.74), ("N", -6.99, 2.26, 9.25), ("O", -7.96, 1.82, 9.78),
+             ("C#C", -7.74, 1.28, 9.02), ("C=O", -7.00, -0.79, 6.21), ("CO", -7.11, 2.29, 9.40),
+             ("CC", -8.50, 2.44, 10.94), ("C#N", -9.82, 0.53, 10.35), ("CC=O", -6.74, -0.43, 6.31),
+             ("FC", -9.53, 1.65, 11.18)]
+
+
+def _frame(smiles: str, homo: float, lumo: float, gap: float, seed: int = 0) -> str:
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    AllChem.EmbedMolecule(mol, randomSeed=seed)
+    AllChem.MMFFOptimizeMolecule(mol)
+    pos = mol.GetConformer().GetPositions()
+    atoms = "\n".join(f"{a.GetSymbol()} {x:.6f} {y:.6f} {z:.6f}"
+                      for a, (x, y, z) in zip(mol.GetAtoms(), pos, strict=True))
+    return (f"{mol.GetNumAtoms()}\nsmiles={smiles} homo_ev={homo} lumo_ev={lumo} gap_ev={gap}\n"
+            f"{atoms}\n")
+
+
+@pytest.fixture(scope="module")
+def xyz_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    text = "".join(_frame(*m) for m in MOLECULES)
+    text += _frame("CC", -8.5, 2.4, 10.9).replace("smiles=CC ", "smiles=CCC ")  # mislabelled
+    path = tmp_path_factory.mktemp("xyz") / "tiny.xyz"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(xyz_file: Path) -> MoleculeSet:
+    molecules, skipped = read_labelled_xyz(xyz_file)
+    assert skipped == {"element": 0, "no_bonds_perceived": 0, "smiles_mismatch": 1}
+    return molecules
+
+
+def test_molecules_are_read_with_their_bonds_and_labels(data: MoleculeSet) -> None:
+    assert len(data) == len(MOLECULES)
+    types, pos, bonds = data.molecule(3)
+    assert [int(t) for t in types].count(1) == 2  # two carbons  # acetylene: C#C and two C-H
+    assert sorted(bonds[:, 2].tolist()) == [1, 1, 3]
+    np.testing.assert_allclose(pos.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(data.y[3], [-7.74, 1.28, 9.02], atol=1e-5)
+    batch = make_batch(data, np.array([3, 4]))
+    assert batch.edges.shape[1] == 4 * 3 + 4 * 3  # C2H2 and CH2O: 4 atoms each
+    assert int((batch.bond_class == 3).sum()) == 2  # the triple bond, both directions
+
+
+def test_molecule_set_round_trips_and_subsets(data: MoleculeSet, tmp_path: Path) -> None:
+    data.save(tmp_path / "set.npz")
+    again = MoleculeSet.load(tmp_path / "set.npz")
+    np.testing.assert_array_equal(again.bonds, data.bonds)
+    np.testing.assert_array_equal(again.smiles, data.smiles)
+    part = data.subset([4, 0])
+    assert part.smiles.tolist() == [data.smiles[4], data.smiles[0]]
+    np.testing.assert_array_equal(part.molecule(1)[2], data.molecule(0)[2])
+
+
+def test_bad_xyz_names_the_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.xyz"
+    bad.write_text("3\nsmiles=O homo_ev=1 lumo_ev=2\nO 0 0 0\nH 0 0 1\nH 0 1 0\n")
+    with pytest.raises(ValueError, match=r"bad.xyz: line 2: comment lacks \['gap_ev'\]"):
+        read_labelled_xyz(bad)
+    cut = tmp_path / "cut.xyz"
+    cut.write_text("3\nsmiles=O homo_ev=1 lumo_ev=2 gap_ev=1\nO 0 0 0\n")
+    with pytest.raises(ValueError, match="line 1: frame of 3 atoms is cut short"):
+        read_labelled_xyz(cut)
+
+
+def test_true_molecules_are_valid_and_stable_and_broken_ones_say_why(data: MoleculeSet) -> None:
+    for i in range(len(data)):
+        types, pos, bonds = data.molecule(i)
+        matrix = np.zeros((len(types), len(types)), dtype=np.int64)
+        matrix[bonds[:, 0], bonds[:, 1]] = bonds[:, 2]
+        built = build_molecule(types, pos, matrix + matrix.T)
+        assert built.valid and built.stable, built.reason
+        assert built.smiles == Chem.MolToSmiles(Chem.MolFromSmiles(MOLECULES[i][0]))
+    types, pos, bonds = data.molecule(4)  # formaldehyde with the C=O made single
+    matrix = np.zeros((4, 4), dtype=np.int64)
+    matrix[bonds[:, 0], bonds[:, 1]] = np.minimum(bonds[:, 2], 1)
+    broken = build_molecule(types, pos, matrix + matrix.T)
+    assert not broken.stable and broken.stable_atoms == 2  # the hydrogens only
+    assert not broken.valid and "unpaired electron" in broken.reason
+    apart = build_molecule(types, pos, np.zeros((4, 4), dtype=np.int64))
+    assert not apart.valid and "unpaired electron" in apart.reason
+    types, pos, bonds = data.molecule(2)  # water with an extra H-H bond: too many bonds on H
+    matrix = np.zeros((3, 3), dtype=np.int64)
+    matrix[bonds[:, 0], bonds[:, 1]] = bonds[:, 2]
+    matrix = matrix + matrix.T
+    hydrogens = [i for i, t in enumerate(types) if t == 0]
+    matrix[hydrogens[0], hydrogens[1]] = matrix[hydrogens[1], hydrogens[0]] = 1
+    over = build_molecule(types, pos, matrix)
+    assert not over.valid and over.reason.startswith("RDKit sanitisation")
+
+
+def test_training_lowers_the_loss_and_checkpoints_sample_identically(
+    data: MoleculeSet, tmp_path: Path
+) -> None:
+    config = GeneratorTraining(features=16, n_layers=2, n_rbf=8, epochs=1, batch_size=5)
+    short = train_generator(data, config)
+    longer = train_generator(data, config.model_copy(update={"epochs": 60}))
+    from chem.flow_matching import flow_loss
+
+    def mean_loss(g: FlowGenerator) -> float:
+        gen = torch.Generator().manual_seed(5)
+        b = make_batch(data, np.arange(len(data)))
+        with torch.no_grad():
+            return float(np.mean([float(flow_loss(g.model, b, g.y_mean, g.y_std, config, gen)[0])
+                                  for _ in range(20)]))
+
+    assert mean_loss(longer) < 0.8 * mean_loss(short)
+    path = tmp_path / "gen.pt"
+    longer.save(path)
+    loaded = FlowGenerator.load(path)
+    a = longer.sample(6, {"gap_ev": 9.0}, steps=8, seed=3)
+    b = loaded.sample(6, {"gap_ev": 9.0}, steps=8, seed=3)
+    for (ta, pa, ba), (tb, pb, bb) in zip(a, b, strict=True):
+        np.testing.assert_array_equal(ta, tb)
+        np.testing.assert_allclose(pa, pb, atol=1e-5)
+        np.testing.assert_array_equal(ba, bb)
+        assert (ba == ba.T).all()
+    sized = loaded.sample(3, None, steps=4, seed=0, n_atoms=[2, 5, 3])
+    assert [len(t) for t, _, _ in sized] == [2, 5, 3]
+    with pytest.raises(ValueError, match="unknown condition 'dipole'"):
+        loaded.sample(1, {"dipole": 1.0})
+    with pytest.raises(ValueError, match="not an invdes generator checkpoint"):
+        torch.save({"format": "other"}, tmp_path / "x.pt")
+        FlowGenerator.load(tmp_path / "x.pt")

@@ -150,17 +150,20 @@ class FlowGenerator:
         size_counts: how many training molecules have n atoms, index n.
         properties: conditioning property names.
         metrics: training facts for people.
+        reference_smiles: canonical SMILES of the training molecules (for novelty).
     """
 
     def __init__(self, config: GeneratorTraining, model: FlowDenoiser, y_mean: torch.Tensor,
                  y_std: torch.Tensor, size_counts: torch.Tensor,
                  properties: tuple[str, ...] = PROPERTIES,
-                 metrics: dict[str, Any] | None = None) -> None:
+                 metrics: dict[str, Any] | None = None,
+                 reference_smiles: tuple[str, ...] = ()) -> None:
         self.config, self.model = config, model
         self.y_mean, self.y_std = y_mean.float(), y_std.float()
         self.size_counts = size_counts.long()
         self.properties = properties
         self.metrics = metrics or {}
+        self.reference_smiles = reference_smiles
 
     def __repr__(self) -> str:
         return f"FlowGenerator({self.model!r}, properties={self.properties})"
@@ -171,6 +174,7 @@ class FlowGenerator:
             "format": FORMAT, "config": self.config.model_dump(),
             "properties": list(self.properties), "metrics": self.metrics,
             "y_mean": self.y_mean, "y_std": self.y_std, "size_counts": self.size_counts,
+            "reference_smiles": list(self.reference_smiles),
             "weights": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
         }, path)
 
@@ -189,7 +193,8 @@ class FlowGenerator:
         model.load_state_dict(state["weights"])
         model.eval()
         return cls(config, model, state["y_mean"], state["y_std"], state["size_counts"],
-                   tuple(state["properties"]), state["metrics"])
+                   tuple(state["properties"]), state["metrics"],
+                   tuple(state.get("reference_smiles", ())))
 
     def condition_tensor(self, n: int, condition: dict[str, float] | None
                          ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -320,8 +325,16 @@ def flow_loss(model: FlowDenoiser, b: Batch, y_mean: torch.Tensor, y_std: torch.
 
 
 def train_generator(data: MoleculeSet, config: GeneratorTraining,
-                    progress: Progress | None = None) -> FlowGenerator:
-    """Trains the denoiser on ``data`` and returns the generator."""
+                    progress: Progress | None = None, state_path: Path | None = None
+                    ) -> FlowGenerator:
+    """Trains the denoiser on ``data`` and returns the generator.
+
+    With ``state_path``, the training state (weights, optimiser, schedule, epochs done) is
+    written there after every epoch and, when the file exists for the same settings and data
+    size, training resumes from it: a long run on a small machine can be stopped and continued.
+    Each epoch's batches and noise come from (seed, epoch), so a resumed run trains exactly as
+    an uninterrupted one would.
+    """
     if len(data) < 2:
         raise ValueError(f"training needs at least 2 molecules, got {len(data)}")
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
@@ -335,13 +348,25 @@ def train_generator(data: MoleculeSet, config: GeneratorTraining,
     opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total,
                                                        eta_min=config.learning_rate / 100)
-    rng = np.random.default_rng(config.seed)
-    gen = torch.Generator().manual_seed(config.seed)
-    task = progress.add_task("training generator", total=total) if progress else None
+    first_epoch, seconds_before = 0, 0.0
+    identity = {"config": config.model_dump(), "n_molecules": len(data)}
+    if state_path is not None and state_path.is_file():
+        state = torch.load(state_path, weights_only=True, map_location=device)
+        if state.get("identity") != identity:
+            raise ValueError(f"{state_path}: training state of other settings or data; remove it "
+                             "or choose another --state file")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        first_epoch, seconds_before = int(state["epochs_done"]), float(state["seconds"])
+    task = progress.add_task("training generator", total=total,
+                             completed=first_epoch * steps_per_epoch) if progress else None
     start = time.perf_counter()
     last: dict[str, float] = {}
     model.train()
-    for _ in range(config.epochs):
+    for epoch in range(first_epoch, config.epochs):
+        rng = np.random.default_rng([config.seed, epoch])
+        gen = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
         order = rng.permutation(len(data))
         for s in range(steps_per_epoch):
             b = make_batch(data, order[s * config.batch_size : (s + 1) * config.batch_size])
@@ -354,8 +379,17 @@ def train_generator(data: MoleculeSet, config: GeneratorTraining,
             sched.step()
             if progress is not None and task is not None:
                 progress.advance(task)
+        if state_path is not None:
+            tmp = state_path.with_suffix(".tmp")
+            torch.save({"identity": identity, "model": model.state_dict(),
+                        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                        "epochs_done": epoch + 1,
+                        "seconds": seconds_before + time.perf_counter() - start}, tmp)
+            tmp.replace(state_path)  # atomic: a kill leaves the previous epoch's state
     model.eval()
     sizes = torch.bincount(torch.as_tensor(data.atoms_per_molecule()))
-    metrics = {"n_train": len(data), "train_seconds": time.perf_counter() - start,
+    metrics = {"n_train": len(data), "epochs": config.epochs,
+               "train_seconds": seconds_before + time.perf_counter() - start,
                "final_loss": last, "device": str(device)}
-    return FlowGenerator(config, model.cpu(), y_mean, y_std, sizes, PROPERTIES, metrics)
+    return FlowGenerator(config, model.cpu(), y_mean, y_std, sizes, PROPERTIES, metrics,
+                         tuple(str(s) for s in data.smiles))

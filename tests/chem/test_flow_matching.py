@@ -140,3 +140,32 @@ def test_training_lowers_the_loss_and_checkpoints_sample_identically(
     with pytest.raises(ValueError, match="not an invdes generator checkpoint"):
         torch.save({"format": "other"}, tmp_path / "x.pt")
         FlowGenerator.load(tmp_path / "x.pt")
+
+
+class _StopAfter:
+    """A progress reporter that stops training after some steps, like a killed process."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+
+    def add_task(self, *args: object, **kwargs: object) -> int:
+        return 0
+
+    def advance(self, task: int) -> None:
+        self.steps -= 1
+        if self.steps == 0:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_training_resumes_to_the_same_weights(data: MoleculeSet, tmp_path: Path) -> None:
+    config = GeneratorTraining(features=8, n_layers=1, n_rbf=4, epochs=4, batch_size=5)
+    straight = train_generator(data, config)
+    state = tmp_path / "state.pt"
+    with pytest.raises(KeyboardInterrupt):  # killed during the third epoch (2 steps per epoch)
+        train_generator(data, config, progress=_StopAfter(5), state_path=state)  # type: ignore[arg-type]
+    assert torch.load(state, weights_only=True)["epochs_done"] == 2
+    resumed = train_generator(data, config, state_path=state)
+    for key, value in straight.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[key], value)
+    with pytest.raises(ValueError, match="training state of other settings or data"):
+        train_generator(data, config.model_copy(update={"epochs": 5}), state_path=state)

@@ -132,10 +132,11 @@ def centred_noise(shape: tuple[int, ...], batch: torch.Tensor, n_molecules: int,
 def symmetric_pair_noise(edges: torch.Tensor, n_classes: int,
                          generator: torch.Generator | None = None) -> torch.Tensor:
     """Gaussian noise (n_pairs, n_classes) equal for (i, j) and (j, i)."""
-    n_atoms = int(edges.max()) + 1 if edges.numel() else 0
-    table = torch.randn(n_atoms, n_atoms, n_classes, generator=generator)
-    table = (table + table.transpose(0, 1)) / math.sqrt(2.0)
-    return table[edges[0], edges[1]]
+    if edges.numel() == 0:
+        return torch.zeros(0, n_classes)
+    lo, hi = torch.minimum(edges[0], edges[1]), torch.maximum(edges[0], edges[1])
+    pair_ids, inverse = torch.unique(lo * (int(hi.max()) + 1) + hi, return_inverse=True)
+    return torch.randn(len(pair_ids), n_classes, generator=generator)[inverse]
 
 
 class FlowGenerator:

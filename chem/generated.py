@@ -109,3 +109,34 @@ def build_molecule(types: npt.NDArray[np.int64], positions: npt.NDArray[np.float
                                  f"{len(fragments)} disconnected fragments")
     smiles = Chem.MolToSmiles(Chem.RemoveHs(mol, sanitize=False), isomericSmiles=False)
     return GeneratedMolecule(symbols, positions, bonds, stable, smiles, "", mol)
+
+
+def summarise(molecules: Sequence[GeneratedMolecule], reference_smiles: Sequence[str] = (),
+              ) -> dict[str, object]:
+    """The literature's sample metrics.
+
+    validity = valid / samples; uniqueness = distinct valid SMILES / valid; novelty = distinct
+    valid SMILES not among ``reference_smiles`` (the training molecules) / distinct valid;
+    atom stability = stable atoms / atoms; molecule stability = stable samples / samples.
+    Canonical SMILES without stereochemistry are compared.
+    """
+    n = len(molecules)
+    valid = [m for m in molecules if m.valid]
+    unique = {m.smiles for m in valid}
+    reference = {Chem.CanonSmiles(s, useChiral=0) for s in reference_smiles}
+    atoms = sum(len(m.symbols) for m in molecules)
+    reasons: dict[str, int] = {}
+    for m in molecules:
+        if m.reason:
+            key = m.reason.split(":")[0] if m.reason.startswith("RDKit") else m.reason
+            reasons[key] = reasons.get(key, 0) + 1
+    return {
+        "n_requested": n,
+        "n_valid": len(valid),
+        "validity": len(valid) / n if n else float("nan"),
+        "uniqueness": len(unique) / len(valid) if valid else float("nan"),
+        "novelty": len(unique - reference) / len(unique) if unique else float("nan"),
+        "atom_stability": sum(m.stable_atoms for m in molecules) / atoms if atoms else float("nan"),
+        "molecule_stability": sum(m.stable for m in molecules) / n if n else float("nan"),
+        "failures": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+    }

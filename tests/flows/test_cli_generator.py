@@ -38,3 +38,35 @@ def test_train_generator_names_a_bad_file(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "bad.xyz: line 1: expected an atom count, got 'two'" in result.output
     assert not (tmp_path / "g.pt").exists()
+
+
+def test_generate_molecules_prints_the_summary_and_writes_sdf(tmp_path: Path) -> None:
+    import json
+
+    from chem.flow_data import read_labelled_xyz
+    from chem.flow_matching import GeneratorTraining, train_generator
+
+    xyz = tmp_path / "tiny.xyz"
+    xyz.write_text("".join(_frame(*m) for m in MOLECULES))
+    data, _ = read_labelled_xyz(xyz)
+    weights = tmp_path / "gen.pt"
+    train_generator(data, GeneratorTraining(features=8, n_layers=1, n_rbf=4, epochs=2,
+                                            batch_size=5)).save(weights)
+    sdf = tmp_path / "out.sdf"
+    result = CliRunner().invoke(app, ["generate", "molecules", "--n", "12", "--out", str(sdf),
+                                      "--weights", str(weights), "--condition", "gap_ev=9.5",
+                                      "--steps", "5", "--seed", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    for key in ("n_requested", "n_valid", "validity", "uniqueness", "novelty", "atom_stability",
+                "molecule_stability", "wall_s"):
+        assert key in summary
+    assert summary["n_requested"] == 12 and summary["condition"] == {"gap_ev": 9.5}
+    assert sum(summary["failures"].values()) == 12 - summary["n_valid"]  # every failure has a reason
+    assert sdf.is_file()
+    bad = CliRunner().invoke(app, ["generate", "molecules", "--n", "2", "--out", str(sdf),
+                                   "--weights", str(weights), "--condition", "gap_ev=high"])
+    assert bad.exit_code == 2 and "expected NAME=VALUE with a number" in bad.output
+    unknown = CliRunner().invoke(app, ["generate", "molecules", "--n", "2", "--out", str(sdf),
+                                       "--weights", str(weights), "--condition", "mu=1"])
+    assert unknown.exit_code == 2 and "unknown condition 'mu'" in unknown.output

@@ -227,8 +227,19 @@ def fine_tune(ensemble: PropertyEnsemble, data: GeometryDataset, epochs: int = 3
 
 def train_ensemble(data: GeometryDataset, config: TrainingConfig,
                    properties: Sequence[str] = PROPERTIES,
-                   progress: Progress | None = None) -> PropertyEnsemble:
-    """Trains the members, recalibrates on the validation split and records its metrics."""
+                   progress: Progress | None = None,
+                   init_from: PropertyEnsemble | None = None) -> PropertyEnsemble:
+    """Trains the members, recalibrates on the validation split and records its metrics.
+
+    With ``init_from`` (an ensemble of the same architecture and properties), each member
+    starts from that ensemble's member and trains ``config.epochs`` more epochs on a new cosine
+    cycle (a warm restart); the validation split is the same as long as the data and seed are.
+    """
+    if init_from is not None:
+        same = ("features", "n_layers", "n_rbf", "cutoff", "members")
+        differ = [k for k in same if getattr(init_from.config, k) != getattr(config, k)]
+        if differ or tuple(init_from.properties) != tuple(properties):
+            raise ValueError(f"cannot continue from a checkpoint with other {differ or 'properties'}")
     if len(data) < 4:
         raise ValueError(f"training needs at least 4 molecules with 3D geometries, got {len(data)}")
     rng = np.random.default_rng(config.seed)
@@ -248,21 +259,26 @@ def train_ensemble(data: GeometryDataset, config: TrainingConfig,
     for m in range(config.members):
         torch.manual_seed(config.seed * 1000 + m)
         net = _network(config, len(properties))
-        net.y_mean.copy_(y_mean)
-        net.y_std.copy_(y_std)
+        if init_from is not None:
+            net.load_state_dict(init_from.members[m].state_dict())
+        else:
+            net.y_mean.copy_(y_mean)
+            net.y_std.copy_(y_std)
         net.to(device)
         y_std_dev = y_std.to(device)
         opt = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps,
                                                            eta_min=config.learning_rate / 100)
-        member_rng = np.random.default_rng([config.seed, m])
+        cycle = 0 if init_from is None else 1 + len(init_from.metrics.get("history", []))
+        member_rng = np.random.default_rng([config.seed, m, cycle])
         for epoch in range(config.epochs):
+            warm = init_from is None and epoch < config.warmup_epochs
             net.train()
             for z, pos, batch, y in batches(train, config.batch_size, member_rng):
                 z, pos, batch, y = z.to(device), pos.to(device), batch.to(device), y.to(device)
                 mean, var = net(z, pos, batch)
                 scaled = (y - mean) / y_std_dev
-                if epoch < config.warmup_epochs:
+                if warm:
                     loss = (scaled**2).mean()
                 else:
                     scaled_var = var / y_std_dev**2
@@ -286,8 +302,12 @@ def train_ensemble(data: GeometryDataset, config: TrainingConfig,
     ensemble.calibration = torch.as_tensor(scale, dtype=torch.float32)
     report = slice(half, None) if len(val) > 1 else slice(None)
     metrics = regression_metrics(y_val[report], mean[report], std[report] * scale, properties)
+    history = list(init_from.metrics.get("history", [])) if init_from is not None else []
+    if init_from is not None:
+        history.append({k: init_from.metrics.get(k) for k in ("epochs", "train_seconds")})
     ensemble.metrics = {
         "validation": metrics, "n_train": len(train), "n_validation": len(val),
-        "train_seconds": time.perf_counter() - start, "calibration": scale.tolist(),
+        "epochs": config.epochs, "train_seconds": time.perf_counter() - start,
+        "calibration": scale.tolist(), "history": history,
     }
     return ensemble

@@ -441,13 +441,16 @@ def train_surrogate(
     geometries: Annotated[Path | None, typer.Option(
         help="Cache of the embedded 3D geometries (.npz): read when it exists and matches the "
              "rows used, else written after embedding.")] = None,
+    init_from: Annotated[Path | None, typer.Option(
+        help="Continue from this checkpoint (same architecture, data and seed): --epochs more "
+             "epochs on a new learning-rate cycle.")] = None,
 ) -> None:
     """Train the pretrained property model: a PaiNN deep ensemble predicting HOMO, LUMO and gap
     (eV, with calibrated uncertainty) from RDKit geometries made from the SMILES."""
     import torch
 
     from chem.datasets import load_labelled_smiles
-    from chem.property_model import TrainingConfig, train_ensemble
+    from chem.property_model import PropertyEnsemble, TrainingConfig, train_ensemble
 
     try:
         frame = load_labelled_smiles(data)
@@ -470,7 +473,8 @@ def train_surrogate(
                   console=err) as progress:
         dataset = _embedded(frame, geometries, processes, progress)
         try:
-            ensemble = train_ensemble(dataset, config, progress=progress)
+            start_from = PropertyEnsemble.load(init_from) if init_from is not None else None
+            ensemble = train_ensemble(dataset, config, progress=progress, init_from=start_from)
         except ValueError as exc:
             _fail(f"{data}: {exc}")
     ensemble.metrics.update({"data": str(data), "rows_used": len(frame), "holdout": holdout})

@@ -121,3 +121,17 @@ def test_fine_tuning_moves_a_copy_towards_new_labels(ensemble, dataset) -> None:
     assert tuned.metrics["fine_tuned_on"] == len(dataset)
     with pytest.raises(ValueError, match="at least one molecule with a known target"):
         fine_tune(ensemble, replace(dataset, y=np.full_like(dataset.y, np.nan)))
+
+
+def test_training_continues_from_a_checkpoint(ensemble, dataset) -> None:
+    config = ensemble.config.model_copy(update={"epochs": 2, "learning_rate": 1e-4})
+    continued = train_ensemble(dataset, config, init_from=ensemble)
+    assert len(continued.metrics["history"]) == 1
+    assert continued.metrics["n_validation"] == ensemble.metrics["n_validation"]
+    changed = any(not torch.equal(a, b) for a, b in zip(
+        continued.members[0].state_dict().values(), ensemble.members[0].state_dict().values(),
+        strict=True))
+    assert changed
+    wider = config.model_copy(update={"features": 16})
+    with pytest.raises(ValueError, match=r"cannot continue from a checkpoint with other \['features'\]"):
+        train_ensemble(dataset, wider, init_from=ensemble)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.store import Store
-from pipeline.types import Evaluation
+from pipeline.types import CandidateStatus, Evaluation
 
 ID_COLUMNS = ("id", "smiles", "key")
 """Columns that can name the design of a row (exactly one per file)."""
@@ -88,7 +88,12 @@ def read_results(
         raise ResultsFileError(f"{path}: no data rows")
     records = store.candidates(campaign)
     by_id = {r.candidate.id: r.candidate.id for r in records}
-    by_key = {r.candidate.key: r.candidate.id for r in records}
+    by_key: dict[str, str] = {}
+    # a design proposed again in a later round is stored again, rejected as already seen: the
+    # result belongs to its first record that was not rejected
+    for r in sorted(records, key=lambda r: (r.status is CandidateStatus.REJECTED,
+                                            r.candidate.round_index), reverse=True):
+        by_key[r.candidate.key] = r.candidate.id
     measured = {(e.evaluation.candidate_id, e.evaluation.property)
                 for e in store.evaluations(campaign) if e.evaluation.fidelity == fidelity}
     rows: list[ImportedRow] = []

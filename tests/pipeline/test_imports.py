@@ -1,0 +1,71 @@
+"""Results files are checked row by row against the campaign before anything is written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.imports import ResultsFileError, read_results, store_results
+from pipeline.store import CandidateRecord, Store
+from pipeline.types import Candidate, CandidateStatus
+
+PROPS = {"gap_ev": "eV", "homo_ev": "eV"}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store(f"sqlite:///{tmp_path / 'campaigns.db'}")
+    s.open_campaign("c", "molecules", {"name": "c"}, {"name": "c"}, 2)
+    s.add_round_candidates("c", 0, [
+        CandidateRecord(Candidate("r0-1", "CCO", "CCO", 0, "ga"), CandidateStatus.POOL),
+        CandidateRecord(Candidate("r0-2", "CC=O", "CC=O", 0, "ga"), CandidateStatus.POOL),
+    ])
+    # round 1 proposes CCO again: stored, rejected as already seen
+    s.add_round_candidates("c", 1, [
+        CandidateRecord(Candidate("r1-1", "CCO", "CCO", 1, "ga"), CandidateStatus.REJECTED,
+                        "not_seen_before", "seen in an earlier round"),
+    ])
+    return s
+
+
+def _canonical(text: str) -> str | None:
+    return {"OCC": "CCO", "CCO": "CCO", "CC=O": "CC=O", "O=CC": "CC=O"}.get(text)
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "lab.csv"
+    path.write_text(text)
+    return path
+
+
+def test_rows_resolve_to_the_first_record_of_a_design_and_are_stored(store, tmp_path) -> None:
+    path = _write(tmp_path, "smiles,gap_ev,homo_ev,note\nOCC,7.5,,batch 3\nO=CC,6.0,-7.1,\n")
+    rows = read_results(path, store, "c", PROPS, "lab", _canonical)
+    assert [(r.line, r.candidate_id, r.values) for r in rows] == [
+        (2, "r0-1", {"gap_ev": 7.5}), (3, "r0-2", {"gap_ev": 6.0, "homo_ev": -7.1})]
+    assert store_results(store, "c", rows, PROPS, "lab", str(path)) == 3
+    lab = {(e.evaluation.candidate_id, e.evaluation.property): e.evaluation
+           for e in store.evaluations("c")}
+    assert lab[("r0-1", "gap_ev")].fidelity == "lab"
+    assert lab[("r0-1", "gap_ev")].provenance["note"] == "batch 3"
+    by_id = {r.candidate.id: r.status for r in store.candidates("c")}
+    assert by_id["r0-1"] is CandidateStatus.EVALUATED
+    assert by_id["r1-1"] is CandidateStatus.REJECTED
+
+
+@pytest.mark.parametrize("text, message", [
+    ("smiles,gap_ev\nXX,1.0\n", "line 2: smiles 'XX' cannot be parsed"),
+    ("smiles,gap_ev\nOCC,1.0\nCCO,2.0\n", "line 3: smiles 'CCO' already given on line 2"),
+    ("smiles,gap_ev\nOCC,\n", "line 2: no property value given"),
+    ("smiles,gap_ev\nOCC,inf\n", "line 2: column 'gap_ev': 'inf' is not a finite number"),
+    ("id,gap_ev\nr9-9,1.0\n", "line 2: id 'r9-9' is not a design of campaign 'c'"),
+    ("id,smiles,gap_ev\nr0-1,CCO,1\n", "needs exactly one identifier column"),
+    ("smiles,note\nOCC,x\n", "no property column"),
+    ("smiles,gap_ev\n", "no data rows"),
+])
+def test_bad_files_name_the_problem_and_write_nothing(store, tmp_path, text, message) -> None:
+    before = len(store.evaluations("c"))
+    with pytest.raises(ResultsFileError, match=message):
+        read_results(_write(tmp_path, text), store, "c", PROPS, "lab", _canonical)
+    assert len(store.evaluations("c")) == before

@@ -477,7 +477,7 @@ def train_surrogate(
             ensemble = train_ensemble(dataset, config, progress=progress, init_from=start_from)
         except ValueError as exc:
             _fail(f"{data}: {exc}")
-    ensemble.metrics.update({"data": str(data), "rows_used": len(frame), "holdout": holdout})
+    ensemble.metrics.update({"data": data.name, "rows_used": len(frame), "holdout": holdout})
     out.parent.mkdir(parents=True, exist_ok=True)
     ensemble.save(out)
     out_metrics = ensemble.metrics["validation"]
@@ -537,7 +537,7 @@ def train_generator_command(
             generator = train_generator(mols, config, progress=progress, state_path=state)
         except ValueError as exc:
             _fail(str(exc))
-    generator.metrics.update({"data": str(data), "holdout": holdout})
+    generator.metrics.update({"data": data.name, "holdout": holdout})
     out.parent.mkdir(parents=True, exist_ok=True)
     generator.save(out)
     err.print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); trained on {len(mols)} "

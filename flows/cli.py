@@ -56,6 +56,12 @@ class Format(StrEnum):
     json = "json"
 
 
+def _training_progress() -> Progress:
+    """Progress bars for long training runs, on stderr."""
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                    MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=err)
+
+
 def _fail(message: str, code: int = 2) -> None:
     err.print(f"[bold red]error:[/bold red] {message}", highlight=False, markup=True)
     raise typer.Exit(code)
@@ -468,9 +474,7 @@ def train_surrogate(
     if limit:
         frame = frame.iloc[:limit]
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                  MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                  console=err) as progress:
+    with _training_progress() as progress:
         dataset = _embedded(frame, geometries, processes, progress)
         try:
             start_from = PropertyEnsemble.load(init_from) if init_from is not None else None
@@ -521,9 +525,7 @@ def train_generator_command(
                                    device=device)
     except ValidationError as exc:
         _fail(str(exc))
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                  MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                  console=err) as progress:
+    with _training_progress() as progress:
         try:
             if molecules is not None and molecules.is_file():
                 mols = MoleculeSet.load(molecules)

@@ -381,13 +381,15 @@ class CampaignEngine:
             if len({c.id for c in cands}) < 2:
                 continue
             x = self.components.featurizer(cands)
-            with_prior = prior is not None and prop in prior.properties()
+            prior_rows = (self._prior_rows(prior, prop, cands, pool_cands, x, x_pool)
+                          if prior is not None and prop in prior.properties() else None)
             if multi:  # levels 0..k-1 over the fidelities present, in trust order
                 present, levels = np.unique(levels, return_inverse=True)
                 shift = 0
-                if prior is not None and with_prior:
-                    x, y, levels = self._with_prior_rows(prior, prop, cands, pool_cands, x,
-                                                         x_pool, y, levels)
+                if prior_rows is not None:  # the prior is the least trusted fidelity, level 0
+                    x_prior, y_prior = prior_rows
+                    x, y = np.concatenate([x, x_prior]), np.concatenate([y, y_prior])
+                    levels = np.concatenate([levels + 1, np.zeros(len(y_prior), dtype=np.int64)])
                     shift = 1
                 surrogate.fit(x, y, fidelity=levels)
                 if prop == self.objective.property:
@@ -395,11 +397,8 @@ class CampaignEngine:
                     self._objective_fit = (surrogate, {by_level[int(t)]: i + shift
                                                        for i, t in enumerate(present)
                                                        if int(t) in by_level})
-            elif prior is not None and with_prior and getattr(surrogate, "uses_prior", False):
-                labelled = list({c.id: c for c in cands}.values())
-                surrogate.fit(x, y,
-                              prior_x=np.concatenate([self.components.featurizer(labelled), x_pool]),
-                              prior_values=prior.predict(labelled + pool_cands)[prop][0])
+            elif prior_rows is not None and getattr(surrogate, "uses_prior", False):
+                surrogate.fit(x, y, prior_x=prior_rows[0], prior_values=prior_rows[1])
             else:
                 surrogate.fit(x, y)
             surrogates[prop] = surrogate
@@ -425,20 +424,18 @@ class CampaignEngine:
                    for p in prior.properties()})
 
     @staticmethod
-    def _with_prior_rows(
+    def _prior_rows(
         prior: Prior, prop: str, cands: list[Candidate], pool_cands: list[Candidate],
-        x: npt.NDArray[np.float64], x_pool: npt.NDArray[np.float64], y: npt.NDArray[np.float64],
-        levels: npt.NDArray[np.int64],
-    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int64]]:
-        """Adds the prior's predictions for the labelled designs and the pool as the least
-        trusted fidelity (level 0; the measured fidelities move up by one)."""
-        first = {c.id: i for i, c in enumerate(cands)}  # each labelled design once
+        x: npt.NDArray[np.float64], x_pool: npt.NDArray[np.float64],
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Features (m, d) and the prior's predictions of ``prop`` (m,) for each labelled design
+        (once) and each pool row, leaving out the designs the prior cannot predict."""
+        first = {c.id: i for i, c in enumerate(cands)}
         designs = [cands[i] for i in first.values()] + pool_cands
         x_designs = np.concatenate([x[list(first.values())], x_pool])
         mean = prior.predict(designs)[prop][0]
         ok = np.isfinite(mean)
-        return (np.concatenate([x, x_designs[ok]]), np.concatenate([y, mean[ok]]),
-                np.concatenate([levels + 1, np.zeros(int(ok.sum()), dtype=np.int64)]))
+        return x_designs[ok], mean[ok]
 
     def choose_fidelities(
         self, picks: list[Candidate], x_picks: npt.NDArray[np.float64]

@@ -57,6 +57,20 @@ class TanimotoKernel(Kernel):
         return torch.where(norm > 0, dot / norm.clamp_min(1e-12), torch.ones_like(dot))
 
 
+def _predict_noisy(
+    model: Model, x: torch.Tensor
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Mean and standard deviation (observation noise included), each (n,), of a single-output
+    BoTorch model at inputs x (n, d), in chunks of 1,024 rows."""
+    means, stds = [], []
+    with torch.no_grad():
+        for chunk in torch.split(x, 1024):
+            posterior: Any = model.posterior(chunk, observation_noise=True)
+            means.append(posterior.mean.reshape(-1))
+            stds.append(posterior.variance.clamp_min(0).sqrt().reshape(-1))
+    return torch.cat(means).numpy(), torch.cat(stds).numpy()
+
+
 @SURROGATES.register("tanimoto_gp")
 class TanimotoGPSurrogate:
     """Exact GP with a Tanimoto kernel on fingerprints (BoTorch ``SingleTaskGP``).
@@ -141,14 +155,7 @@ class TanimotoGPSurrogate:
         Returns:
             Mean and standard deviation, each shape (n,), in the unit of the targets.
         """
-        x_t = torch.as_tensor(np.asarray(x), dtype=torch.float64)
-        means, stds = [], []
-        with torch.no_grad():
-            for chunk in torch.split(x_t, 1024):
-                posterior: Any = self.model.posterior(chunk, observation_noise=True)
-                means.append(posterior.mean.squeeze(-1))
-                stds.append(posterior.variance.clamp_min(0).sqrt().squeeze(-1))
-        return torch.cat(means).numpy(), torch.cat(stds).numpy()
+        return _predict_noisy(self.model, torch.as_tensor(np.asarray(x), dtype=torch.float64))
 
 
 @SURROGATES.register("multifidelity_gp")
@@ -256,16 +263,9 @@ class MultiFidelityGPSurrogate:
         unit of the targets (observation noise of that fidelity included)."""
         if self._single is not None:
             return self._single.predict(x)
-        model = self.model
         x_t = torch.as_tensor(np.asarray(x), dtype=torch.float64)
         level = torch.full((x_t.shape[0], 1), float(self.target_level or 0), dtype=torch.float64)
-        means, stds = [], []
-        with torch.no_grad():
-            for chunk in torch.split(torch.cat([x_t, level], dim=-1), 1024):
-                posterior: Any = model.posterior(chunk, observation_noise=True)
-                means.append(posterior.mean.reshape(-1))
-                stds.append(posterior.variance.clamp_min(0).sqrt().reshape(-1))
-        return torch.cat(means).numpy(), torch.cat(stds).numpy()
+        return _predict_noisy(self.model, torch.cat([x_t, level], dim=-1))
 
 
 class _LookupPriorMean(Mean):

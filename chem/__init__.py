@@ -3,4 +3,11 @@
 Importing this package registers its implementations in :mod:`pipeline.registry`.
 """
 
-from chem import featurize, filters, ga, molecules, prior  # noqa: F401  (registration)
+from chem import (  # noqa: F401  (registration)
+    featurize,
+    filters,
+    flow_generator,
+    ga,
+    molecules,
+    prior,
+)

@@ -5,7 +5,10 @@ whose comment lines carry ``key=value`` fields (``smiles=... homo_ev=... lumo_ev
 gap_ev=...``). :func:`read_labelled_xyz` reads it; bonds are perceived from each geometry with
 RDKit (``DetermineBonds``, neutral molecule) and kept only when the perceived molecule is the one
 the ``smiles`` field names, so every training molecule has a consistent 3D structure and Kekulé
-bond graph. The packed arrays load fast (:meth:`MoleculeSet.save` / :meth:`MoleculeSet.load`).
+bond graph. A molecule is stored as its heavy atoms, each with its class (element and number of
+bonded hydrogens, :data:`chem.flow_model.ATOM_CLASSES`), their B3LYP positions and the bonds
+between them; the hydrogens are implied by the classes. The packed arrays load fast
+(:meth:`MoleculeSet.save` / :meth:`MoleculeSet.load`).
 """
 
 from __future__ import annotations
@@ -21,11 +24,17 @@ from rdkit import Chem, RDLogger
 from rdkit.Chem import rdDetermineBonds
 from rich.progress import Progress
 
-from chem.flow_model import ATOM_TYPES
+from chem.flow_model import ATOM_CLASSES
 from chem.molecules import canonical_smiles
 
 PROPERTIES = ("homo_ev", "lumo_ev", "gap_ev")
 """Conditioning targets, eV."""
+
+FORMAT = "invdes-molecule-set-2"
+"""Version of the packed arrays (2: heavy atoms with hydrogen counts)."""
+
+ELEMENTS = ("H", "C", "N", "O", "F")
+"""Elements of the training molecules."""
 
 _BOND_ORDER = {Chem.BondType.SINGLE: 1, Chem.BondType.DOUBLE: 2, Chem.BondType.TRIPLE: 3}
 
@@ -35,9 +44,9 @@ class MoleculeSet:
     """Molecules as flat arrays.
 
     Attributes:
-        types: atom-type index of every atom into :data:`chem.flow_model.ATOM_TYPES`,
+        types: class index of every heavy atom into :data:`chem.flow_model.ATOM_CLASSES`,
             (n_atoms_total,).
-        pos: positions, (n_atoms_total, 3) Angstrom, centred per molecule.
+        pos: heavy-atom positions, (n_atoms_total, 3) Angstrom, centred per molecule.
         offsets: first atom of each molecule, (n_molecules + 1,).
         bonds: (n_bonds_total, 3) rows (i, j, order) with i < j local atom indices and order 1-3.
         bond_offsets: first bond of each molecule, (n_molecules + 1,).
@@ -75,14 +84,21 @@ class MoleculeSet:
 
     def save(self, path: str | Path) -> None:
         """Writes a compressed ``.npz``."""
-        np.savez_compressed(path, types=self.types, pos=self.pos, offsets=self.offsets,
-                            bonds=self.bonds, bond_offsets=self.bond_offsets, y=self.y,
+        np.savez_compressed(path, format=np.asarray(FORMAT), types=self.types, pos=self.pos,
+                            offsets=self.offsets, bonds=self.bonds, bond_offsets=self.bond_offsets, y=self.y,
                             smiles=self.smiles)
 
     @classmethod
     def load(cls, path: str | Path) -> MoleculeSet:
-        """Reads what :meth:`save` wrote."""
+        """Reads what :meth:`save` wrote.
+
+        Raises:
+            ValueError: the file is not a molecule set of this version.
+        """
         with np.load(path, allow_pickle=False) as d:
+            if "format" not in d or str(d["format"]) != FORMAT:
+                raise ValueError(f"{path}: not a molecule set of format {FORMAT}; rebuild it from "
+                                 "the XYZ file")
             return cls(d["types"], d["pos"], d["offsets"], d["bonds"], d["bond_offsets"], d["y"],
                        d["smiles"])
 
@@ -100,7 +116,7 @@ def _pack(parts: Sequence[tuple[npt.NDArray[np.int64], npt.NDArray[np.float32],
         bonds=np.concatenate([b for _, _, b in parts] + [np.zeros((0, 3), np.int64)]
                              ).astype(np.int64),
         bond_offsets=np.concatenate([[0], np.cumsum(bond_counts)]).astype(np.int64),
-        y=np.asarray(y, dtype=np.float32).reshape(len(parts), -1),
+        y=np.asarray(y, dtype=np.float32),  # (n_molecules, n_properties)
         smiles=np.asarray(list(smiles), dtype=np.str_),
     )
 
@@ -154,6 +170,32 @@ def perceive(symbols: Sequence[str], positions: npt.ArrayLike) -> Chem.Mol | Non
         RDLogger.EnableLog("rdApp.*")  # type: ignore[attr-defined]
 
 
+def heavy_atoms(mol: Chem.Mol) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64],
+                                        npt.NDArray[np.int64]] | None:
+    """The heavy-atom graph of a molecule with explicit hydrogens.
+
+    Returns:
+        Classes (n,) into :data:`chem.flow_model.ATOM_CLASSES`, the indices (n,) of the heavy
+        atoms in ``mol`` and bonds (m, 3) rows (i, j, order), i < j, between them; None when an
+        atom has a charge or a class outside :data:`chem.flow_model.ATOM_CLASSES`.
+    """
+    index = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() != 1]
+    local = {k: i for i, k in enumerate(index)}
+    classes = []
+    for k in index:
+        atom = mol.GetAtomWithIdx(k)
+        key = (atom.GetSymbol(), atom.GetTotalNumHs(includeNeighbors=True))
+        if atom.GetFormalCharge() != 0 or key not in ATOM_CLASSES:
+            return None
+        classes.append(ATOM_CLASSES.index(key))
+    bonds = [[min(local[b.GetBeginAtomIdx()], local[b.GetEndAtomIdx()]),
+              max(local[b.GetBeginAtomIdx()], local[b.GetEndAtomIdx()]),
+              _BOND_ORDER[b.GetBondType()]] for b in mol.GetBonds()
+             if b.GetBeginAtomIdx() in local and b.GetEndAtomIdx() in local]
+    return (np.array(classes, dtype=np.int64), np.array(index, dtype=np.int64),
+            np.array(bonds, dtype=np.int64).reshape(-1, 3))
+
+
 def read_labelled_xyz(path: str | Path, properties: Sequence[str] = PROPERTIES,
                       limit: int | None = None, progress: Progress | None = None
                       ) -> tuple[MoleculeSet, dict[str, int]]:
@@ -177,7 +219,7 @@ def read_labelled_xyz(path: str | Path, properties: Sequence[str] = PROPERTIES,
         raise ValueError(f"{path}: file not found")
     task = progress.add_task("reading 3D molecules", total=limit) if progress else None
     parts, ys, smiles = [], [], []
-    skipped = {"element": 0, "no_bonds_perceived": 0, "smiles_mismatch": 0}
+    skipped = {"element": 0, "no_bonds_perceived": 0, "smiles_mismatch": 0, "atom_class": 0}
     for k, (lineno, comment, atoms) in enumerate(_frames(path)):
         if limit is not None and k >= limit:
             break
@@ -187,7 +229,7 @@ def read_labelled_xyz(path: str | Path, properties: Sequence[str] = PROPERTIES,
             raise ValueError(f"{path}: line {lineno + 1}: comment lacks {missing}")
         symbols = [a.split()[0] for a in atoms]
         xyz = np.array([[float(v) for v in a.split()[1:4]] for a in atoms])
-        if any(s not in ATOM_TYPES for s in symbols):
+        if any(s not in ELEMENTS for s in symbols):
             skipped["element"] += 1
             continue
         mol = perceive(symbols, xyz)
@@ -198,14 +240,59 @@ def read_labelled_xyz(path: str | Path, properties: Sequence[str] = PROPERTIES,
                 fields["smiles"]):
             skipped["smiles_mismatch"] += 1
             continue
-        bonds = np.array([[min(b.GetBeginAtomIdx(), b.GetEndAtomIdx()),
-                           max(b.GetBeginAtomIdx(), b.GetEndAtomIdx()),
-                           _BOND_ORDER[b.GetBondType()]] for b in mol.GetBonds()],
-                         dtype=np.int64).reshape(-1, 3)
-        types = np.array([ATOM_TYPES.index(s) for s in symbols], dtype=np.int64)
-        parts.append((types, (xyz - xyz.mean(0)).astype(np.float32), bonds))
+        heavy = heavy_atoms(mol)
+        if heavy is None:
+            skipped["atom_class"] += 1
+            continue
+        types, index, bonds = heavy
+        pos = xyz[index]
+        parts.append((types, (pos - pos.mean(0)).astype(np.float32), bonds))
         ys.append([float(fields[p]) for p in properties])
         smiles.append(canonical_smiles(fields["smiles"]) or fields["smiles"])
         if progress is not None and task is not None:
             progress.advance(task)
-    return _pack(parts, np.array(ys, dtype=np.float32), smiles), skipped
+    return _pack(parts, np.array(ys, dtype=np.float32).reshape(len(parts), len(properties)),
+                 smiles), skipped
+
+
+def molecules_from_smiles(smiles: Sequence[str], values: npt.ArrayLike,
+                          seed: int = 0) -> tuple[MoleculeSet, list[str]]:
+    """Molecules with RDKit geometries (ETKDG, then MMFF) for training on a campaign's labels.
+
+    Args:
+        smiles: the molecules.
+        values: (n, n_properties) labels in the order of :data:`PROPERTIES`, eV; NaN where a
+            property was not measured.
+        seed: embedding seed.
+
+    Returns:
+        The molecules that could be embedded and represented, and the SMILES of those that
+        could not.
+    """
+    from rdkit.Chem import rdDistGeom, rdForceFieldHelpers
+
+    values = np.asarray(values, dtype=np.float32).reshape(len(smiles), -1)
+    parts, ys, kept, failed = [], [], [], []
+    for s, y in zip(smiles, values, strict=True):
+        mol = Chem.MolFromSmiles(s)
+        if mol is None:
+            failed.append(s)
+            continue
+        mol = Chem.AddHs(mol)
+        if rdDistGeom.EmbedMolecule(mol, randomSeed=seed) != 0:
+            failed.append(s)
+            continue
+        if rdForceFieldHelpers.MMFFHasAllMoleculeParams(mol):
+            rdForceFieldHelpers.MMFFOptimizeMolecule(mol, maxIters=2000)
+        Chem.Kekulize(mol, clearAromaticFlags=True)
+        heavy = heavy_atoms(mol)
+        if heavy is None:
+            failed.append(s)
+            continue
+        types, index, bonds = heavy
+        pos = mol.GetConformer().GetPositions()[index]
+        parts.append((types, (pos - pos.mean(0)).astype(np.float32), bonds))
+        ys.append(y)
+        kept.append(canonical_smiles(s) or s)
+    return _pack(parts, np.array(ys, dtype=np.float32).reshape(len(parts), values.shape[1]),
+                 kept), failed

@@ -18,6 +18,7 @@ and stability depend on most.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass
@@ -63,8 +64,8 @@ class GeneratorTraining(BaseModel):
     batch_size: int = Field(default=64, ge=1, le=4096)
     learning_rate: float = Field(default=5e-4, gt=0, le=1.0)
     p_uncond: float = Field(default=0.1, ge=0.0, le=1.0)
-    weight_types: float = Field(default=0.5, ge=0.0)
-    weight_bonds: float = Field(default=1.0, ge=0.0)
+    weight_types: float = Field(default=1.0, ge=0.0)
+    weight_bonds: float = Field(default=2.0, ge=0.0)
     seed: int = 0
     device: str = "cpu"
 
@@ -313,9 +314,10 @@ def flow_loss(model: FlowDenoiser, b: Batch, y_mean: torch.Tensor, y_std: torch.
     e0 = symmetric_pair_noise(b.edges.cpu(), len(BOND_TYPES), gen).to(device)
     ta, te = t[b.batch][:, None], t[b.batch[b.edges[0]]][:, None]
     x_t, h_t, e_t = (1 - ta) * x0 + ta * b.x1, (1 - ta) * h0 + ta * h1, (1 - te) * e0 + te * e1
-    cond = (b.y - y_mean) / y_std
+    known = torch.isfinite(b.y)  # a campaign's labels may lack some properties
+    cond = torch.where(known, (b.y - y_mean) / y_std, torch.zeros_like(b.y))
     keep = (torch.rand(g, 1, generator=gen) >= config.p_uncond).float().to(device)
-    mask = keep.expand(-1, cond.shape[1])
+    mask = keep.expand(-1, cond.shape[1]) * known.float()
     x_hat, h_logits, e_logits = model(x_t, h_t, e_t, b.edges, b.batch, t, cond, mask)
     pos = ((x_hat - b.x1) ** 2).sum(-1).mean()
     types = F.cross_entropy(h_logits, b.types)
@@ -394,3 +396,43 @@ def train_generator(data: MoleculeSet, config: GeneratorTraining,
                "final_loss": last, "device": str(device)}
     return FlowGenerator(config, model.cpu(), y_mean, y_std, sizes, PROPERTIES, metrics,
                          tuple(str(s) for s in data.smiles))
+
+
+def fine_tune_generator(generator: FlowGenerator, data: MoleculeSet, epochs: int = 5,
+                        learning_rate: float = 1e-4, batch_size: int = 32, seed: int = 0
+                        ) -> FlowGenerator:
+    """A copy of ``generator`` trained further on ``data``; the original is unchanged.
+
+    Args:
+        generator: the trained generator.
+        data: labelled molecules; properties in the generator's order, NaN where unknown (those
+            targets are masked, as in classifier-free guidance).
+        epochs: passes over ``data``.
+        learning_rate: Adam step size (small: the aim is to adapt, not to forget).
+        batch_size: molecules per step.
+        seed: batches and noise.
+    """
+    if len(data) == 0:
+        raise ValueError("fine-tuning needs at least one molecule")
+    if data.y.shape[1] != len(generator.properties):
+        raise ValueError(f"labels have {data.y.shape[1]} properties; the generator is "
+                         f"conditioned on {len(generator.properties)}")
+    model = copy.deepcopy(generator.model)
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        order = rng.permutation(len(data))
+        for s in range(0, len(data), batch_size):
+            loss, _ = flow_loss(model, make_batch(data, order[s : s + batch_size]),
+                                generator.y_mean, generator.y_std, generator.config, gen)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+    model.eval()
+    metrics = {**generator.metrics, "fine_tuned_on": len(data), "fine_tune_epochs": epochs}
+    return FlowGenerator(generator.config, model, generator.y_mean, generator.y_std,
+                         generator.size_counts, generator.properties, metrics,
+                         generator.reference_smiles + tuple(str(s) for s in data.smiles))

@@ -1,9 +1,10 @@
 """E(3)-equivariant denoiser for flow matching over molecules (atoms, positions and bonds).
 
 The generator (:mod:`chem.flow_matching`) moves noise to molecules along straight paths: at time
-t in [0, 1] a noisy molecule has positions x_t (n_atoms, 3) Angstrom with zero centre of mass,
-continuous atom-type states h_t (n_atoms, n_types) and continuous bond states e_t
-(n_pairs, n_bond_types) on every ordered atom pair of a molecule. This network predicts the clean
+t in [0, 1] a noisy molecule has heavy-atom positions x_t (n_atoms, 3) Angstrom with zero centre
+of mass, continuous atom-class states h_t (n_atoms, n_classes; an element with its hydrogen
+count) and continuous bond states e_t (n_pairs, n_bond_types) on every ordered atom pair of a
+molecule. This network predicts the clean
 molecule from it: positions x_1 (equivariant: rotating and translating x_t rotates and translates
 them), and logits of atom types and bond types (invariant). It is a PaiNN-style network
 (:class:`chem.painn.PaiNNInteraction`: scalar and vector features per atom) on the fully connected
@@ -23,8 +24,17 @@ from torch_geometric.utils import scatter
 
 from chem.painn import PaiNNInteraction
 
-ATOM_TYPES = ("H", "C", "N", "O", "F")
-"""Elements the generator places (the QM9 elements), in one-hot order."""
+ATOM_CLASSES: tuple[tuple[str, int], ...] = (
+    ("C", 0), ("C", 1), ("C", 2), ("C", 3), ("C", 4),
+    ("N", 0), ("N", 1), ("N", 2), ("N", 3),
+    ("O", 0), ("O", 1), ("O", 2),
+    ("F", 0),
+)
+"""Atom classes the generator places, in one-hot order: a heavy element of QM9 with the number
+of hydrogens bonded to it (neutral atoms; every (element, hydrogens) pair of the QM9 pool)."""
+
+ATOM_TYPES = tuple(e + ("" if h == 0 else "H" if h == 1 else f"H{h}") for e, h in ATOM_CLASSES)
+"""Names of :data:`ATOM_CLASSES` (``C``, ``CH``, ``CH2``, ...)."""
 
 BOND_TYPES = ("none", "single", "double", "triple")
 """Bond classes of an atom pair (Kekulé form), in one-hot order."""

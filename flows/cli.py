@@ -25,6 +25,7 @@ from rich.table import Table
 
 import chem  # noqa: F401  (registers the molecules domain)
 import oracles  # noqa: F401  (registers the oracles)
+from chem.flow_generator import DEFAULT_WEIGHTS as FLOW_WEIGHTS
 from chem.prior import DEFAULT_WEIGHTS as PRIOR_WEIGHTS
 from pipeline.config import CampaignConfig, ConfigError, load_config
 from pipeline.engine import rank_candidates, ranked_rows
@@ -489,7 +490,7 @@ def train_surrogate(
               + ", ".join(f"{k} {v:.3f}" for k, v in out_metrics.items()))
 
 
-GENERATOR_WEIGHTS = Path(__file__).resolve().parents[1] / "chem" / "data" / "generator.pt"
+GENERATOR_WEIGHTS = FLOW_WEIGHTS
 
 
 @train_app.command("generator")
@@ -505,6 +506,8 @@ def train_generator_command(
     layers: Annotated[int, typer.Option(min=1)] = 6,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     learning_rate: Annotated[float, typer.Option()] = 5e-4,
+    weight_types: Annotated[float, typer.Option(help="Weight of the atom-class loss.")] = 1.0,
+    weight_bonds: Annotated[float, typer.Option(help="Weight of the bond-class loss.")] = 2.0,
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
     molecules: Annotated[Path | None, typer.Option(
@@ -521,8 +524,9 @@ def train_generator_command(
 
     try:
         config = GeneratorTraining(epochs=epochs, features=features, n_layers=layers,
-                                   batch_size=batch_size, learning_rate=learning_rate, seed=seed,
-                                   device=device)
+                                   batch_size=batch_size, learning_rate=learning_rate,
+                                   weight_types=weight_types, weight_bonds=weight_bonds,
+                                   seed=seed, device=device)
     except ValidationError as exc:
         _fail(str(exc))
     with _training_progress() as progress:

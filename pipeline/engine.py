@@ -228,7 +228,8 @@ class CampaignEngine:
                 continue
             rec = records[cid]
             score = float(self.objective.score(values[self.objective.property]))
-            design = ScoredDesign(rec.candidate.key, rec.candidate.representation, score)
+            design = ScoredDesign(rec.candidate.key, rec.candidate.representation, score,
+                                  dict(values))
             ranked.append((not is_feasible(self.config, values), -score, design))
         ranked.sort(key=lambda item: item[:2])
         return tuple(design for _, _, design in ranked)

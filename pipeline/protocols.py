@@ -23,11 +23,14 @@ class ScoredDesign:
         key: canonical identity (canonical SMILES for a molecule).
         representation: the design's text form.
         score: objective score, higher is better (see :class:`pipeline.objectives.Objective`).
+        values: its oracle values at the most trusted fidelity, property -> value (the unit is
+            in the name); generators that learn from labels (fine-tuning) read them.
     """
 
     key: str
     representation: str
     score: float
+    values: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from rdkit.Chem import AllChem
 
 from chem.flow_data import MoleculeSet, read_labelled_xyz
 from chem.flow_matching import FlowGenerator, GeneratorTraining, make_batch, train_generator
+from chem.flow_model import ATOM_CLASSES, ATOM_TYPES
 from chem.generated import build_molecule
 
 # (smiles, homo_ev, lumo_ev, gap_ev): QM9-like values
@@ -44,20 +45,25 @@ def xyz_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def data(xyz_file: Path) -> MoleculeSet:
     molecules, skipped = read_labelled_xyz(xyz_file)
-    assert skipped == {"element": 0, "no_bonds_perceived": 0, "smiles_mismatch": 1}
+    assert skipped == {"element": 0, "no_bonds_perceived": 0, "smiles_mismatch": 1,
+                       "atom_class": 0}
     return molecules
 
 
 def test_molecules_are_read_with_their_bonds_and_labels(data: MoleculeSet) -> None:
     assert len(data) == len(MOLECULES)
-    types, pos, bonds = data.molecule(3)
-    assert [int(t) for t in types].count(1) == 2  # two carbons  # acetylene: C#C and two C-H
-    assert sorted(bonds[:, 2].tolist()) == [1, 1, 3]
+    types, pos, bonds = data.molecule(3)  # acetylene: two CH joined by a triple bond
+    assert [ATOM_TYPES[int(t)] for t in types] == ["CH", "CH"]
+    assert bonds.tolist() == [[0, 1, 3]]
     np.testing.assert_allclose(pos.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(pos[0] - pos[1]), 1.2, atol=0.05)  # C#C, Angstrom
     np.testing.assert_allclose(data.y[3], [-7.74, 1.28, 9.02], atol=1e-5)
-    batch = make_batch(data, np.array([3, 4]))
-    assert batch.edges.shape[1] == 4 * 3 + 4 * 3  # C2H2 and CH2O: 4 atoms each
+    assert sorted(ATOM_TYPES[int(t)] for t in data.molecule(8)[0]) == ["CH", "CH3", "O"]  # CC=O
+    assert [ATOM_TYPES[int(t)] for t in data.molecule(0)[0]] == ["CH4"]
+    batch = make_batch(data, np.array([3, 8]))
+    assert batch.edges.shape[1] == 2 * 1 + 3 * 2  # C2H2 and CH3CHO: 2 and 3 heavy atoms
     assert int((batch.bond_class == 3).sum()) == 2  # the triple bond, both directions
+    assert int((batch.bond_class == 2).sum()) == 2  # the C=O
 
 
 def test_molecule_set_round_trips_and_subsets(data: MoleculeSet, tmp_path: Path) -> None:
@@ -90,27 +96,42 @@ def test_true_molecules_are_valid_and_stable_and_broken_ones_say_why(data: Molec
         assert built.valid and built.stable, built.reason
         assert built.smiles == Chem.MolToSmiles(Chem.MolFromSmiles(MOLECULES[i][0]))
     types, pos, bonds = data.molecule(4)  # formaldehyde with the C=O made single
-    matrix = np.zeros((4, 4), dtype=np.int64)
+    matrix = np.zeros((2, 2), dtype=np.int64)
     matrix[bonds[:, 0], bonds[:, 1]] = np.minimum(bonds[:, 2], 1)
     broken = build_molecule(types, pos, matrix + matrix.T)
-    assert not broken.stable and broken.stable_atoms == 2  # the hydrogens only
+    assert not broken.stable and broken.stable_atoms == 0
     assert not broken.valid and "unpaired electron" in broken.reason
-    apart = build_molecule(types, pos, np.zeros((4, 4), dtype=np.int64))
+    apart = build_molecule(types, pos, np.zeros((2, 2), dtype=np.int64))
     assert not apart.valid and "unpaired electron" in apart.reason
-    types, pos, bonds = data.molecule(2)  # water with an extra H-H bond: too many bonds on H
+    ch3 = ATOM_CLASSES.index(("C", 3))
+    two_methanes = build_molecule(np.array([ATOM_CLASSES.index(("C", 4))] * 2),
+                                  np.array([[0, 0, 0], [3, 0, 0]], dtype=np.float32),
+                                  np.zeros((2, 2), dtype=np.int64))
+    assert two_methanes.stable and two_methanes.reason == "2 disconnected fragments"
+    over = build_molecule(np.array([ch3, ch3]), np.array([[0, 0, 0], [1.5, 0, 0]]),
+                          np.array([[0, 2], [2, 0]]))  # H3C=CH3: carbon with five bonds
+    assert not over.stable and over.reason.startswith("RDKit sanitisation")
+
+
+def test_built_molecules_carry_their_hydrogens_in_3d(data: MoleculeSet) -> None:
+    types, pos, bonds = data.molecule(8)  # acetaldehyde
     matrix = np.zeros((3, 3), dtype=np.int64)
     matrix[bonds[:, 0], bonds[:, 1]] = bonds[:, 2]
-    matrix = matrix + matrix.T
-    hydrogens = [i for i, t in enumerate(types) if t == 0]
-    matrix[hydrogens[0], hydrogens[1]] = matrix[hydrogens[1], hydrogens[0]] = 1
-    over = build_molecule(types, pos, matrix)
-    assert not over.valid and over.reason.startswith("RDKit sanitisation")
+    built = build_molecule(types, pos, matrix + matrix.T)
+    assert built.mol is not None and built.mol.GetNumAtoms() == 7
+    xyz = built.mol.GetConformer().GetPositions()
+    np.testing.assert_allclose(xyz[:3], pos, atol=1e-5)  # heavy atoms where they were generated
+    for bond in built.mol.GetBonds():  # hydrogens placed at bonding distance
+        if 1 in (bond.GetBeginAtom().GetAtomicNum(), bond.GetEndAtom().GetAtomicNum()):
+            d = np.linalg.norm(xyz[bond.GetBeginAtomIdx()] - xyz[bond.GetEndAtomIdx()])
+            assert 0.9 < d < 1.2
 
 
 def test_training_lowers_the_loss_and_checkpoints_sample_identically(
     data: MoleculeSet, tmp_path: Path
 ) -> None:
-    config = GeneratorTraining(features=16, n_layers=2, n_rbf=8, epochs=1, batch_size=5)
+    config = GeneratorTraining(features=16, n_layers=2, n_rbf=8, epochs=1, batch_size=5,
+                               learning_rate=3e-3)
     short = train_generator(data, config)
     longer = train_generator(data, config.model_copy(update={"epochs": 60}))
     from chem.flow_matching import flow_loss
@@ -133,8 +154,8 @@ def test_training_lowers_the_loss_and_checkpoints_sample_identically(
         np.testing.assert_allclose(pa, pb, atol=1e-5)
         np.testing.assert_array_equal(ba, bb)
         assert (ba == ba.T).all()
-    sized = loaded.sample(3, None, steps=4, seed=0, n_atoms=[2, 5, 3])
-    assert [len(t) for t, _, _ in sized] == [2, 5, 3]
+    sized = loaded.sample(3, None, steps=4, seed=0, n_atoms=[2, 5, 1])
+    assert [len(t) for t, _, _ in sized] == [2, 5, 1]
     with pytest.raises(ValueError, match="unknown condition 'dipole'"):
         loaded.sample(1, {"dipole": 1.0})
     with pytest.raises(ValueError, match="not an invdes generator checkpoint"):

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from chem.flow_model import BOND_TYPES, FlowDenoiser, pair_index
+from chem.flow_model import ATOM_CLASSES, BOND_TYPES, FlowDenoiser, pair_index
 
 
 def _rotation(seed: int) -> torch.Tensor:
@@ -29,7 +29,7 @@ def inputs() -> dict[str, torch.Tensor]:
     key = {(int(i), int(j)): k for k, (i, j) in enumerate(edges.T.tolist())}
     for k, (i, j) in enumerate(edges.T.tolist()):
         e[k] = e[key[(min(i, j), max(i, j))]]
-    return {"x": x, "h": torch.randn(8, 5, dtype=torch.float64), "e": e, "edges": edges,
+    return {"x": x, "h": torch.randn(8, len(ATOM_CLASSES), dtype=torch.float64), "e": e, "edges": edges,
             "batch": batch, "t": torch.tensor([0.3, 0.8], dtype=torch.float64),
             "c": torch.randn(2, 3, dtype=torch.float64),
             "m": torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]], dtype=torch.float64)}

@@ -217,3 +217,28 @@ def test_pareto_campaign_tracks_its_front(
     ranked = rank_candidates(store, "pareto", config)
     assert {r.record.candidate.id for r in ranked[: len(front)]} == front
     store.close()
+
+
+def test_a_campaign_mixes_the_3d_generator_with_the_ga_and_fine_tunes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_harness: None
+) -> None:
+    from flows.campaign import run_campaign
+
+    monkeypatch.setenv("INVDES_HOME", str(tmp_path / "home"))
+    data = tiny_campaign(name="flow", rounds=2)
+    data["objective"] = {"property": "gap_ev", "goal": "window", "low": 11.0, "high": 13.0}
+    data["generators"].append({"name": "equivariant_flow", "n_proposals": 40, "params": {
+        "steps": 20, "fine_tune": True, "fine_tune_min_labels": 2, "fine_tune_epochs": 1}})
+    data["filters"][3] = {"name": "heavy_atoms", "params": {"min": 2, "max": 9}}
+    data["acquisition"]["min_labels"] = 2
+    run_campaign(parse_config(data), quiet=True)
+    store = Store(Home(tmp_path / "home").store_url)
+    records = store.candidates("flow")
+    flow = [r for r in records if r.candidate.origin.startswith("equivariant_flow")]
+    assert len(flow) == 80  # 40 per round, every sample kept (invalid ones with a reason)
+    assert all(r.filter_name and r.reason for r in flow if r.status is CandidateStatus.REJECTED)
+    assert sum(r.status is not CandidateStatus.REJECTED for r in flow) >= 20  # mostly valid
+    assert {r.candidate.origin for r in flow if r.candidate.round_index == 1} == {
+        "equivariant_flow+fine_tuned"}  # round 0's measured molecules tuned it
+    assert [r.stage for r in store.rounds("flow")] == ["logged", "logged"]
+    store.close()

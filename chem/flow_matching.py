@@ -261,21 +261,8 @@ class FlowGenerator:
         h = torch.randn(len(batch), len(ATOM_TYPES), generator=gen)
         e = symmetric_pair_noise(edges, len(BOND_TYPES), gen)
         cond, mask = self.condition_tensor(g, condition)
-        guided = condition is not None and guidance != 0.0
-        for k in range(steps):
-            t = torch.full((g,), k / steps)
-            x1, h_logits, e_logits = self.model(x, h, e, edges, batch, t, cond, mask)
-            h1, e1 = h_logits.softmax(-1), e_logits.softmax(-1)
-            if guided:
-                ux1, uh, ue = self.model(x, h, e, edges, batch, t, cond, torch.zeros_like(mask))
-                x1 = x1 + guidance * (x1 - ux1)
-                h1 = (h1 + guidance * (h1 - uh.softmax(-1))).clamp_min(0)
-                e1 = (e1 + guidance * (e1 - ue.softmax(-1))).clamp_min(0)
-            dt = 1.0 / steps
-            scale = dt / (1.0 - k / steps)
-            x = x + scale * (x1 - x)
-            h = h + scale * (h1 - h)
-            e = e + scale * (e1 - e)
+        x, h, e = integrate(self.model, x, h, e, edges, batch, cond,
+                            mask if condition is not None else None, steps, guidance)
         types = h.argmax(-1)
         bond_class = e.argmax(-1)
         results = []
@@ -293,6 +280,48 @@ class FlowGenerator:
             results.append((types[a : a + n].numpy(), x[a : a + n].numpy().astype(np.float32),
                             matrix))
         return results
+
+
+@torch.no_grad()
+def integrate(model: FlowDenoiser, x: torch.Tensor, h: torch.Tensor, e: torch.Tensor,
+              edges: torch.Tensor, batch: torch.Tensor, condition: torch.Tensor,
+              mask: torch.Tensor | None, steps: int, guidance: float
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Euler integration of the flow from noise (t = 0) to molecules (t = 1).
+
+    Args:
+        model: the denoiser.
+        x: (n_atoms, 3) starting positions, zero centre of mass per molecule.
+        h: (n_atoms, n_atom_types) starting atom-class states.
+        e: (n_pairs, n_bond_types) starting bond states, symmetric in the pair.
+        edges: (2, n_pairs) from :func:`chem.flow_model.pair_index`.
+        batch: (n_atoms,) molecule of each atom.
+        condition: (n_molecules, n_properties) standardised targets.
+        mask: (n_molecules, n_properties) which targets are given; None: unconditional.
+        steps: Euler steps.
+        guidance: classifier-free guidance weight w.
+
+    Returns:
+        Final positions (n_atoms, 3) Angstrom and atom and bond states (argmax: the class).
+    """
+    g = condition.shape[0]
+    no_mask = torch.zeros_like(condition)
+    guided = mask is not None and guidance != 0.0
+    for k in range(steps):
+        t = torch.full((g,), k / steps)
+        x1, h_logits, e_logits = model(x, h, e, edges, batch, t, condition,
+                                       no_mask if mask is None else mask)
+        h1, e1 = h_logits.softmax(-1), e_logits.softmax(-1)
+        if guided:
+            ux1, uh, ue = model(x, h, e, edges, batch, t, condition, no_mask)
+            x1 = x1 + guidance * (x1 - ux1)
+            h1 = (h1 + guidance * (h1 - uh.softmax(-1))).clamp_min(0)
+            e1 = (e1 + guidance * (e1 - ue.softmax(-1))).clamp_min(0)
+        scale = (1.0 / steps) / (1.0 - k / steps)
+        x = x + scale * (x1 - x)
+        h = h + scale * (h1 - h)
+        e = e + scale * (e1 - e)
+    return x, h, e
 
 
 def _network(config: GeneratorTraining, n_conditions: int) -> FlowDenoiser:

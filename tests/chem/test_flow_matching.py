@@ -190,3 +190,40 @@ def test_interrupted_training_resumes_to_the_same_weights(data: MoleculeSet, tmp
         torch.testing.assert_close(resumed.model.state_dict()[key], value)
     with pytest.raises(ValueError, match="training state of other settings or data"):
         train_generator(data, config.model_copy(update={"epochs": 5}), state_path=state)
+
+
+def test_a_rotated_start_gives_the_rotated_molecule_with_the_same_verdict(
+    data: MoleculeSet,
+) -> None:
+    from chem.flow_matching import centred_noise, integrate, symmetric_pair_noise
+    from chem.flow_model import BOND_TYPES, pair_index
+
+    config = GeneratorTraining(features=16, n_layers=2, n_rbf=8, epochs=40, batch_size=5,
+                               learning_rate=3e-3)
+    model = train_generator(data, config).model.double()
+    counts = torch.tensor([3, 2, 5, 4])
+    batch = torch.repeat_interleave(torch.arange(4), counts)
+    edges = pair_index(counts)
+    gen = torch.Generator().manual_seed(0)
+    x = centred_noise((len(batch), 3), batch, 4, gen).double()
+    h = torch.randn(len(batch), len(ATOM_TYPES), generator=gen).double()
+    e = symmetric_pair_noise(edges, len(BOND_TYPES), gen).double()
+    cond = torch.zeros(4, 3, dtype=torch.float64)
+    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=gen, dtype=torch.float64))
+    out = integrate(model, x, h, e, edges, batch, cond, None, 10, 0.0)
+    turned = integrate(model, x @ q.T, h, e, edges, batch, cond, None, 10, 0.0)
+    torch.testing.assert_close(turned[0], out[0] @ q.T, atol=1e-4, rtol=0)
+    np.testing.assert_array_equal(turned[1].argmax(-1), out[1].argmax(-1))
+    np.testing.assert_array_equal(turned[2].argmax(-1), out[2].argmax(-1))
+    starts = [0, *counts.cumsum(0).tolist()]
+    pair_starts = [0, *(counts * (counts - 1)).cumsum(0).tolist()]
+    for i, n in enumerate(counts.tolist()):
+        verdicts = []
+        for pos, hh, ee in (out, turned):
+            matrix = np.zeros((n, n), dtype=np.int64)
+            local = edges[:, pair_starts[i] : pair_starts[i + 1]] - starts[i]
+            matrix[local[0], local[1]] = ee[pair_starts[i] : pair_starts[i + 1]].argmax(-1)
+            built = build_molecule(hh[starts[i] : starts[i + 1]].argmax(-1).numpy(),
+                                   pos[starts[i] : starts[i + 1]].float().numpy(), matrix)
+            verdicts.append((built.valid, built.reason, built.smiles))
+        assert verdicts[0] == verdicts[1]

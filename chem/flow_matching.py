@@ -2,7 +2,8 @@
 
 Straight-line (rectified) flow from noise to data for every part of a molecule at once:
 positions x (zero centre of mass Gaussian noise), atom types h and bond types e (continuous
-one-hot states with Gaussian noise). With t ~ U(0, 1) per molecule,
+one-hot states with Gaussian noise of standard deviation ``categorical_noise``). With
+t ~ U(0, 1) per molecule,
 x_t = (1 - t) x_0 + t x_1 (likewise h, e), and the denoiser (:class:`chem.flow_model.FlowDenoiser`)
 predicts the clean molecule; the loss is the squared error of the positions plus the
 cross-entropy of the atom and bond classes. Sampling integrates the implied velocity
@@ -52,6 +53,11 @@ class GeneratorTraining(BaseModel):
         p_uncond: probability of dropping the property targets (classifier-free guidance).
         weight_types: weight of the atom-type cross-entropy.
         weight_bonds: weight of the bond-type cross-entropy.
+        categorical_noise: standard deviation of the noise of the atom-class and bond states.
+            With 1, the classes can be read off the noisy state from t = 0.7 on, while the
+            positions are still blurred (0.5 Angstrom), so the network learns to copy them
+            rather than to make them agree with the geometry and with each other; 3 postpones
+            the decision to t = 0.85-0.9, where the geometry is within about 0.2 Angstrom.
         seed: seed of initialisation and batches.
         device: ``cpu``, ``cuda`` or ``auto``.
     """
@@ -66,6 +72,7 @@ class GeneratorTraining(BaseModel):
     p_uncond: float = Field(default=0.1, ge=0.0, le=1.0)
     weight_types: float = Field(default=1.0, ge=0.0)
     weight_bonds: float = Field(default=2.0, ge=0.0)
+    categorical_noise: float = Field(default=3.0, gt=0.0, le=100.0)
     seed: int = 0
     device: str = "cpu"
 
@@ -258,8 +265,9 @@ class FlowGenerator:
         batch = torch.repeat_interleave(torch.arange(g), counts)
         edges = pair_index(counts)
         x = centred_noise((len(batch), 3), batch, g, gen)
-        h = torch.randn(len(batch), len(ATOM_TYPES), generator=gen)
-        e = symmetric_pair_noise(edges, len(BOND_TYPES), gen)
+        sigma = self.config.categorical_noise
+        h = sigma * torch.randn(len(batch), len(ATOM_TYPES), generator=gen)
+        e = sigma * symmetric_pair_noise(edges, len(BOND_TYPES), gen)
         cond, mask = self.condition_tensor(g, condition)
         x, h, e = integrate(self.model, x, h, e, edges, batch, cond,
                             mask if condition is not None else None, steps, guidance)
@@ -339,8 +347,9 @@ def flow_loss(model: FlowDenoiser, b: Batch, y_mean: torch.Tensor, y_std: torch.
     x0 = centred_noise(tuple(b.x1.shape), b.batch.cpu(), g, gen).to(device)
     h1 = F.one_hot(b.types, len(ATOM_TYPES)).float()
     e1 = F.one_hot(b.bond_class, len(BOND_TYPES)).float()
-    h0 = torch.randn(h1.shape, generator=gen).to(device)
-    e0 = symmetric_pair_noise(b.edges.cpu(), len(BOND_TYPES), gen).to(device)
+    sigma = config.categorical_noise
+    h0 = sigma * torch.randn(h1.shape, generator=gen).to(device)
+    e0 = sigma * symmetric_pair_noise(b.edges.cpu(), len(BOND_TYPES), gen).to(device)
     ta, te = t[b.batch][:, None], t[b.batch[b.edges[0]]][:, None]
     x_t, h_t, e_t = (1 - ta) * x0 + ta * b.x1, (1 - ta) * h0 + ta * h1, (1 - te) * e0 + te * e1
     known = torch.isfinite(b.y)  # a campaign's labels may lack some properties

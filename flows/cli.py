@@ -508,6 +508,8 @@ def train_generator_command(
     learning_rate: Annotated[float, typer.Option()] = 5e-4,
     weight_types: Annotated[float, typer.Option(help="Weight of the atom-class loss.")] = 1.0,
     weight_bonds: Annotated[float, typer.Option(help="Weight of the bond-class loss.")] = 2.0,
+    categorical_noise: Annotated[float, typer.Option(
+        help="Noise scale of the atom-class and bond states.")] = 3.0,
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
     molecules: Annotated[Path | None, typer.Option(
@@ -526,6 +528,7 @@ def train_generator_command(
         config = GeneratorTraining(epochs=epochs, features=features, n_layers=layers,
                                    batch_size=batch_size, learning_rate=learning_rate,
                                    weight_types=weight_types, weight_bonds=weight_bonds,
+                                   categorical_noise=categorical_noise,
                                    seed=seed, device=device)
     except ValidationError as exc:
         _fail(str(exc))

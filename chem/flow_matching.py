@@ -50,7 +50,9 @@ class GeneratorTraining(BaseModel):
         epochs: passes over the training molecules.
         batch_size: molecules per step.
         learning_rate: Adam step size (cosine-annealed to 1 % of it).
-        p_uncond: probability of dropping the property targets (classifier-free guidance).
+        p_uncond: probability of dropping all property targets (classifier-free guidance).
+        p_drop_property: probability of dropping each target on its own, so that the network
+            also learns to condition on some targets only (e.g. the gap alone).
         weight_types: weight of the atom-type cross-entropy.
         weight_bonds: weight of the bond-type cross-entropy.
         categorical_noise: standard deviation of the noise of the atom-class and bond states.
@@ -70,6 +72,7 @@ class GeneratorTraining(BaseModel):
     batch_size: int = Field(default=64, ge=1, le=4096)
     learning_rate: float = Field(default=5e-4, gt=0, le=1.0)
     p_uncond: float = Field(default=0.1, ge=0.0, le=1.0)
+    p_drop_property: float = Field(default=0.3, ge=0.0, le=1.0)
     weight_types: float = Field(default=1.0, ge=0.0)
     weight_bonds: float = Field(default=2.0, ge=0.0)
     categorical_noise: float = Field(default=3.0, gt=0.0, le=100.0)
@@ -366,7 +369,8 @@ def flow_loss(model: FlowDenoiser, b: Batch, y_mean: torch.Tensor, y_std: torch.
     known = torch.isfinite(b.y)  # a campaign's labels may lack some properties
     cond = torch.where(known, (b.y - y_mean) / y_std, torch.zeros_like(b.y))
     keep = (torch.rand(g, 1, generator=gen) >= config.p_uncond).float().to(device)
-    mask = keep.expand(-1, cond.shape[1]) * known.float()
+    each = (torch.rand(cond.shape, generator=gen) >= config.p_drop_property).float().to(device)
+    mask = keep.expand(-1, cond.shape[1]) * each * known.float()
     x_hat, h_logits, e_logits = model(x_t, h_t, e_t, b.edges, b.batch, t, cond, mask)
     pos = ((x_hat - b.x1) ** 2).sum(-1).mean()
     types = F.cross_entropy(h_logits, b.types)
@@ -377,9 +381,12 @@ def flow_loss(model: FlowDenoiser, b: Batch, y_mean: torch.Tensor, y_std: torch.
 
 
 def train_generator(data: MoleculeSet, config: GeneratorTraining,
-                    progress: Progress | None = None, state_path: Path | None = None
-                    ) -> FlowGenerator:
+                    progress: Progress | None = None, state_path: Path | None = None,
+                    init_from: FlowGenerator | None = None) -> FlowGenerator:
     """Trains the denoiser on ``data`` and returns the generator.
+
+    With ``init_from``, training starts from that generator's weights and target statistics (a
+    second stage with other settings, e.g. a lower learning rate); the architecture must match.
 
     With ``state_path``, the training state (weights, optimiser, schedule, epochs done) is
     written there after every epoch and, when the file exists for the same settings and data
@@ -395,13 +402,23 @@ def train_generator(data: MoleculeSet, config: GeneratorTraining,
     model = _network(config, data.y.shape[1]).to(device)
     y = torch.as_tensor(data.y, dtype=torch.float32)
     y_mean, y_std = y.mean(0), y.std(0).clamp_min(1e-6)
+    earlier: dict[str, Any] = {}
+    if init_from is not None:
+        arch = ("features", "n_layers", "n_rbf")
+        if any(getattr(init_from.config, a) != getattr(config, a) for a in arch):
+            raise ValueError("--init-from has another architecture: "
+                             + ", ".join(f"{a}={getattr(init_from.config, a)}" for a in arch))
+        model.load_state_dict(init_from.model.state_dict())
+        y_mean, y_std = init_from.y_mean.clone(), init_from.y_std.clone()
+        earlier = {"init_from": {**init_from.metrics, "config": init_from.config.model_dump()}}
     steps_per_epoch = math.ceil(len(data) / config.batch_size)
     total = config.epochs * steps_per_epoch
     opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total,
                                                        eta_min=config.learning_rate / 100)
     first_epoch, seconds_before = 0, 0.0
-    identity = {"config": config.model_dump(), "n_molecules": len(data)}
+    identity = {"config": config.model_dump(), "n_molecules": len(data),
+                "init_from": earlier.get("init_from", {}).get("train_seconds")}
     if state_path is not None and state_path.is_file():
         state = torch.load(state_path, weights_only=True, map_location=device)
         if state.get("identity") != identity:
@@ -442,7 +459,7 @@ def train_generator(data: MoleculeSet, config: GeneratorTraining,
     sizes = torch.bincount(torch.as_tensor(data.atoms_per_molecule()))
     metrics = {"n_train": len(data), "epochs": config.epochs,
                "train_seconds": seconds_before + time.perf_counter() - start,
-               "final_loss": last, "device": str(device)}
+               "final_loss": last, "device": str(device), **earlier}
     return FlowGenerator(config, model.cpu(), y_mean, y_std, sizes, PROPERTIES, metrics,
                          tuple(str(s) for s in data.smiles))
 

@@ -518,17 +518,22 @@ def train_generator_command(
     state: Annotated[Path | None, typer.Option(
         help="Training state written after every epoch; an interrupted run given the same "
              "file resumes where it stopped.")] = None,
+    init_from: Annotated[Path | None, typer.Option(
+        help="Start from this generator checkpoint (same architecture): a second stage.")] = None,
+    p_drop_property: Annotated[float, typer.Option(
+        help="Probability of dropping each conditioning target on its own.")] = 0.3,
 ) -> None:
     """Train the 3D molecule generator (E(3)-equivariant flow matching over atoms, positions
     and bonds, conditioned on HOMO, LUMO and gap) on labelled 3D molecules."""
     from chem.flow_data import MoleculeSet, read_labelled_xyz
-    from chem.flow_matching import GeneratorTraining, train_generator
+    from chem.flow_matching import FlowGenerator, GeneratorTraining, train_generator
 
     try:
         config = GeneratorTraining(epochs=epochs, features=features, n_layers=layers,
                                    batch_size=batch_size, learning_rate=learning_rate,
                                    weight_types=weight_types, weight_bonds=weight_bonds,
                                    categorical_noise=categorical_noise,
+                                   p_drop_property=p_drop_property,
                                    seed=seed, device=device)
     except ValidationError as exc:
         _fail(str(exc))
@@ -543,7 +548,9 @@ def train_generator_command(
                     mols.save(molecules)
             if holdout:
                 mols = mols.subset(range(len(mols) - holdout))
-            generator = train_generator(mols, config, progress=progress, state_path=state)
+            start_from = FlowGenerator.load(init_from) if init_from is not None else None
+            generator = train_generator(mols, config, progress=progress, state_path=state,
+                                        init_from=start_from)
         except ValueError as exc:
             _fail(str(exc))
     generator.metrics.update({"data": data.name, "holdout": holdout})

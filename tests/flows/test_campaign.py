@@ -228,7 +228,8 @@ def test_a_campaign_mixes_the_3d_generator_with_the_ga_and_fine_tunes_it(
     data = tiny_campaign(name="flow", rounds=2)
     data["objective"] = {"property": "gap_ev", "goal": "window", "low": 11.0, "high": 13.0}
     data["generators"].append({"name": "equivariant_flow", "n_proposals": 40, "params": {
-        "steps": 20, "fine_tune": True, "fine_tune_min_labels": 2, "fine_tune_epochs": 1}})
+        "condition": {"gap_ev": 7.0}, "fine_tune": True, "fine_tune_min_labels": 2,
+        "fine_tune_epochs": 1}})
     data["filters"][3] = {"name": "heavy_atoms", "params": {"min": 2, "max": 9}}
     data["acquisition"]["min_labels"] = 2
     run_campaign(parse_config(data), quiet=True)
@@ -237,7 +238,8 @@ def test_a_campaign_mixes_the_3d_generator_with_the_ga_and_fine_tunes_it(
     flow = [r for r in records if r.candidate.origin.startswith("equivariant_flow")]
     assert len(flow) == 80  # 40 per round, every sample kept (invalid ones with a reason)
     assert all(r.filter_name and r.reason for r in flow if r.status is CandidateStatus.REJECTED)
-    assert sum(r.status is not CandidateStatus.REJECTED for r in flow) >= 20  # mostly valid
+    reasons = [r.reason for r in flow if r.status is CandidateStatus.REJECTED]
+    assert len(reasons) <= 50, reasons  # about 60 % are valid molecules
     assert {r.candidate.origin for r in flow if r.candidate.round_index == 1} == {
         "equivariant_flow+fine_tuned"}  # round 0's measured molecules tuned it
     assert [r.stage for r in store.rounds("flow")] == ["logged", "logged"]

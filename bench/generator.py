@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--n-per-target", type=int, default=200)
     parser.add_argument("--dft-per-target", type=int, default=6)
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--guidance", type=float, default=1.0)
+    parser.add_argument("--guidance", type=float, default=6.0)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from chem.checkpoints import checkpoint_file
 from chem.flow_data import molecules_from_smiles
 from chem.flow_matching import FlowGenerator, fine_tune_generator
 from chem.generated import build_molecule
@@ -26,6 +27,8 @@ from pipeline.types import Candidate
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "data" / "generator.pt"
 """The shipped checkpoint (``invdes train generator`` made it; see the README for the recipe)."""
+
+TRAIN_COMMAND = "invdes train generator --data ..."
 
 
 @GENERATORS.register("equivariant_flow")
@@ -65,17 +68,14 @@ class EquivariantFlowGenerator:
         @field_validator("weights")
         @classmethod
         def _weights_exist(cls, value: str | None) -> str | None:
-            if value is not None and not Path(value).is_file():
-                raise ValueError(f"no generator checkpoint at {value}")
+            if value is not None:
+                checkpoint_file(value, DEFAULT_WEIGHTS, "generator", TRAIN_COMMAND)
             return value
 
     def __init__(self, params: Params | None = None) -> None:
         self.params = params or self.Params()
-        path = Path(self.params.weights) if self.params.weights else DEFAULT_WEIGHTS
-        if not path.is_file():
-            raise ValueError(f"no generator checkpoint at {path}; train one with "
-                             "`invdes train generator`")
-        self.base = FlowGenerator.load(path)
+        self.base = FlowGenerator.load(checkpoint_file(self.params.weights, DEFAULT_WEIGHTS,
+                                                       "generator", TRAIN_COMMAND))
         unknown = sorted(set(self.params.condition or {}) - set(self.base.properties))
         if unknown:
             raise ValueError(f"condition on {unknown}: the generator knows "

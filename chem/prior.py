@@ -10,12 +10,16 @@ import numpy.typing as npt
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from chem.checkpoints import checkpoint_file
 from chem.datasets import embed_dataset
 from pipeline.registry import PRIORS
 from pipeline.types import Candidate
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "data" / "property_model.pt"
 """The shipped checkpoint (``invdes train surrogate`` writes it)."""
+
+
+TRAIN_COMMAND = "invdes train surrogate --data ..."
 
 
 @PRIORS.register("pretrained_painn")
@@ -44,16 +48,14 @@ class PretrainedPaiNNPrior:
         @field_validator("weights")
         @classmethod
         def _exists(cls, value: str | None) -> str | None:
-            if value is not None and not Path(value).is_file():
-                raise ValueError(f"no property-model checkpoint at {value}")
+            if value is not None:
+                checkpoint_file(value, DEFAULT_WEIGHTS, "property-model", TRAIN_COMMAND)
             return value
 
     def __init__(self, params: Params | None = None) -> None:
         self.params = params or self.Params()
-        path = Path(self.params.weights) if self.params.weights else DEFAULT_WEIGHTS
-        if not path.is_file():
-            raise ValueError(f"weights: no property-model checkpoint at {path}; train one with "
-                             "`invdes train surrogate --data ...`")
+        path = checkpoint_file(self.params.weights, DEFAULT_WEIGHTS, "property-model",
+                               TRAIN_COMMAND)
         from chem.property_model import PropertyEnsemble  # torch-geometric: import when used
 
         self.pretrained = PropertyEnsemble.load(path)

@@ -170,14 +170,18 @@ def perceive(symbols: Sequence[str], positions: npt.ArrayLike) -> Chem.Mol | Non
         RDLogger.EnableLog("rdApp.*")  # type: ignore[attr-defined]
 
 
-def heavy_atoms(mol: Chem.Mol) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64],
-                                        npt.NDArray[np.int64]] | None:
-    """The heavy-atom graph of a molecule with explicit hydrogens.
+def heavy_atoms(mol: Chem.Mol, positions: npt.ArrayLike) -> tuple[
+        npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.int64]] | None:
+    """The heavy-atom graph of a molecule with explicit hydrogens, as one training molecule.
+
+    Args:
+        mol: Kekulé molecule with explicit hydrogens.
+        positions: (n_atoms, 3) coordinates of every atom of ``mol``, Angstrom.
 
     Returns:
-        Classes (n,) into :data:`chem.flow_model.ATOM_CLASSES`, the indices (n,) of the heavy
-        atoms in ``mol`` and bonds (m, 3) rows (i, j, order), i < j, between them; None when an
-        atom has a charge or a class outside :data:`chem.flow_model.ATOM_CLASSES`.
+        Classes (n,) into :data:`chem.flow_model.ATOM_CLASSES`, heavy-atom positions (n, 3)
+        centred on their mean, and bonds (m, 3) rows (i, j, order), i < j, between them; None
+        when an atom has a charge or a class outside :data:`chem.flow_model.ATOM_CLASSES`.
     """
     index = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() != 1]
     local = {k: i for i, k in enumerate(index)}
@@ -192,7 +196,8 @@ def heavy_atoms(mol: Chem.Mol) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.in
               max(local[b.GetBeginAtomIdx()], local[b.GetEndAtomIdx()]),
               _BOND_ORDER[b.GetBondType()]] for b in mol.GetBonds()
              if b.GetBeginAtomIdx() in local and b.GetEndAtomIdx() in local]
-    return (np.array(classes, dtype=np.int64), np.array(index, dtype=np.int64),
+    pos = np.asarray(positions, dtype=np.float64)[index]
+    return (np.array(classes, dtype=np.int64), (pos - pos.mean(0)).astype(np.float32),
             np.array(bonds, dtype=np.int64).reshape(-1, 3))
 
 
@@ -240,13 +245,11 @@ def read_labelled_xyz(path: str | Path, properties: Sequence[str] = PROPERTIES,
                 fields["smiles"]):
             skipped["smiles_mismatch"] += 1
             continue
-        heavy = heavy_atoms(mol)
+        heavy = heavy_atoms(mol, xyz)
         if heavy is None:
             skipped["atom_class"] += 1
             continue
-        types, index, bonds = heavy
-        pos = xyz[index]
-        parts.append((types, (pos - pos.mean(0)).astype(np.float32), bonds))
+        parts.append(heavy)
         ys.append([float(fields[p]) for p in properties])
         smiles.append(canonical_smiles(fields["smiles"]) or fields["smiles"])
         if progress is not None and task is not None:
@@ -285,13 +288,11 @@ def molecules_from_smiles(smiles: Sequence[str], values: npt.ArrayLike,
         if rdForceFieldHelpers.MMFFHasAllMoleculeParams(mol):
             rdForceFieldHelpers.MMFFOptimizeMolecule(mol, maxIters=2000)
         Chem.Kekulize(mol, clearAromaticFlags=True)
-        heavy = heavy_atoms(mol)
+        heavy = heavy_atoms(mol, mol.GetConformer().GetPositions())
         if heavy is None:
             failed.append(s)
             continue
-        types, index, bonds = heavy
-        pos = mol.GetConformer().GetPositions()[index]
-        parts.append((types, (pos - pos.mean(0)).astype(np.float32), bonds))
+        parts.append(heavy)
         ys.append(y)
         kept.append(canonical_smiles(s) or s)
     return _pack(parts, np.array(ys, dtype=np.float32).reshape(len(parts), values.shape[1]),

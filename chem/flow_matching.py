@@ -34,6 +34,7 @@ from rich.progress import Progress
 from torch.nn import functional as F
 from torch_geometric.utils import scatter
 
+from chem import valence
 from chem.flow_data import PROPERTIES, MoleculeSet
 from chem.flow_model import ATOM_TYPES, BOND_TYPES, FlowDenoiser, pair_index
 
@@ -60,6 +61,11 @@ class GeneratorTraining(BaseModel):
             positions are still blurred (0.5 Angstrom), so the network learns to copy them
             rather than to make them agree with the geometry and with each other; 3 postpones
             the decision to t = 0.85-0.9, where the geometry is within about 0.2 Angstrom.
+        ema_decay: the checkpoint gets an exponential moving average of the weights over the
+            optimiser steps with this decay (0: the last weights); averaging smooths out the
+            noise of the last steps, as in EDM and most diffusion models. The decay is
+            min(ema_decay, (1 + k) / (10 + k)) at optimiser step k, so that a short run
+            averages over its own steps rather than its initial weights.
         seed: seed of initialisation and batches.
         device: ``cpu``, ``cuda`` or ``auto``.
     """
@@ -76,6 +82,7 @@ class GeneratorTraining(BaseModel):
     weight_types: float = Field(default=1.0, ge=0.0)
     weight_bonds: float = Field(default=2.0, ge=0.0)
     categorical_noise: float = Field(default=3.0, gt=0.0, le=100.0)
+    ema_decay: float = Field(default=0.999, ge=0.0, lt=1.0)
     seed: int = 0
     device: str = "cpu"
 
@@ -229,7 +236,8 @@ class FlowGenerator:
     @torch.no_grad()
     def sample(self, n: int, condition: dict[str, float] | None = None, steps: int = 50,
                guidance: float = 6.0, seed: int = 0, batch_size: int = 256,
-               n_atoms: npt.ArrayLike | None = None, time_power: float = 2.0
+               n_atoms: npt.ArrayLike | None = None, time_power: float = 2.0,
+               decode: str = "valence", max_log_loss: float = 2.0,
                ) -> list[tuple[
                    npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.int64]]]:
         """Samples molecules.
@@ -245,11 +253,32 @@ class FlowGenerator:
             n_atoms: atoms per molecule (n,); default: drawn from the training sizes.
             time_power: step placement (:func:`time_grid`); 2 gave 1 to 3 points more
                 validity than evenly spaced steps at 50 steps.
+            decode: how the final atom-class and bond probabilities become a graph: ``argmax``
+                reads each off on its own; ``valence`` takes the most probable graph in which
+                every atom has its valence and all atoms are connected, within
+                ``max_log_loss`` nats of the argmax graph (:func:`chem.valence.decode`);
+                where there is none, the argmax graph is kept.
+            max_log_loss: see ``decode``.
 
         Returns:
             One (types (m,), positions (m, 3) Angstrom, bond matrix (m, m) of classes of
             :data:`chem.flow_model.BOND_TYPES`) per molecule.
         """
+        if decode not in ("argmax", "valence"):
+            raise ValueError(f"decode must be 'argmax' or 'valence', got {decode!r}")
+        graphs = self.sample_graphs(n, condition, steps, guidance, seed, batch_size, n_atoms,
+                                    time_power)
+        if decode == "argmax":
+            return [(g.types, g.positions, g.bonds) for g in graphs]
+        return [g.decoded(max_log_loss) for g in graphs]
+
+    @torch.no_grad()
+    def sample_graphs(self, n: int, condition: dict[str, float] | None = None, steps: int = 50,
+                      guidance: float = 6.0, seed: int = 0, batch_size: int = 256,
+                      n_atoms: npt.ArrayLike | None = None, time_power: float = 2.0,
+                      ) -> list[SampledGraph]:
+        """Samples molecules with their final class probabilities (arguments as
+        :meth:`sample`)."""
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         gen = torch.Generator().manual_seed(seed)
@@ -258,7 +287,7 @@ class FlowGenerator:
             sizes = torch.multinomial(probs, n, replacement=True, generator=gen)
         else:
             sizes = torch.as_tensor(np.asarray(n_atoms), dtype=torch.long)
-        out = []
+        out: list[SampledGraph] = []
         self.model.eval()
         for start in range(0, n, batch_size):
             counts = sizes[start : start + batch_size]
@@ -266,8 +295,8 @@ class FlowGenerator:
         return out
 
     def _sample_batch(self, counts: torch.Tensor, condition: dict[str, float] | None, steps: int,
-                      guidance: float, gen: torch.Generator, time_power: float) -> list[tuple[
-                          npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.int64]]]:
+                      guidance: float, gen: torch.Generator, time_power: float
+                      ) -> list[SampledGraph]:
         g = len(counts)
         batch = torch.repeat_interleave(torch.arange(g), counts)
         edges = pair_index(counts)
@@ -279,23 +308,56 @@ class FlowGenerator:
         x, h, e = integrate(self.model, x, h, e, edges, batch, cond,
                             mask if condition is not None else None, steps, guidance,
                             time_power)
-        types = h.argmax(-1)
-        bond_class = e.argmax(-1)
         results = []
         starts = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)])
         pair_start = 0
         for i, n in enumerate(counts.tolist()):
             a = int(starts[i])
-            matrix = np.zeros((n, n), dtype=np.int64)
             n_pairs = n * (n - 1)
-            local = edges[:, pair_start : pair_start + n_pairs] - a
-            matrix[local[0].numpy(), local[1].numpy()] = bond_class[
-                pair_start : pair_start + n_pairs].numpy()
-            matrix = np.maximum(matrix, matrix.T)  # (i, j) and (j, i) agree; keep the higher
+            local = (edges[:, pair_start : pair_start + n_pairs] - a).numpy()
+            bond_probs = np.zeros((n, n, len(BOND_TYPES)), dtype=np.float32)
+            bond_probs[local[0], local[1]] = e[pair_start : pair_start + n_pairs].numpy()
             pair_start += n_pairs
-            results.append((types[a : a + n].numpy(), x[a : a + n].numpy().astype(np.float32),
-                            matrix))
+            results.append(SampledGraph(x[a : a + n].numpy().astype(np.float32),
+                                        h[a : a + n].numpy().astype(np.float32), bond_probs))
         return results
+
+
+@dataclass(frozen=True)
+class SampledGraph:
+    """One sampled molecule before its classes are read off.
+
+    Attributes:
+        positions: (n, 3) heavy-atom positions, Angstrom.
+        atom_probs: (n, n_atom_classes) final atom-class probabilities (after guidance, not
+            renormalised).
+        bond_probs: (n, n, n_bond_types) final bond-class probabilities of each ordered pair.
+    """
+
+    positions: npt.NDArray[np.float32]
+    atom_probs: npt.NDArray[np.float32]
+    bond_probs: npt.NDArray[np.float32]
+
+    @property
+    def types(self) -> npt.NDArray[np.int64]:
+        """(n,) argmax atom classes."""
+        return self.atom_probs.argmax(-1).astype(np.int64)
+
+    @property
+    def bonds(self) -> npt.NDArray[np.int64]:
+        """(n, n) argmax bond classes; where (i, j) and (j, i) disagree, the higher."""
+        matrix = self.bond_probs.argmax(-1).astype(np.int64)
+        np.fill_diagonal(matrix, 0)
+        return np.maximum(matrix, matrix.T)
+
+    def decoded(self, max_log_loss: float = 2.0) -> tuple[
+            npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """(types, positions, bonds) by valence-constrained decoding (:func:`chem.valence.decode`);
+        the argmax graph where no consistent graph is within ``max_log_loss`` nats."""
+        found = valence.decode(self.atom_probs, self.bond_probs, max_log_loss)
+        if found is None:
+            return self.types, self.positions, self.bonds
+        return found.types, self.positions, found.bonds
 
 
 def time_grid(steps: int, power: float = 1.0) -> npt.NDArray[np.float64]:
@@ -421,6 +483,9 @@ def train_generator(data: MoleculeSet, config: GeneratorTraining,
     opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total,
                                                        eta_min=config.learning_rate / 100)
+    ema = copy.deepcopy(model)
+    for p in ema.parameters():
+        p.requires_grad_(False)
     first_epoch, seconds_before = 0, 0.0
     identity = {"config": config.model_dump(), "n_molecules": len(data),
                 "init_from": earlier.get("init_from", {}).get("train_seconds")}
@@ -430,6 +495,7 @@ def train_generator(data: MoleculeSet, config: GeneratorTraining,
             raise ValueError(f"{state_path}: training state of other settings or data; remove it "
                              "or choose another --state file")
         model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         first_epoch, seconds_before = int(state["epochs_done"]), float(state["seconds"])
@@ -451,15 +517,23 @@ def train_generator(data: MoleculeSet, config: GeneratorTraining,
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
+            if config.ema_decay > 0:
+                done = epoch * steps_per_epoch + s + 1  # warm-up: early steps average less
+                decay = min(config.ema_decay, (1.0 + done) / (10.0 + done))
+                with torch.no_grad():
+                    for avg, now in zip(ema.parameters(), model.parameters(), strict=True):
+                        avg.lerp_(now, 1.0 - decay)
             if progress is not None and task is not None:
                 progress.advance(task)
         if state_path is not None:
             tmp = state_path.with_suffix(".tmp")
             torch.save({"identity": identity, "model": model.state_dict(),
-                        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        "epochs_done": epoch + 1,
+                        "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(), "epochs_done": epoch + 1,
                         "seconds": seconds_before + time.perf_counter() - start}, tmp)
             tmp.replace(state_path)  # atomic: a kill leaves the previous epoch's state
+    if config.ema_decay > 0:
+        model.load_state_dict(ema.state_dict())
     model.eval()
     sizes = torch.bincount(torch.as_tensor(data.atoms_per_molecule()))
     metrics = {"n_train": len(data), "epochs": config.epochs,

@@ -130,24 +130,40 @@ class FlowDenoiser(nn.Module):
             in the pair.
         """
         receiver, sender = edges
-        vec = x_t[sender] - x_t[receiver]
+        n_molecules = t.shape[0]
+        counts = torch.bincount(batch, minlength=n_molecules)
+        starts = torch.cumsum(counts, 0) - counts
+        slot = torch.arange(len(batch), device=batch.device) - starts[batch]
+        n_max = int(counts.max()) if len(batch) else 0
+        # dense (molecule, slot) layout; padding atoms and absent pairs are masked out
+        x = x_t.new_zeros(n_molecules, n_max, 3)
+        x[batch, slot] = x_t
+        pair_mask = x_t.new_zeros(n_molecules, n_max, n_max)
+        mol, r_slot, s_slot = batch[receiver], slot[receiver], slot[sender]
+        pair_mask[mol, r_slot, s_slot] = 1.0
+        vec = x[:, None, :, :] - x[:, :, None, :]  # (B, N, N, 3): from i to j
         dist = vec.norm(dim=-1)
-        unit = vec / dist.clamp_min(1e-6)[:, None]
+        unit = vec / dist.clamp_min(1e-6)[..., None]
         rbf = soft_one_hot_linspace(dist, 0.0, self.max_distance, self.n_rbf, basis="gaussian",
                                     cutoff=False)
-        edge_in = torch.cat([rbf, e_t], dim=-1)
+        e = e_t.new_zeros(n_molecules, n_max, n_max, e_t.shape[-1])
+        e[mol, r_slot, s_slot] = e_t
+        edge_in = torch.cat([rbf, e], dim=-1)
         edge = self.embed_edges(edge_in)
         cond = torch.cat([condition * condition_mask, condition_mask], dim=-1)
         per_molecule = torch.cat([time_features(t), cond], dim=-1)
-        s = self.embed_atoms(torch.cat([h_t, per_molecule[batch]], dim=-1))
-        v = torch.zeros(s.shape[0], 3, s.shape[1], dtype=s.dtype, device=s.device)
+        s_atoms = self.embed_atoms(torch.cat([h_t, per_molecule[batch]], dim=-1))
+        s = s_atoms.new_zeros(n_molecules, n_max, s_atoms.shape[-1])
+        s[batch, slot] = s_atoms
+        v = s.new_zeros(n_molecules, n_max, 3, s.shape[-1])
         for layer, norm in zip(self.layers, self.norms, strict=True):
-            s, v = layer(s, v, edges, edge, unit)
+            s, v = layer.forward_dense(s, v, pair_mask, edge, unit)
             s = norm(s)
-        n_molecules = t.shape[0]
-        shift = self.position_head(v).squeeze(-1)  # (n_atoms, 3), equivariant
+        s_atoms = s[batch, slot]
+        shift = self.position_head(v[batch, slot]).squeeze(-1)  # (n_atoms, 3), equivariant
         shift = shift - scatter(shift, batch, dim=0, dim_size=n_molecules, reduce="mean")[batch]
-        atom_logits = self.atom_head(s)
-        pair = torch.cat([s[receiver] + s[sender], s[receiver] * s[sender], edge_in], dim=-1)
+        atom_logits = self.atom_head(s_atoms)
+        pair = torch.cat([s_atoms[receiver] + s_atoms[sender], s_atoms[receiver] * s_atoms[sender],
+                          edge_in[mol, r_slot, s_slot]], dim=-1)
         bond_logits = self.bond_head(pair)
         return x_t + shift, atom_logits, bond_logits

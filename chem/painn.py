@@ -107,6 +107,38 @@ class PaiNNInteraction(nn.Module):
         return s, v
 
 
+    def forward_dense(self, s: torch.Tensor, v: torch.Tensor, pair_mask: torch.Tensor,
+                      rbf: torch.Tensor, unit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same interaction on molecules padded to N atoms, each fully connected.
+
+        Small molecules whose atoms all see each other (a generator's graphs) are cheaper this
+        way: sums over neighbours become batched contractions instead of gathers and
+        scatters over every ordered pair.
+
+        Args:
+            s: (B, N, F) scalar features.
+            v: (B, N, 3, F) vector features.
+            pair_mask: (B, N, N) 1 where j sends to i, else 0 (padding, i = j).
+            rbf: (B, N, N, n_rbf) edge features of pair (i, j).
+            unit: (B, N, N, 3) unit vectors from i to j.
+
+        Returns:
+            Updated s (B, N, F) and v (B, N, 3, F).
+        """
+        f = self.features
+        x = self.phi(s)[:, None, :, :] * self.filter(rbf) * pair_mask[..., None]
+        x_s, x_vv, x_vs = x.split(f, dim=-1)
+        s = s + x_s.sum(dim=2)
+        v = (v + torch.einsum("bijf,bjcf->bicf", x_vv, v)
+             + torch.einsum("bijf,bijc->bicf", x_vs, unit))
+        uv, vv = self.mix_u(v), self.mix_v(v)
+        norm = torch.sqrt((vv**2).sum(dim=2) + 1e-8)
+        a_vv, a_sv, a_ss = self.update(torch.cat([s, norm], dim=-1)).split(f, dim=-1)
+        v = v + a_vv[:, :, None, :] * uv
+        s = s + a_sv * (uv * vv).sum(dim=2) + a_ss
+        return s, v
+
+
 class PaiNN(nn.Module):
     """PaiNN predicting a Gaussian (mean, variance) per molecular property.
 

@@ -522,6 +522,9 @@ def train_generator_command(
         help="Start from this generator checkpoint (same architecture): a second stage.")] = None,
     p_drop_property: Annotated[float, typer.Option(
         help="Probability of dropping each conditioning target on its own.")] = 0.3,
+    ema_decay: Annotated[float, typer.Option(
+        help="Decay of the moving average of the weights that the checkpoint gets (0: off).")
+    ] = 0.999,
 ) -> None:
     """Train the 3D molecule generator (E(3)-equivariant flow matching over atoms, positions
     and bonds, conditioned on HOMO, LUMO and gap) on labelled 3D molecules."""
@@ -533,7 +536,7 @@ def train_generator_command(
                                    batch_size=batch_size, learning_rate=learning_rate,
                                    weight_types=weight_types, weight_bonds=weight_bonds,
                                    categorical_noise=categorical_noise,
-                                   p_drop_property=p_drop_property,
+                                   p_drop_property=p_drop_property, ema_decay=ema_decay,
                                    seed=seed, device=device)
     except ValidationError as exc:
         _fail(str(exc))

@@ -157,6 +157,7 @@ class FlowDenoiser(nn.Module):
         s[batch, slot] = s_atoms
         v = s.new_zeros(n_molecules, n_max, 3, s.shape[-1])
         for layer, norm in zip(self.layers, self.norms, strict=True):
+            assert isinstance(layer, PaiNNInteraction)
             s, v = layer.forward_dense(s, v, pair_mask, edge, unit)
             s = norm(s)
         s_atoms = s[batch, slot]

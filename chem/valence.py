@@ -151,9 +151,9 @@ def decode(atom_probs: npt.ArrayLike, bond_probs: npt.ArrayLike,
         rows += [r] * n_cls
         cols += [atom_var(i, c) for c in range(n_cls)]
         vals += [-float(f) for f in _FREE_BONDS]
-        for p in np.nonzero((iu == i) | (ju == i))[0]:
+        for pair in np.nonzero((iu == i) | (ju == i))[0]:
             rows += [r] * (n_bt - 1)
-            cols += [bond_var(int(p), k) for k in range(1, n_bt)]
+            cols += [bond_var(int(pair), k) for k in range(1, n_bt)]
             vals += [float(k) for k in range(1, n_bt)]
         r += 1
     equalities = coo_array((vals, (rows, cols)), shape=(r, n_var)).tocsr()

@@ -14,6 +14,7 @@ from chem.flow_data import MoleculeSet, read_labelled_xyz
 from chem.flow_matching import FlowGenerator, GeneratorTraining, make_batch, train_generator
 from chem.flow_model import ATOM_CLASSES, ATOM_TYPES
 from chem.generated import build_molecule
+from chem.valence import consistent
 
 # (smiles, homo_ev, lumo_ev, gap_ev): QM9-like values
 MOLECULES = [("C", -10.55, 3.19, 13.74), ("N", -6.99, 2.26, 9.25), ("O", -7.96, 1.82, 9.78),
@@ -158,6 +159,14 @@ def test_training_lowers_the_loss_and_checkpoints_sample_identically(
     assert [len(t) for t, _, _ in sized] == [2, 5, 1]
     with pytest.raises(ValueError, match="unknown condition 'dipole'"):
         loaded.sample(1, {"dipole": 1.0})
+    with pytest.raises(ValueError, match="decode must be 'argmax' or 'valence', got 'nearest'"):
+        loaded.sample(1, decode="nearest")
+    # the argmax read-out of the same samples differs only where decoding found a better graph
+    graphs = loaded.sample_graphs(6, {"gap_ev": 9.0}, steps=8, seed=3)
+    for g, (types, _, bonds) in zip(graphs, a, strict=True):
+        if consistent(g.types, g.bonds):
+            np.testing.assert_array_equal(types, g.types)
+            np.testing.assert_array_equal(bonds, g.bonds)
     with pytest.raises(ValueError, match="not an invdes generator checkpoint"):
         torch.save({"format": "other"}, tmp_path / "x.pt")
         FlowGenerator.load(tmp_path / "x.pt")

@@ -122,7 +122,7 @@ def main() -> None:
                         help="budget of the valence-constrained decoding, nats")
     parser.add_argument("--oversample", type=int, default=4,
                         help="conditional: draws per kept molecule (the property model picks)")
-    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tradeoff-steps", default="20,30",

@@ -117,7 +117,7 @@ def main() -> None:
     parser.add_argument("--n-per-target", type=int, default=200)
     parser.add_argument("--dft-per-target", type=int, default=6)
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--guidance", type=float, default=3.0)
+    parser.add_argument("--guidance", type=float, default=6.0)
     parser.add_argument("--max-log-loss", type=float, default=2.0,
                         help="budget of the valence-constrained decoding, nats")
     parser.add_argument("--oversample", type=int, default=4,

@@ -58,7 +58,7 @@ class EquivariantFlowGenerator:
         model_config = ConfigDict(extra="forbid", frozen=True)
         weights: str | None = None
         steps: int = Field(default=50, ge=1, le=1000)
-        guidance: float = Field(default=3.0, ge=0.0, le=20.0)
+        guidance: float = Field(default=6.0, ge=0.0, le=20.0)
         condition: dict[str, float] | None = None
         fine_tune: bool = False
         fine_tune_min_labels: int = Field(default=8, ge=1)

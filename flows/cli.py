@@ -371,7 +371,7 @@ def generate_molecules(
         help="Property target NAME=VALUE (eV), repeatable, e.g. gap_ev=6.5.")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     steps: Annotated[int, typer.Option(min=1, max=1000, help="Integration steps.")] = 50,
-    guidance: Annotated[float, typer.Option(help="Classifier-free guidance weight.")] = 3.0,
+    guidance: Annotated[float, typer.Option(help="Classifier-free guidance weight.")] = 6.0,
     weights: Annotated[Path | None, typer.Option(help="Generator checkpoint.")] = None,
     oversample: Annotated[int, typer.Option(
         min=1, help="With --condition: sample this many times --n molecules and keep the --n "

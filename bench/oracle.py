@@ -37,7 +37,7 @@ PLAIN = Level(method="b3lyp", basis="def2-svp", description="plain PySCF run of 
 
 def read_pool(path: Path, n: int) -> list[tuple[Geometry, dict[str, Any]]]:
     """The first ``n`` molecules of the pool's XYZ file, with the values on their comment line."""
-    out = []
+    out: list[tuple[Geometry, dict[str, Any]]] = []
     with gzip.open(path / "train_pool_geometries.xyz.gz", "rt") as handle:
         while len(out) < n:
             header = handle.readline()

@@ -106,7 +106,6 @@ class PaiNNInteraction(nn.Module):
         s = s + a_sv * (uv * vv).sum(dim=1) + a_ss
         return s, v
 
-
     def forward_dense(self, s: torch.Tensor, v: torch.Tensor, pair_mask: torch.Tensor,
                       rbf: torch.Tensor, unit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The same interaction on molecules padded to N atoms, each fully connected.

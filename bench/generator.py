@@ -43,7 +43,6 @@ from rdkit.Chem import rdForceFieldHelpers
 from rich.progress import Progress
 
 from chem.conditioned import select_closest
-from chem.datasets import embed_dataset
 from chem.flow_generator import DEFAULT_WEIGHTS
 from chem.flow_matching import FlowGenerator
 from chem.generated import GeneratedMolecule, build_molecule, summarise
@@ -75,12 +74,8 @@ def sample_and_build(generator: FlowGenerator, n: int, condition: dict[str, floa
 
 def surrogate_gaps(model: PropertyEnsemble, smiles: list[str]) -> dict[str, float]:
     """Predicted gap (eV) of each distinct SMILES (from its RDKit geometry)."""
-    distinct = sorted(set(smiles))
-    frame = pd.DataFrame({"smiles": distinct, **{p: np.nan for p in model.properties}})
-    data = embed_dataset(frame, model.properties, processes=1)
-    mean, _ = model.predict_dataset(data)
     k = model.properties.index("gap_ev")
-    return {str(s): float(mean[i, k]) for i, s in enumerate(data.smiles)}
+    return {s: float(mean[k]) for s, (mean, _) in model.predict_smiles(smiles).items()}
 
 
 def dft_geometry(molecule: GeneratedMolecule) -> Geometry:

@@ -16,9 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
-from chem.datasets import embed_dataset
 from chem.generated import GeneratedMolecule
 from chem.property_model import PropertyEnsemble
 
@@ -72,13 +70,13 @@ def select_closest(molecules: Sequence[GeneratedMolecule], condition: dict[str, 
     properties = tuple(model.properties)
     if not first:
         return Selection([], np.zeros((0, len(properties))), properties, np.zeros(0), 0)
-    frame = pd.DataFrame({"smiles": list(first), **{p: np.nan for p in properties}})
-    data = embed_dataset(frame, properties)
-    mean, _ = model.predict_dataset(data)
-    mean = np.asarray(mean, dtype=np.float64)
-    distance = np.zeros(len(data))
+    predicted = model.predict_smiles(list(first))
+    judged = list(predicted)
+    mean = np.array([predicted[s][0] for s in judged], dtype=np.float64).reshape(
+        len(judged), len(properties))
+    distance = np.zeros(len(judged))
     for name, target in condition.items():
         distance += np.abs(mean[:, properties.index(name)] - target)
     order = np.argsort(distance, kind="stable")[:keep]
-    return Selection([first[str(data.smiles[i])] for i in order], mean[order], properties,
-                     distance[order], len(data))
+    return Selection([first[judged[i]] for i in order], mean[order], properties,
+                     distance[order], len(judged))

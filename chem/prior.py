@@ -101,14 +101,10 @@ class PretrainedPaiNNPrior:
         props = self.ensemble.properties
         new = sorted({c.key for c in candidates} - set(self._cache))
         if new:
-            frame = pd.DataFrame({"smiles": new, **{p: np.nan for p in props}})
-            data = embed_dataset(frame, props, processes=1)
-            mean, std = self.ensemble.predict_dataset(data)
+            predicted = self.ensemble.predict_smiles(new)
             nan = np.full(len(props), np.nan)
-            done = {s: k for k, s in enumerate(data.smiles.tolist())}
             for key in new:
-                k = done.get(key)
-                self._cache[key] = (nan, nan) if k is None else (mean[k], std[k])
+                self._cache[key] = predicted.get(key, (nan, nan))
         rows = [self._cache[c.key] for c in candidates]
         return {p: (np.array([r[0][j] for r in rows]), np.array([r[1][j] for r in rows]))
                 for j, p in enumerate(props)}

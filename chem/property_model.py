@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from rich.progress import Progress
 
-from chem.datasets import PROPERTIES, GeometryDataset
+from chem.datasets import PROPERTIES, GeometryDataset, embed_dataset
 from chem.painn import PaiNN
 
 FORMAT = "invdes-painn-ensemble-1"
@@ -123,6 +124,20 @@ class PropertyEnsemble:
             means.append(mean)
             stds.append(std)
         return torch.cat(means).double().numpy(), torch.cat(stds).double().numpy()
+
+    def predict_smiles(self, smiles: Sequence[str]
+                       ) -> dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]]:
+        """Predictive mean and standard deviation (each (n_properties,), eV) of each distinct
+        SMILES, from its RDKit geometry (ETKDG + MMFF, the input the model was trained on).
+
+        SMILES that RDKit cannot read or embed, or with elements other than H, C, N, O, F, are
+        missing from the result.
+        """
+        distinct = list(dict.fromkeys(smiles))
+        frame = pd.DataFrame({"smiles": distinct, **{p: np.nan for p in self.properties}})
+        data = embed_dataset(frame, self.properties, processes=1)
+        mean, std = self.predict_dataset(data)
+        return {str(s): (mean[k], std[k]) for k, s in enumerate(data.smiles.tolist())}
 
     def save(self, path: str | Path) -> None:
         """Writes the checkpoint (tensors and plain numbers only)."""

@@ -633,7 +633,6 @@ def predict(
 ) -> None:
     """Predict HOMO, LUMO and gap (eV) with standard deviations for each SMILES, with the
     pretrained property model."""
-    from chem.datasets import embed_dataset
     from chem.property_model import PropertyEnsemble
 
     if not smiles_file.is_file():
@@ -647,26 +646,19 @@ def predict(
         ensemble = PropertyEnsemble.load(weights)
     except ValueError as exc:
         _fail(str(exc))
-    import pandas as pd
-
-    frame = pd.DataFrame({"smiles": [s for _, s in lines]})
-    for prop in ensemble.properties:
-        frame[prop] = float("nan")
-    dataset = embed_dataset(frame, ensemble.properties, processes=1)
-    mean, std = ensemble.predict_dataset(dataset)  # empty when no line could be embedded
-    by_smiles = {s: k for k, s in enumerate(dataset.smiles.tolist())}
+    predicted = ensemble.predict_smiles([s for _, s in lines])
     rows: list[dict[str, object]] = []
     for lineno, smi in lines:
         row: dict[str, object] = {"line": lineno, "smiles": smi}
-        k = by_smiles.get(smi)
-        if k is None:
+        if smi not in predicted:
             row.update(status="failed", reason="RDKit could not read or embed this SMILES, or it "
                                                "has elements other than H, C, N, O, F")
         else:
             row["status"] = "ok"
+            mean, std = predicted[smi]
             for j, prop in enumerate(ensemble.properties):
-                row[f"{prop}_mean"] = round(float(mean[k, j]), 4)
-                row[f"{prop}_std"] = round(float(std[k, j]), 4)
+                row[f"{prop}_mean"] = round(float(mean[j]), 4)
+                row[f"{prop}_std"] = round(float(std[j]), 4)
         rows.append(row)
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")

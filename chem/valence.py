@@ -28,14 +28,14 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_array, csr_array, vstack
+from scipy.sparse.csgraph import connected_components
 
 from chem.flow_model import ATOM_CLASSES, BOND_TYPES
-
-VALENCE = {"C": 4, "N": 3, "O": 2, "F": 1}
-"""Neutral valence of each heavy element the generator places."""
+from chem.generated import ALLOWED_VALENCES
 
 _ORDERS = np.arange(len(BOND_TYPES))  # bond order of each bond class: 0 none, 1, 2, 3
-_FREE_BONDS = np.array([VALENCE[e] - h for e, h in ATOM_CLASSES])  # bond orders a class needs
+# bond orders each class needs: its element's (one) stable valence less its hydrogens
+_FREE_BONDS = np.array([ALLOWED_VALENCES[e][0] - h for e, h in ATOM_CLASSES])
 _FLOOR = 1e-9  # probabilities below this count as this (log = -20.7)
 
 
@@ -68,23 +68,10 @@ def consistent(types: npt.NDArray[np.int64], bonds: npt.NDArray[np.int64]) -> bo
     return len(_components(np.asarray(bonds) > 0)) == 1
 
 
-def _components(adjacency: npt.NDArray[np.bool_]) -> list[list[int]]:
-    n = len(adjacency)
-    seen = np.zeros(n, dtype=bool)
-    parts = []
-    for start in range(n):
-        if seen[start]:
-            continue
-        stack, part = [start], []
-        seen[start] = True
-        while stack:
-            i = stack.pop()
-            part.append(i)
-            for j in np.nonzero(adjacency[i] & ~seen)[0]:
-                seen[j] = True
-                stack.append(int(j))
-        parts.append(part)
-    return parts
+def _components(adjacency: npt.NDArray[np.bool_]) -> list[npt.NDArray[np.int64]]:
+    """Atom indices of each connected fragment."""
+    n, labels = connected_components(csr_array(adjacency), directed=False)
+    return [np.nonzero(labels == k)[0] for k in range(n)]
 
 
 def decode(atom_probs: npt.ArrayLike, bond_probs: npt.ArrayLike,

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from rich.progress import Progress
 
-from chem.datasets import embed_dataset, load_labelled_smiles
+from chem.datasets import load_labelled_smiles
 from chem.property_model import PropertyEnsemble, regression_metrics
 
 
@@ -41,15 +41,15 @@ def main() -> None:
     test = frame.iloc[len(frame) - holdout :].reset_index(drop=True)
     start = time.perf_counter()
     with Progress() as progress:
-        data = embed_dataset(test, ensemble.properties, processes=args.processes,
-                             progress=progress)
+        data = ensemble.embed(test, processes=args.processes, progress=progress)
     embed_s = time.perf_counter() - start
     start = time.perf_counter()
     mean, std = ensemble.predict_dataset(data)
     predict_s = time.perf_counter() - start
     metrics = regression_metrics(data.y.astype(float), mean, std, ensemble.properties)
     report = {
-        "weights": str(args.weights), "n_test": len(data), "n_holdout_rows": holdout,
+        "weights": str(args.weights), "geometry": ensemble.config.geometry,
+        "n_test": len(data), "n_holdout_rows": holdout,
         "test": metrics,
         "goals": {"mae_gap_ev": 0.10, "coverage90": [0.87, 0.93]},
         "anchors_ev": {"SchNet (DFT geometries, 110k)": 0.063, "PaiNN (DFT geometries, 110k)": 0.046},

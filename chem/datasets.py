@@ -2,16 +2,19 @@
 
 The QM9 reference pool is read from its CSV (``train_pool.csv.gz``: ``smiles``, ``homo_ev``,
 ``lumo_ev``, ``gap_ev``). Models are trained on what a campaign has for a new molecule, the RDKit
-ETKDG + MMFF geometry made from its SMILES, so :func:`embed_dataset` embeds every SMILES (in
-parallel, with a progress bar) and packs the result into flat arrays that load fast.
+ETKDG + MMFF geometry made from its SMILES, optionally relaxed further with GFN2-xTB
+(:mod:`chem.xtb`), so :func:`embed_dataset` embeds every SMILES (in parallel, with a progress bar)
+and packs the result into flat arrays that load fast.
 """
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -19,11 +22,16 @@ import pandas as pd
 from rich.progress import Progress
 
 from chem.molecules import embed_geometry
+from chem.xtb import RelaxationError, relax_xtb
 
 PROPERTIES = ("homo_ev", "lumo_ev", "gap_ev")
 """Targets of the property model, eV."""
 
 _Z = {"H": 1, "C": 6, "N": 7, "O": 8, "F": 9}
+
+GeometryMethod = Literal["mmff", "xtb"]
+"""How a molecule's 3D input is made from its SMILES: ``mmff`` (RDKit ETKDG + MMFF94) or ``xtb``
+(that geometry relaxed with GFN2-xTB)."""
 
 
 def load_labelled_smiles(path: str | Path, properties: Sequence[str] = PROPERTIES) -> pd.DataFrame:
@@ -58,6 +66,7 @@ class GeometryDataset:
         offsets: first atom of each molecule, (n_molecules + 1,).
         y: targets, (n_molecules, n_properties), NaN where unknown.
         smiles: the molecules, (n_molecules,).
+        method: how the geometries were made (:data:`GeometryMethod`).
     """
 
     z: npt.NDArray[np.int64]
@@ -65,6 +74,7 @@ class GeometryDataset:
     offsets: npt.NDArray[np.int64]
     y: npt.NDArray[np.float32]
     smiles: npt.NDArray[np.str_]
+    method: str = "mmff"
 
     def __len__(self) -> int:
         return len(self.smiles)
@@ -76,45 +86,73 @@ class GeometryDataset:
                                + [np.zeros(0, dtype=np.int64)])
         return GeometryDataset(self.z[atoms], self.pos[atoms],
                                np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-                               self.y[index], self.smiles[index])
+                               self.y[index], self.smiles[index], self.method)
 
     def save(self, path: str | Path) -> None:
         """Writes a compressed ``.npz``."""
         np.savez_compressed(path, z=self.z, pos=self.pos, offsets=self.offsets, y=self.y,
-                            smiles=self.smiles)
+                            smiles=self.smiles, method=np.asarray(self.method))
 
     @classmethod
     def load(cls, path: str | Path) -> GeometryDataset:
         """Reads what :meth:`save` wrote."""
         with np.load(path, allow_pickle=False) as data:
-            return cls(data["z"], data["pos"], data["offsets"], data["y"], data["smiles"])
+            method = str(data["method"]) if "method" in data.files else "mmff"
+            return cls(data["z"], data["pos"], data["offsets"], data["y"], data["smiles"], method)
 
 
-def _embed(smiles: str) -> tuple[list[int], list[list[float]]] | None:
+def _embed(smiles: str, method: str = "mmff") -> tuple[list[int], list[list[float]]] | None:
     try:
         geometry = embed_geometry(smiles)
     except ValueError:
         return None
     if any(s not in _Z for s in geometry.symbols):
         return None
-    return [_Z[s] for s in geometry.symbols], [list(p) for p in geometry.positions_angstrom]
+    z = [_Z[s] for s in geometry.symbols]
+    positions = [list(p) for p in geometry.positions_angstrom]
+    if method == "xtb":
+        n_unpaired = geometry.multiplicity - 1
+        try:
+            positions = relax_xtb(z, positions, charge=geometry.charge,
+                                  unpaired=n_unpaired).tolist()
+        except RelaxationError:
+            return None
+    return z, positions
 
 
 def embed_dataset(frame: pd.DataFrame, properties: Sequence[str] = PROPERTIES, *,
-                  processes: int = 1, progress: Progress | None = None) -> GeometryDataset:
-    """Embeds every SMILES (RDKit ETKDG + MMFF) and packs molecules with their targets.
+                  method: GeometryMethod = "mmff", processes: int = 1,
+                  progress: Progress | None = None) -> GeometryDataset:
+    """Embeds every SMILES (RDKit ETKDG + MMFF, then GFN2-xTB with ``method="xtb"``) and packs
+    molecules with their targets.
 
-    Molecules RDKit cannot embed, or with elements other than H, C, N, O, F, are left out.
+    Molecules RDKit cannot embed, whose xTB relaxation fails, or with elements other than H, C,
+    N, O, F, are left out.
     """
+    if method not in ("mmff", "xtb"):
+        raise ValueError(f"unknown geometry method {method!r}; use 'mmff' or 'xtb'")
     smiles = frame["smiles"].tolist()
-    task = progress.add_task("embedding 3D geometries", total=len(smiles)) if progress else None
+    label = "embedding 3D geometries" + (" and relaxing them with GFN2-xTB" if method == "xtb" else "")
+    task = progress.add_task(label, total=len(smiles)) if progress else None
     results: list[tuple[list[int], list[list[float]]] | None] = []
-    ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(processes) as pool:
-        for result in pool.imap(_embed, smiles, chunksize=32):
+    work = functools.partial(_embed, method=method)
+    if processes == 1:
+        mapped: Iterator[tuple[list[int], list[list[float]]] | None] = map(work, smiles)
+        pool = None
+    else:
+        # tblite's OpenMP runtime does not survive a fork once it has run in this process:
+        # xTB workers start from a fresh interpreter
+        ctx = multiprocessing.get_context("forkserver" if method == "xtb" else "fork")
+        pool = ctx.Pool(processes)
+        mapped = pool.imap(work, smiles, chunksize=32)
+    try:
+        for result in mapped:
             results.append(result)
             if progress is not None and task is not None:
                 progress.advance(task)
+    finally:
+        if pool is not None:
+            pool.terminate()
     keep = [i for i, r in enumerate(results) if r is not None]
     zs = [np.zeros(0, dtype=np.int64)]
     ps = [np.zeros((0, 3), dtype=np.float32)]
@@ -126,4 +164,5 @@ def embed_dataset(frame: pd.DataFrame, properties: Sequence[str] = PROPERTIES, *
         offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
         y=frame[list(properties)].to_numpy(dtype=np.float32)[keep],
         smiles=np.asarray([smiles[i] for i in keep], dtype=np.str_),
+        method=method,
     )

@@ -11,7 +11,6 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chem.checkpoints import checkpoint_file
-from chem.datasets import embed_dataset
 from pipeline.registry import PRIORS
 from pipeline.types import Candidate
 
@@ -83,7 +82,7 @@ class PretrainedPaiNNPrior:
         for p in props:
             frame[p] = values.get(p, np.full(len(candidates), np.nan))
         frame = frame.drop_duplicates("smiles")
-        data = embed_dataset(frame, props, processes=1)
+        data = self.pretrained.embed(frame)
         if len(data) == 0 or not np.isfinite(data.y).any():
             return
         self.ensemble = fine_tune(self.pretrained, data, self.params.fine_tune_epochs,

@@ -25,7 +25,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from rich.progress import Progress
 
-from chem.datasets import PROPERTIES, GeometryDataset, embed_dataset
+from chem.datasets import PROPERTIES, GeometryDataset, GeometryMethod, embed_dataset
 from chem.painn import PaiNN
 
 FORMAT = "invdes-painn-ensemble-1"
@@ -49,6 +49,8 @@ class TrainingConfig(BaseModel):
         seed: seed of the split and of the members' initialisation.
         device: where training runs: ``cpu``, ``cuda`` or ``auto`` (CUDA when available);
             checkpoints always load on the CPU.
+        geometry: the 3D input made from a SMILES, in training and in prediction: ``mmff``
+            (RDKit ETKDG + MMFF94) or ``xtb`` (that geometry relaxed with GFN2-xTB).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -64,6 +66,7 @@ class TrainingConfig(BaseModel):
     validation_fraction: float = Field(default=0.1, gt=0.0, lt=0.5)
     seed: int = 0
     device: str = "cpu"
+    geometry: GeometryMethod = "mmff"
 
 
 def batches(data: GeometryDataset, batch_size: int, rng: np.random.Generator | None = None,
@@ -128,16 +131,24 @@ class PropertyEnsemble:
     def predict_smiles(self, smiles: Sequence[str]
                        ) -> dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]]:
         """Predictive mean and standard deviation (each (n_properties,), eV) of each distinct
-        SMILES, from its RDKit geometry (ETKDG + MMFF, the input the model was trained on).
+        SMILES, from the geometry the model was trained on (``config.geometry``: RDKit ETKDG +
+        MMFF, relaxed with GFN2-xTB where that is ``xtb``).
 
-        SMILES that RDKit cannot read or embed, or with elements other than H, C, N, O, F, are
-        missing from the result.
+        SMILES that RDKit cannot read or embed, whose relaxation fails, or with elements other
+        than H, C, N, O, F, are missing from the result.
         """
         distinct = list(dict.fromkeys(smiles))
         frame = pd.DataFrame({"smiles": distinct, **{p: np.nan for p in self.properties}})
-        data = embed_dataset(frame, self.properties, processes=1)
+        data = self.embed(frame)
         mean, std = self.predict_dataset(data)
         return {str(s): (mean[k], std[k]) for k, s in enumerate(data.smiles.tolist())}
+
+    def embed(self, frame: pd.DataFrame, processes: int = 1,
+              progress: Progress | None = None) -> GeometryDataset:
+        """The frame's molecules (``smiles`` and property columns) as the model's input: 3D
+        geometries made the way its training geometries were (``config.geometry``)."""
+        return embed_dataset(frame, self.properties, method=self.config.geometry,
+                             processes=processes, progress=progress)
 
     def save(self, path: str | Path) -> None:
         """Writes the checkpoint (tensors and plain numbers only)."""

@@ -1,0 +1,89 @@
+"""GFN2-xTB geometry relaxation (tblite): a DFT-like geometry from a SMILES in a fraction of a second.
+
+The property model reads a molecule's 3D geometry. What a campaign has for a new molecule is the
+RDKit ETKDG + MMFF94 geometry; relaxing it with the GFN2-xTB tight-binding Hamiltonian moves bond
+lengths and conjugation towards the B3LYP geometries the QM9 labels were computed on (MMFF bond
+lengths are off by a few hundredths of an Angstrom in conjugated systems, and frontier orbital
+energies follow bond alternation closely). One relaxation of a QM9-sized molecule takes about
+0.16 s on one core (about 40 energy and gradient evaluations of 4 ms).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import numpy.typing as npt
+from scipy.optimize import minimize
+
+BOHR_PER_ANGSTROM = 1.0 / 0.529177210903
+
+_SYMBOL_Z = {"H": 1, "C": 6, "N": 7, "O": 8, "F": 9, "P": 15, "S": 16, "Cl": 17, "Br": 35}
+
+
+class RelaxationError(RuntimeError):
+    """GFN2-xTB found no self-consistent solution or the relaxation did not converge."""
+
+
+def atomic_numbers(symbols: tuple[str, ...] | list[str]) -> npt.NDArray[np.int64]:
+    """Atomic numbers of element symbols (H, C, N, O, F, P, S, Cl, Br).
+
+    Raises:
+        ValueError: an element GFN2-xTB relaxation is not offered for here.
+    """
+    unknown = sorted({s for s in symbols if s not in _SYMBOL_Z})
+    if unknown:
+        raise ValueError(f"no GFN2-xTB relaxation for elements {unknown}")
+    return np.asarray([_SYMBOL_Z[s] for s in symbols], dtype=np.int64)
+
+
+def relax_xtb(numbers: npt.ArrayLike, positions_angstrom: npt.ArrayLike, *, charge: int = 0,
+              unpaired: int = 0, gradient_tolerance: float = 5e-4,
+              max_evaluations: int = 300) -> npt.NDArray[np.float64]:
+    """Relaxes a geometry to a GFN2-xTB minimum (L-BFGS on the analytic gradient).
+
+    Args:
+        numbers: atomic numbers, (n_atoms,).
+        positions_angstrom: start geometry, (n_atoms, 3) Angstrom.
+        charge: total charge, e.
+        unpaired: number of unpaired electrons.
+        gradient_tolerance: largest gradient component at convergence, Hartree/Bohr.
+        max_evaluations: energy and gradient evaluations allowed.
+
+    Returns:
+        The relaxed positions, (n_atoms, 3) Angstrom, in the input's atom order.
+
+    Raises:
+        RelaxationError: the SCF failed, or no minimum was reached within ``max_evaluations``.
+    """
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from tblite.interface import Calculator
+
+    z = np.asarray(numbers, dtype=np.int64)
+    start = np.asarray(positions_angstrom, dtype=np.float64).reshape(-1, 3) * BOHR_PER_ANGSTROM
+    if len(z) != len(start):
+        raise ValueError(f"{len(z)} atomic numbers but {len(start)} positions")
+    try:
+        calc = Calculator("GFN2-xTB", z, start, charge=float(charge), uhf=int(unpaired))
+        calc.set("verbosity", 0)
+    except Exception as err:  # tblite raises its own exception types from C
+        raise RelaxationError(f"GFN2-xTB set-up failed: {err}") from err
+
+    def energy_and_gradient(x: npt.NDArray[np.float64]) -> tuple[float, npt.NDArray[np.float64]]:
+        calc.update(x.reshape(-1, 3))
+        try:
+            result = calc.singlepoint()
+        except Exception as err:
+            raise RelaxationError(f"GFN2-xTB SCF failed: {err}") from err
+        return float(result.get("energy")), np.asarray(result.get("gradient"), float).ravel()
+
+    found = minimize(energy_and_gradient, start.ravel(), jac=True, method="L-BFGS-B",
+                     options={"gtol": gradient_tolerance, "maxfun": max_evaluations,
+                              "maxiter": max_evaluations})
+    if not np.all(np.isfinite(found.x)):
+        raise RelaxationError("GFN2-xTB relaxation diverged")
+    grad = found.jac if found.jac is not None else energy_and_gradient(found.x)[1]
+    if np.abs(grad).max() > 10 * gradient_tolerance:
+        raise RelaxationError(f"GFN2-xTB relaxation stopped with a gradient of "
+                              f"{np.abs(grad).max():.2e} Hartree/Bohr ({found.message})")
+    return found.x.reshape(-1, 3) / BOHR_PER_ANGSTROM

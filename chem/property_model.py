@@ -13,6 +13,7 @@ Checkpoints are plain dictionaries of tensors and numbers, loaded with
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -135,11 +136,13 @@ class PropertyEnsemble:
         MMFF, relaxed with GFN2-xTB where that is ``xtb``).
 
         SMILES that RDKit cannot read or embed, whose relaxation fails, or with elements other
-        than H, C, N, O, F, are missing from the result.
+        than H, C, N, O, F, are missing from the result. From 100 molecules on, xTB relaxations
+        run in one process per CPU core.
         """
         distinct = list(dict.fromkeys(smiles))
         frame = pd.DataFrame({"smiles": distinct, **{p: np.nan for p in self.properties}})
-        data = self.embed(frame)
+        many = self.config.geometry == "xtb" and len(distinct) >= 100
+        data = self.embed(frame, processes=(os.cpu_count() or 1) if many else 1)
         mean, std = self.predict_dataset(data)
         return {str(s): (mean[k], std[k]) for k, s in enumerate(data.smiles.tolist())}
 

@@ -260,15 +260,23 @@ def train_ensemble(data: GeometryDataset, config: TrainingConfig,
                    init_from: PropertyEnsemble | None = None) -> PropertyEnsemble:
     """Trains the members, recalibrates on the validation split and records its metrics.
 
-    With ``init_from`` (an ensemble of the same architecture and properties), each member
-    starts from that ensemble's member and trains ``config.epochs`` more epochs on a new cosine
-    cycle (a warm restart); the validation split is the same as long as the data and seed are.
+    With ``init_from`` (an ensemble of the same architecture and properties, trained on as many
+    molecules with the same seed), each member starts from that ensemble's member and trains
+    ``config.epochs`` more epochs on a new cosine cycle (a warm restart), with the same
+    validation split.
     """
     if init_from is not None:
         same = ("features", "n_layers", "n_rbf", "cutoff", "members")
         differ = [k for k in same if getattr(init_from.config, k) != getattr(config, k)]
         if differ or tuple(init_from.properties) != tuple(properties):
             raise ValueError(f"cannot continue from a checkpoint with other {differ or 'properties'}")
+        seen = init_from.metrics.get("n_train", 0) + init_from.metrics.get("n_validation", 0)
+        if seen and (seen != len(data) or init_from.config.seed != config.seed):
+            # the split is a seeded permutation of the molecules: other data or another seed
+            # would put molecules the checkpoint trained on into the validation split
+            raise ValueError(f"cannot continue from a checkpoint trained on {seen} molecules "
+                             f"with seed {init_from.config.seed} on {len(data)} molecules with "
+                             f"seed {config.seed}: its validation split would not be kept")
     if len(data) < 4:
         raise ValueError(f"training needs at least 4 molecules with 3D geometries, got {len(data)}")
     rng = np.random.default_rng(config.seed)

@@ -491,14 +491,14 @@ def train_surrogate(
     processes: Annotated[int, typer.Option(min=1, help="Processes for 3D embedding.")] = 2,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
     geometry: Annotated[str, typer.Option(
-        help="3D input made from each SMILES: xtb (RDKit ETKDG + MMFF94, relaxed with GFN2-xTB, "
-             "about 0.2 s per molecule) or mmff (RDKit alone).")] = "xtb",
+        help="3D input made from each SMILES: mmff (RDKit ETKDG + MMFF94) or xtb (that "
+             "geometry relaxed with GFN2-xTB, about 0.2 s per molecule).")] = "mmff",
     geometries: Annotated[Path | None, typer.Option(
         help="Cache of the embedded 3D geometries (.npz): read when it exists and matches the "
              "rows used and --geometry, else written after embedding.")] = None,
     init_from: Annotated[Path | None, typer.Option(
-        help="Continue from this checkpoint (same architecture and seed): --epochs more epochs "
-             "on a new learning-rate cycle (also onto other --geometry inputs).")] = None,
+        help="Continue from this checkpoint (same architecture, molecules and seed): --epochs "
+             "more epochs on a new learning-rate cycle (also onto other --geometry inputs).")] = None,
 ) -> None:
     """Train the pretrained property model: a PaiNN deep ensemble predicting HOMO, LUMO and gap
     (eV, with calibrated uncertainty) from 3D geometries made from the SMILES."""

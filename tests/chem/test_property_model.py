@@ -132,6 +132,10 @@ def test_training_continues_from_a_checkpoint(ensemble, dataset) -> None:
         continued.members[0].state_dict().values(), ensemble.members[0].state_dict().values(),
         strict=True))
     assert changed
+    with pytest.raises(ValueError, match="trained on 16 molecules with seed 0 on 15 molecules"):
+        train_ensemble(dataset.subset(np.arange(15)), config, init_from=ensemble)
+    with pytest.raises(ValueError, match="validation split would not be kept"):
+        train_ensemble(dataset, config.model_copy(update={"seed": 1}), init_from=ensemble)
     wider = config.model_copy(update={"features": 16})
     with pytest.raises(ValueError, match=r"cannot continue from a checkpoint with other \['features'\]"):
         train_ensemble(dataset, wider, init_from=ensemble)

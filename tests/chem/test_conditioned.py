@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from chem.conditioned import expected_absolute_error, select_closest
+from chem.conditioned import select_closest
 from chem.flow_model import ATOM_CLASSES
 from chem.generated import GeneratedMolecule, build_molecule
 from chem.prior import DEFAULT_WEIGHTS
@@ -31,10 +31,8 @@ def test_the_closest_valid_distinct_molecules_are_kept_in_order(model: PropertyE
     everything = select_closest(molecules, {"gap_ev": 0.0}, model, keep=10)
     assert everything.n_judged == 3  # the invalid one and the repeat are passed over
     gaps = everything.predicted[:, everything.properties.index("gap_ev")]
-    assert np.all(np.diff(everything.expected_error_ev) >= 0)
+    assert np.all(np.diff(everything.distance_ev) >= 0)
     np.testing.assert_allclose(everything.distance_ev, np.abs(gaps))
-    # far from every molecule the expected error is the distance of the mean
-    np.testing.assert_allclose(everything.expected_error_ev, everything.distance_ev, rtol=1e-6)
     by_gap = sorted(zip(gaps, (m.smiles for m in everything.molecules), strict=True))
     for target_ev, expected in ((by_gap[0][0] - 1.0, by_gap[0][1]),
                                 (by_gap[-1][0] + 1.0, by_gap[-1][1])):
@@ -47,14 +45,3 @@ def test_targets_the_model_does_not_predict_are_named(model: PropertyEnsemble) -
         select_closest([_two_carbons(3, 1)], {"dipole": 1.0}, model, keep=1)
     empty = select_closest([_two_carbons(3, 2)], {"gap_ev": 6.0}, model, keep=3)
     assert empty.molecules == [] and empty.n_judged == 0
-
-
-def test_expected_absolute_error_is_the_folded_normal_mean() -> None:
-    rng = np.random.default_rng(0)
-    draws = rng.normal(6.3, 0.4, 200_000)
-    assert expected_absolute_error(6.3, 0.4, 6.0) == pytest.approx(np.abs(draws - 6.0).mean(),
-                                                                   rel=1e-2)
-    assert expected_absolute_error(6.0, 0.4, 6.0) == pytest.approx(0.4 * np.sqrt(2 / np.pi))
-    np.testing.assert_allclose(expected_absolute_error([5.0, 7.5], [0.0, 0.0], 6.0), [1.0, 1.5])
-    # on target but unsure ranks below slightly off and sure
-    assert expected_absolute_error(6.0, 0.5, 6.0) > expected_absolute_error(6.1, 0.05, 6.0)

@@ -9,7 +9,8 @@ the pool (a random sample, the pool being in random order) are never used. This 
 those rows' geometries from their SMILES the way the checkpoint's training geometries were made
 (RDKit ETKDG + MMFF, then GFN2-xTB where its ``geometry`` is ``xtb``: what a campaign has for a
 new molecule) and reports, per property, the mean absolute error (eV), the Gaussian negative
-log-likelihood and the share of values inside the 90 % predictive interval. Goals: gap MAE <= 0.10 eV; 90 % intervals cover 87 to 93 %.
+log-likelihood and the share of values inside the 90 % predictive interval. Goals: gap MAE
+<= 0.10 eV; 90 % intervals cover 87 to 93 %.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """GFN2-xTB geometry relaxation (tblite): a DFT-like geometry from a SMILES in a fraction of a second.
 
 The property model reads a molecule's 3D geometry. What a campaign has for a new molecule is the
-RDKit ETKDG + MMFF94 geometry; relaxing it with the GFN2-xTB tight-binding Hamiltonian moves bond
-lengths and conjugation towards the B3LYP geometries the QM9 labels were computed on (MMFF bond
-lengths are off by a few hundredths of an Angstrom in conjugated systems, and frontier orbital
-energies follow bond alternation closely). One relaxation of a QM9-sized molecule takes about
-0.16 s on one core (about 40 energy and gradient evaluations of 4 ms).
+RDKit ETKDG + MMFF94 geometry; relaxing it with the GFN2-xTB tight-binding Hamiltonian brings it
+closer to a quantum-chemical minimum, like the B3LYP geometries the QM9 labels were computed on.
+One relaxation of a QM9-sized molecule takes about 0.16 s on one core (about 40 energy and
+gradient evaluations of 4 ms). Measured on the QM9 pool, a property model continued on these
+geometries was no more accurate than on the MMFF ones (README, "Property model"), so the shipped
+model reads MMFF geometries; ``invdes train surrogate --geometry xtb`` trains on these.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ def relax_xtb(numbers: npt.ArrayLike, positions_angstrom: npt.ArrayLike, *, char
     Raises:
         RelaxationError: the SCF failed, or no minimum was reached within ``max_evaluations``.
     """
+    # one thread per relaxation (parallelism is across molecules); it takes effect only where
+    # no OpenMP runtime has been loaded into this process yet
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from tblite.interface import Calculator
 

@@ -11,8 +11,6 @@ model reads MMFF geometries; ``invdes train surrogate --geometry xtb`` trains on
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import numpy.typing as npt
 from scipy.optimize import minimize
@@ -57,10 +55,8 @@ def relax_xtb(numbers: npt.ArrayLike, positions_angstrom: npt.ArrayLike, *, char
     Raises:
         RelaxationError: the SCF failed, or no minimum was reached within ``max_evaluations``.
     """
-    # one thread per relaxation (parallelism is across molecules); it takes effect only where
-    # no OpenMP runtime has been loaded into this process yet
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     from tblite.interface import Calculator
+    from threadpoolctl import threadpool_limits
 
     z = np.asarray(numbers, dtype=np.int64)
     start = np.asarray(positions_angstrom, dtype=np.float64).reshape(-1, 3) * BOHR_PER_ANGSTROM
@@ -80,9 +76,12 @@ def relax_xtb(numbers: npt.ArrayLike, positions_angstrom: npt.ArrayLike, *, char
             raise RelaxationError(f"GFN2-xTB SCF failed: {err}") from err
         return float(result.get("energy")), np.asarray(result.get("gradient"), float).ravel()
 
-    found = minimize(energy_and_gradient, start.ravel(), jac=True, method="L-BFGS-B",
-                     options={"gtol": gradient_tolerance, "maxfun": max_evaluations,
-                              "maxiter": max_evaluations})
+    # one OpenMP thread: with torch loaded, tblite's threads spin against each other and a
+    # relaxation takes seconds instead of 0.16 s; parallelism is across molecules
+    with threadpool_limits(limits=1, user_api="openmp"):
+        found = minimize(energy_and_gradient, start.ravel(), jac=True, method="L-BFGS-B",
+                         options={"gtol": gradient_tolerance, "maxfun": max_evaluations,
+                                  "maxiter": max_evaluations})
     if not np.all(np.isfinite(found.x)):
         raise RelaxationError("GFN2-xTB relaxation diverged")
     grad = found.jac if found.jac is not None else energy_and_gradient(found.x)[1]

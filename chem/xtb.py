@@ -76,9 +76,9 @@ def relax_xtb(numbers: npt.ArrayLike, positions_angstrom: npt.ArrayLike, *, char
             raise RelaxationError(f"GFN2-xTB SCF failed: {err}") from err
         return float(result.get("energy")), np.asarray(result.get("gradient"), float).ravel()
 
-    # one OpenMP thread: with torch loaded, tblite's threads spin against each other and a
+    # one OpenMP and BLAS thread: with torch loaded, tblite's threads spin against each other and a
     # relaxation takes seconds instead of 0.16 s; parallelism is across molecules
-    with threadpool_limits(limits=1, user_api="openmp"):
+    with threadpool_limits(limits=1):
         found = minimize(energy_and_gradient, start.ravel(), jac=True, method="L-BFGS-B",
                          options={"gtol": gradient_tolerance, "maxfun": max_evaluations,
                                   "maxiter": max_evaluations})

@@ -17,23 +17,9 @@ from scipy.optimize import minimize
 
 BOHR_PER_ANGSTROM = 1.0 / 0.529177210903
 
-_SYMBOL_Z = {"H": 1, "C": 6, "N": 7, "O": 8, "F": 9, "P": 15, "S": 16, "Cl": 17, "Br": 35}
-
 
 class RelaxationError(RuntimeError):
     """GFN2-xTB found no self-consistent solution or the relaxation did not converge."""
-
-
-def atomic_numbers(symbols: tuple[str, ...] | list[str]) -> npt.NDArray[np.int64]:
-    """Atomic numbers of element symbols (H, C, N, O, F, P, S, Cl, Br).
-
-    Raises:
-        ValueError: an element GFN2-xTB relaxation is not offered for here.
-    """
-    unknown = sorted({s for s in symbols if s not in _SYMBOL_Z})
-    if unknown:
-        raise ValueError(f"no GFN2-xTB relaxation for elements {unknown}")
-    return np.asarray([_SYMBOL_Z[s] for s in symbols], dtype=np.int64)
 
 
 def relax_xtb(numbers: npt.ArrayLike, positions_angstrom: npt.ArrayLike, *, charge: int = 0,
@@ -84,7 +70,7 @@ def relax_xtb(numbers: npt.ArrayLike, positions_angstrom: npt.ArrayLike, *, char
                                   "maxiter": max_evaluations})
     if not np.all(np.isfinite(found.x)):
         raise RelaxationError("GFN2-xTB relaxation diverged")
-    grad = found.jac if found.jac is not None else energy_and_gradient(found.x)[1]
+    grad = np.asarray(found.jac)
     if np.abs(grad).max() > 10 * gradient_tolerance:
         raise RelaxationError(f"GFN2-xTB relaxation stopped with a gradient of "
                               f"{np.abs(grad).max():.2e} Hartree/Bohr ({found.message})")

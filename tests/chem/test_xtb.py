@@ -5,11 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from rdkit import Chem
 from scipy.spatial.transform import Rotation
 
 from chem.datasets import GeometryDataset, embed_dataset
 from chem.molecules import embed_geometry
-from chem.xtb import RelaxationError, atomic_numbers, relax_xtb
+from chem.xtb import RelaxationError, relax_xtb
+
+
+def atomic_numbers(symbols: tuple[str, ...]) -> list[int]:
+    return [Chem.GetPeriodicTable().GetAtomicNumber(s) for s in symbols]
 
 
 def _bonds(positions: np.ndarray, pairs: list[tuple[int, int]]) -> np.ndarray:
@@ -44,8 +49,6 @@ def test_relaxation_commutes_with_rotation_and_translation() -> None:
 
 
 def test_bad_input_names_the_problem() -> None:
-    with pytest.raises(ValueError, match=r"no GFN2-xTB relaxation for elements \['Xe'\]"):
-        atomic_numbers(["C", "Xe"])
     with pytest.raises(ValueError, match="2 atomic numbers but 1 positions"):
         relax_xtb([6, 6], [[0.0, 0.0, 0.0]])
     with pytest.raises(RelaxationError, match="set-up failed"):

@@ -139,6 +139,9 @@ def main() -> None:
     parser.add_argument("--pool", type=Path, required=True, help="CSV with smiles and gap_ev")
     parser.add_argument("--budget", type=int, default=300)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="run seeds first-seed .. first-seed + seeds - 1 (with --append: "
+                             "add seeds to an earlier run)")
     parser.add_argument("--batch", type=int, default=10)
     parser.add_argument("--pool-size", type=int, default=None,
                         help="random subsample of the pool (default: all rows)")
@@ -198,19 +201,20 @@ def main() -> None:
         report["prior"] = report_prior
     args.json.parent.mkdir(parents=True, exist_ok=True)
     methods = args.methods.split(",")
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
     if args.append and args.json.is_file():
         earlier = json.loads(args.json.read_text())
         same = ("pool", "pool_size", "objective", "budget", "batch", "n_top1pct")
         differ = [k for k in same if earlier.get(k) != report[k]]
         if differ:
             parser.error(f"--append: {args.json} is another benchmark (differs in {differ})")
-        redo = {(m, seed) for m in methods for seed in range(args.seeds)}
+        redo = {(m, seed) for m in methods for seed in seeds}
         report["runs"] = [r for r in earlier["runs"] if (r["method"], r["seed"]) not in redo]
-        report["seeds"] = max(args.seeds, earlier.get("seeds", 0))
+        report["seeds"] = len({r["seed"] for r in report["runs"]} | set(seeds))
         report.setdefault("prior", earlier.get("prior"))
     with Progress() as progress:
         bar = progress.add_task("retrospective campaigns", total=len(methods) * args.seeds)
-        for seed in range(args.seeds):
+        for seed in seeds:
             initial = np.random.default_rng(1000 + seed).choice(len(smiles), args.batch,
                                                                 replace=False)
             for method in methods:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import multiprocessing
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -67,6 +67,7 @@ class GeometryDataset:
         y: targets, (n_molecules, n_properties), NaN where unknown.
         smiles: the molecules, (n_molecules,).
         method: how the geometries were made (:data:`GeometryMethod`).
+        failures: SMILES left out by :func:`embed_dataset`, each with the reason (not saved).
     """
 
     z: npt.NDArray[np.int64]
@@ -75,6 +76,7 @@ class GeometryDataset:
     y: npt.NDArray[np.float32]
     smiles: npt.NDArray[np.str_]
     method: str = "mmff"
+    failures: dict[str, str] = field(default_factory=dict, compare=False)
 
     def __len__(self) -> int:
         return len(self.smiles)
@@ -101,13 +103,15 @@ class GeometryDataset:
             return cls(data["z"], data["pos"], data["offsets"], data["y"], data["smiles"], method)
 
 
-def _embed(smiles: str, method: str = "mmff") -> tuple[list[int], list[list[float]]] | None:
+def _embed(smiles: str, method: str = "mmff") -> tuple[list[int], list[list[float]]] | str:
+    """The atomic numbers and positions (Angstrom) of one SMILES, or why there are none."""
     try:
         geometry = embed_geometry(smiles)
-    except ValueError:
-        return None
-    if any(s not in _Z for s in geometry.symbols):
-        return None
+    except ValueError as err:
+        return str(err)
+    other = sorted({s for s in geometry.symbols if s not in _Z})
+    if other:
+        return f"element(s) {', '.join(other)} outside the model's H, C, N, O, F"
     z = [_Z[s] for s in geometry.symbols]
     positions = [list(p) for p in geometry.positions_angstrom]
     if method == "xtb":
@@ -115,8 +119,8 @@ def _embed(smiles: str, method: str = "mmff") -> tuple[list[int], list[list[floa
         try:
             positions = relax_xtb(z, positions, charge=geometry.charge,
                                   unpaired=n_unpaired).tolist()
-        except RelaxationError:
-            return None
+        except RelaxationError as err:
+            return str(err)
     return z, positions
 
 
@@ -127,17 +131,17 @@ def embed_dataset(frame: pd.DataFrame, properties: Sequence[str] = PROPERTIES, *
     molecules with their targets.
 
     Molecules RDKit cannot embed, whose xTB relaxation fails, or with elements other than H, C,
-    N, O, F, are left out.
+    N, O, F, are left out; the result's ``failures`` gives each one's reason.
     """
     if method not in ("mmff", "xtb"):
         raise ValueError(f"unknown geometry method {method!r}; use 'mmff' or 'xtb'")
     smiles = frame["smiles"].tolist()
     label = "embedding 3D geometries" + (" and relaxing them with GFN2-xTB" if method == "xtb" else "")
     task = progress.add_task(label, total=len(smiles)) if progress else None
-    results: list[tuple[list[int], list[list[float]]] | None] = []
+    results: list[tuple[list[int], list[list[float]]] | str] = []
     work = functools.partial(_embed, method=method)
     if processes == 1:
-        mapped: Iterator[tuple[list[int], list[list[float]]] | None] = map(work, smiles)
+        mapped: Iterator[tuple[list[int], list[list[float]]] | str] = map(work, smiles)
         pool = None
     else:
         # tblite's OpenMP runtime does not survive a fork once it has run in this process:
@@ -153,11 +157,11 @@ def embed_dataset(frame: pd.DataFrame, properties: Sequence[str] = PROPERTIES, *
     finally:
         if pool is not None:
             pool.terminate()
-    keep = [i for i, r in enumerate(results) if r is not None]
-    zs = [np.zeros(0, dtype=np.int64)]
-    ps = [np.zeros((0, 3), dtype=np.float32)]
-    zs += [np.asarray(results[i][0], dtype=np.int64) for i in keep]  # type: ignore[index]
-    ps += [np.asarray(results[i][1], dtype=np.float32) for i in keep]  # type: ignore[index]
+    keep = [i for i, r in enumerate(results) if not isinstance(r, str)]
+    embedded = [r for r in results if not isinstance(r, str)]
+    zs = [np.zeros(0, dtype=np.int64)] + [np.asarray(z, dtype=np.int64) for z, _ in embedded]
+    ps = [np.zeros((0, 3), dtype=np.float32)] + [np.asarray(p, dtype=np.float32)
+                                                 for _, p in embedded]
     counts = np.array([len(z) for z in zs[1:]], dtype=np.int64)
     return GeometryDataset(
         z=np.concatenate(zs), pos=np.concatenate(ps),
@@ -165,4 +169,5 @@ def embed_dataset(frame: pd.DataFrame, properties: Sequence[str] = PROPERTIES, *
         y=frame[list(properties)].to_numpy(dtype=np.float32)[keep],
         smiles=np.asarray([smiles[i] for i in keep], dtype=np.str_),
         method=method,
+        failures={smiles[i]: r for i, r in enumerate(results) if isinstance(r, str)},
     )

@@ -136,15 +136,21 @@ class PropertyEnsemble:
         MMFF, relaxed with GFN2-xTB where that is ``xtb``).
 
         SMILES that RDKit cannot read or embed, whose relaxation fails, or with elements other
-        than H, C, N, O, F, are missing from the result. From 100 molecules on, xTB relaxations
-        run in one process per CPU core.
+        than H, C, N, O, F, are missing from the result (:meth:`predict_smiles_report` says
+        why). From 100 molecules on, xTB relaxations run in one process per CPU core.
         """
+        return self.predict_smiles_report(smiles)[0]
+
+    def predict_smiles_report(self, smiles: Sequence[str]) -> tuple[
+            dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]], dict[str, str]]:
+        """:meth:`predict_smiles`, and the reason for each SMILES without a prediction."""
         distinct = list(dict.fromkeys(smiles))
         frame = pd.DataFrame({"smiles": distinct, **{p: np.nan for p in self.properties}})
         many = self.config.geometry == "xtb" and len(distinct) >= 100
         data = self.embed(frame, processes=(os.cpu_count() or 1) if many else 1)
         mean, std = self.predict_dataset(data)
-        return {str(s): (mean[k], std[k]) for k, s in enumerate(data.smiles.tolist())}
+        predicted = {str(s): (mean[k], std[k]) for k, s in enumerate(data.smiles.tolist())}
+        return predicted, data.failures
 
     def embed(self, frame: pd.DataFrame, processes: int = 1,
               progress: Progress | None = None) -> GeometryDataset:

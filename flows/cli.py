@@ -656,13 +656,12 @@ def predict(
         ensemble = PropertyEnsemble.load(weights)
     except ValueError as exc:
         _fail(str(exc))
-    predicted = ensemble.predict_smiles([s for _, s in lines])
+    predicted, failures = ensemble.predict_smiles_report([s for _, s in lines])
     rows: list[dict[str, object]] = []
     for lineno, smi in lines:
         row: dict[str, object] = {"line": lineno, "smiles": smi}
         if smi not in predicted:
-            row.update(status="failed", reason="RDKit could not read or embed this SMILES, or it "
-                                               "has elements other than H, C, N, O, F")
+            row.update(status="failed", reason=failures.get(smi, "no geometry"))
         else:
             row["status"] = "ok"
             mean, std = predicted[smi]

@@ -83,13 +83,15 @@ def test_predict_command(ensemble, tmp_path: Path) -> None:
     assert [r["line"] for r in rows] == [2, 3, 4]
     assert rows[0]["status"] == "ok" and rows[0]["gap_ev_std"] > 0
     assert {"homo_ev_mean", "lumo_ev_mean", "gap_ev_mean"} <= set(rows[2])
-    assert rows[1]["status"] == "failed"
+    assert rows[1]["status"] == "failed" and "invalid SMILES 'not_a_smiles'" in rows[1]["reason"]
     unusable = tmp_path / "bad.smi"
     unusable.write_text("not_a_smiles\n[Si]\n")
     none_ok = CliRunner().invoke(app, ["predict", "--smiles-file", str(unusable), "--weights",
                                        str(weights), "--json"])
     assert none_ok.exit_code == 0, none_ok.output
-    assert [r["status"] for r in json.loads(none_ok.stdout)] == ["failed", "failed"]
+    failed = json.loads(none_ok.stdout)
+    assert [r["status"] for r in failed] == ["failed", "failed"]
+    assert "element(s) Si outside" in failed[1]["reason"]
     missing = CliRunner().invoke(app, ["predict", "--smiles-file", str(smiles), "--weights",
                                        str(tmp_path / "none.pt")])
     assert missing.exit_code == 2 and "no property-model checkpoint" in missing.output

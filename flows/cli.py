@@ -661,7 +661,7 @@ def predict(
     for lineno, smi in lines:
         row: dict[str, object] = {"line": lineno, "smiles": smi}
         if smi not in predicted:
-            row.update(status="failed", reason=failures.get(smi, "no geometry"))
+            row.update(status="failed", reason=failures[smi])
         else:
             row["status"] = "ok"
             mean, std = predicted[smi]

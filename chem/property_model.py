@@ -13,9 +13,12 @@ Checkpoints are plain dictionaries of tensors and numbers, loaded with
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +27,7 @@ import numpy.typing as npt
 import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from rich.progress import Progress
+from rich.progress import Progress, TaskID
 
 from chem.datasets import PROPERTIES, GeometryDataset, GeometryMethod, embed_dataset
 from chem.painn import PaiNN
@@ -52,6 +55,8 @@ class TrainingConfig(BaseModel):
             checkpoints always load on the CPU.
         geometry: the 3D input made from a SMILES, in training and in prediction: ``mmff``
             (RDKit ETKDG + MMFF94) or ``xtb`` (that geometry relaxed with GFN2-xTB).
+        workers: members trained at once, each in its own single-threaded process (1: one
+            after the other in this process).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -68,6 +73,7 @@ class TrainingConfig(BaseModel):
     seed: int = 0
     device: str = "cpu"
     geometry: GeometryMethod = "mmff"
+    workers: int = Field(default=1, ge=1, le=64)
 
 
 def batches(data: GeometryDataset, batch_size: int, rng: np.random.Generator | None = None,
@@ -260,6 +266,109 @@ def fine_tune(ensemble: PropertyEnsemble, data: GeometryDataset, epochs: int = 3
                             ensemble.calibration.tolist(), metrics)
 
 
+@dataclass(frozen=True)
+class _MemberJob:
+    """One member to train: its index, starting weights (warm restart) and learning-rate cycle."""
+
+    index: int
+    start: dict[str, torch.Tensor] | None
+    cycle: int
+
+
+def _train_member(job: _MemberJob, train: GeometryDataset, config: TrainingConfig,
+                  n_outputs: int, y_mean: torch.Tensor, y_std: torch.Tensor,
+                  advance: Callable[[int], None]) -> dict[str, torch.Tensor]:
+    """Trains one member and returns its weights (on the CPU); ``advance`` gets step counts.
+
+    Mean and variance are fitted together by Gaussian negative log-likelihood, after
+    ``warmup_epochs`` of mean-squared error for a fresh member. (Fitting the mean by squared or
+    absolute error instead, with the variance on the detached residual, was measured worse:
+    single-member gap MAE 0.206 / 0.195 eV against 0.169 after 14 epochs.)
+    """
+    torch.manual_seed(config.seed * 1000 + job.index)
+    device = torch.device(
+        ("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto"
+        else config.device
+    )
+    net = _network(config, n_outputs)
+    if job.start is not None:
+        net.load_state_dict(job.start)
+    else:
+        net.y_mean.copy_(y_mean)
+        net.y_std.copy_(y_std)
+    net.to(device)
+    y_std_dev = y_std.to(device)
+    steps = config.epochs * math.ceil(len(train) / config.batch_size)
+    opt = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps,
+                                                       eta_min=config.learning_rate / 100)
+    member_rng = np.random.default_rng([config.seed, job.index, job.cycle])
+    for epoch in range(config.epochs):
+        warm = job.start is None and epoch < config.warmup_epochs
+        net.train()
+        done = 0
+        for z, pos, batch, y in batches(train, config.batch_size, member_rng):
+            z, pos, batch, y = z.to(device), pos.to(device), batch.to(device), y.to(device)
+            mean, var = net(z, pos, batch)
+            scaled = (y - mean) / y_std_dev
+            if warm:
+                loss = (scaled**2).mean()
+            else:
+                scaled_var = var / y_std_dev**2
+                loss = 0.5 * (torch.log(scaled_var) + scaled**2 / scaled_var).mean()
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
+            opt.step()
+            sched.step()
+            done += 1
+            if done == 20:
+                advance(done)
+                done = 0
+        advance(done)
+    return {k: v.detach().cpu() for k, v in net.state_dict().items()}
+
+
+_WORKER_QUEUE: Any = None
+
+
+def _member_in_worker(job: _MemberJob, train: GeometryDataset, config: TrainingConfig,
+                      n_outputs: int, y_mean: torch.Tensor, y_std: torch.Tensor,
+                      ) -> dict[str, torch.Tensor]:
+    torch.set_num_threads(1)
+    return _train_member(job, train, config, n_outputs, y_mean, y_std, _WORKER_QUEUE.put)
+
+
+def _set_worker_queue(queue: Any) -> None:
+    global _WORKER_QUEUE
+    _WORKER_QUEUE = queue
+
+
+def _train_members_in_processes(jobs: list[_MemberJob], train: GeometryDataset,
+                                config: TrainingConfig, n_outputs: int, y_mean: torch.Tensor,
+                                y_std: torch.Tensor, workers: int, progress: Progress | None,
+                                task: TaskID | None) -> list[dict[str, torch.Tensor]]:
+    """The members trained in ``workers`` processes of one thread each (results in job order)."""
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.SimpleQueue()
+
+    def drain() -> None:
+        while not queue.empty():
+            steps = queue.get()
+            if progress is not None and task is not None:
+                progress.advance(task, steps)
+
+    # a worker that dies (killed, out of memory) fails the pool instead of hanging it
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_set_worker_queue,
+                             initargs=(queue,)) as pool:
+        pending = [pool.submit(_member_in_worker, job, train, config, n_outputs, y_mean, y_std)
+                   for job in jobs]
+        while wait(pending, timeout=0.2).not_done:
+            drain()
+        drain()
+        return [p.result() for p in pending]
+
+
 def train_ensemble(data: GeometryDataset, config: TrainingConfig,
                    properties: Sequence[str] = PROPERTIES,
                    progress: Progress | None = None,
@@ -291,50 +400,33 @@ def train_ensemble(data: GeometryDataset, config: TrainingConfig,
     val, train = data.subset(order[:n_val]), data.subset(order[n_val:])
     y_mean = torch.as_tensor(np.nanmean(train.y, axis=0))
     y_std = torch.as_tensor(np.nanstd(train.y, axis=0))
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto"
-        else config.device
-    )
     steps = config.epochs * math.ceil(len(train) / config.batch_size)
     task = progress.add_task("training", total=config.members * steps) if progress else None
-    members = []
+    jobs = [_MemberJob(m, init_from.members[m].state_dict() if init_from is not None else None,
+                       0 if init_from is None else 1 + len(init_from.metrics.get("history", [])))
+            for m in range(config.members)]
     start = time.perf_counter()
-    for m in range(config.members):
-        torch.manual_seed(config.seed * 1000 + m)
+    workers = min(config.workers, config.members)
+    if workers > 1 and (config.device == "cuda"
+                        or (config.device == "auto" and torch.cuda.is_available())):
+        raise ValueError(f"workers {config.workers}: members train in parallel processes on "
+                         "the CPU only; use workers 1 with a GPU")
+    if workers == 1:
+        def advance(n: int) -> None:
+            if progress is not None and task is not None:
+                progress.advance(task, n)
+
+        states = [_train_member(job, train, config, len(properties), y_mean, y_std, advance)
+                  for job in jobs]
+    else:
+        states = _train_members_in_processes(jobs, train, config, len(properties), y_mean,
+                                             y_std, workers, progress, task)
+    members = []
+    for state in states:
         net = _network(config, len(properties))
-        if init_from is not None:
-            net.load_state_dict(init_from.members[m].state_dict())
-        else:
-            net.y_mean.copy_(y_mean)
-            net.y_std.copy_(y_std)
-        net.to(device)
-        y_std_dev = y_std.to(device)
-        opt = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps,
-                                                           eta_min=config.learning_rate / 100)
-        cycle = 0 if init_from is None else 1 + len(init_from.metrics.get("history", []))
-        member_rng = np.random.default_rng([config.seed, m, cycle])
-        for epoch in range(config.epochs):
-            warm = init_from is None and epoch < config.warmup_epochs
-            net.train()
-            for z, pos, batch, y in batches(train, config.batch_size, member_rng):
-                z, pos, batch, y = z.to(device), pos.to(device), batch.to(device), y.to(device)
-                mean, var = net(z, pos, batch)
-                scaled = (y - mean) / y_std_dev
-                if warm:
-                    loss = (scaled**2).mean()
-                else:
-                    scaled_var = var / y_std_dev**2
-                    loss = 0.5 * (torch.log(scaled_var) + scaled**2 / scaled_var).mean()
-                opt.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
-                opt.step()
-                sched.step()
-                if progress is not None and task is not None:
-                    progress.advance(task)
+        net.load_state_dict(state)
         net.eval()
-        members.append(net.cpu())
+        members.append(net)
     ensemble = PropertyEnsemble(config, members, properties)
     mean, std = ensemble.predict_dataset(val, calibrated=False)
     y_val = val.y.astype(np.float64)

@@ -489,6 +489,8 @@ def train_surrogate(
     learning_rate: Annotated[float, typer.Option()] = 5e-4,
     seed: Annotated[int, typer.Option()] = 0,
     processes: Annotated[int, typer.Option(min=1, help="Processes for 3D embedding.")] = 2,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Members trained at once, one single-threaded process each (CPU).")] = 1,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
     geometry: Annotated[str, typer.Option(
         help="3D input made from each SMILES: mmff (RDKit ETKDG + MMFF94) or xtb (that "
@@ -516,7 +518,7 @@ def train_surrogate(
                                 n_layers=layers, batch_size=batch_size,
                                 learning_rate=learning_rate, seed=seed,
                                 warmup_epochs=min(5, epochs // 4), device=device,
-                                geometry=geometry)  # type: ignore[arg-type]
+                                geometry=geometry, workers=workers)  # type: ignore[arg-type]
     except (ValueError, ValidationError) as exc:
         _fail(str(exc))
     if holdout:

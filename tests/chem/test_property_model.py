@@ -141,3 +141,20 @@ def test_training_continues_from_a_checkpoint(ensemble, dataset) -> None:
     wider = config.model_copy(update={"features": 16})
     with pytest.raises(ValueError, match=r"cannot continue from a checkpoint with other \['features'\]"):
         train_ensemble(dataset, wider, init_from=ensemble)
+
+
+def test_members_trained_in_parallel_processes_match_one_after_the_other(ensemble, dataset
+                                                                         ) -> None:
+    parallel = train_ensemble(dataset, ensemble.config.model_copy(update={"workers": 2}))
+    for a, b in zip(parallel.members, ensemble.members, strict=True):
+        for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+            torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5, msg=name)
+    np.testing.assert_allclose(parallel.calibration.numpy(), ensemble.calibration.numpy(),
+                               rtol=1e-3)
+
+
+def test_parallel_members_refuse_a_gpu(dataset) -> None:
+    config = TrainingConfig(features=8, n_layers=1, members=2, epochs=1, workers=2,
+                            device="cuda")
+    with pytest.raises(ValueError, match="parallel processes on the CPU only"):
+        train_ensemble(dataset, config)

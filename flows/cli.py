@@ -17,6 +17,7 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -57,10 +58,37 @@ class Format(StrEnum):
     json = "json"
 
 
+class _PipedProgress(Progress):
+    """Rich progress that, when stderr is not a terminal (a run in the background writing a
+    log), also prints a plain line each time a task passes another tenth of its total: rich's
+    live bars print nothing there until the end."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._logged_tenths: dict[TaskID, int] = {}
+
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
+        super().advance(task_id, advance)
+        if self.console.is_terminal:
+            return
+        task = self._tasks[task_id]
+        if not task.total:
+            return
+        tenths = int(10 * task.completed / task.total)
+        if tenths > self._logged_tenths.get(task_id, 0):
+            self._logged_tenths[task_id] = tenths
+            left = task.time_remaining
+            self.console.print(
+                f"{task.description}: {task.completed:.0f}/{task.total:.0f} "
+                f"({100 * task.completed / task.total:.0f} %), {task.elapsed or 0:.0f} s elapsed"
+                + (f", about {left:.0f} s left" if left is not None else ""), highlight=False)
+
+
 def _training_progress() -> Progress:
-    """Progress bars for long training runs, on stderr."""
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                    MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=err)
+    """Progress bars for long training runs, on stderr (plain lines when piped to a log)."""
+    return _PipedProgress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                          MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                          console=err)
 
 
 def _fail(message: str, code: int = 2) -> None:

@@ -369,6 +369,36 @@ def _train_members_in_processes(jobs: list[_MemberJob], train: GeometryDataset,
         return [p.result() for p in pending]
 
 
+def calibrate(ensemble: PropertyEnsemble, val: GeometryDataset
+              ) -> tuple[npt.NDArray[np.float64], dict[str, float]]:
+    """The per-property factor on the ensemble's standard deviation that makes 90 % intervals
+    cover 90 % of ``val`` (molecules it did not train on), and validation metrics.
+
+    The factor is fitted on all of ``val`` (the 90 % quantile of |error| / std: with half of
+    1,781 molecules its noise moved held-out coverage by +-0.02). The metrics are cross-fitted so
+    that they stay honest: each half of ``val`` is scored with the factor fitted on the other.
+
+    Returns:
+        The factors (n_properties,) and MAE (eV), NLL and 90 % coverage per property.
+    """
+    mean, std = ensemble.predict_dataset(val, calibrated=False)
+    y_val = val.y.astype(np.float64)
+    ratio = np.abs(y_val - mean) / np.maximum(std, 1e-9)
+
+    def fit(rows: slice) -> npt.NDArray[np.float64]:
+        return np.asarray(np.quantile(ratio[rows], 0.9, axis=0) / Z90)
+
+    half = len(val) // 2
+    if half == 0:
+        scale = fit(slice(None))
+        return scale, regression_metrics(y_val, mean, std * scale, ensemble.properties)
+    first, second = slice(None, half), slice(half, None)
+    crossed = std.copy()
+    crossed[first] *= fit(second)
+    crossed[second] *= fit(first)
+    return fit(slice(None)), regression_metrics(y_val, mean, crossed, ensemble.properties)
+
+
 def train_ensemble(data: GeometryDataset, config: TrainingConfig,
                    properties: Sequence[str] = PROPERTIES,
                    progress: Progress | None = None,
@@ -428,15 +458,8 @@ def train_ensemble(data: GeometryDataset, config: TrainingConfig,
         net.eval()
         members.append(net)
     ensemble = PropertyEnsemble(config, members, properties)
-    mean, std = ensemble.predict_dataset(val, calibrated=False)
-    y_val = val.y.astype(np.float64)
-    # the scale is fitted on one half of the validation molecules and reported on the other
-    half = max(1, len(val) // 2)
-    ratio = np.abs(y_val[:half] - mean[:half]) / np.maximum(std[:half], 1e-9)
-    scale = np.quantile(ratio, 0.9, axis=0) / Z90
+    scale, metrics = calibrate(ensemble, val)
     ensemble.calibration = torch.as_tensor(scale, dtype=torch.float32)
-    report = slice(half, None) if len(val) > 1 else slice(None)
-    metrics = regression_metrics(y_val[report], mean[report], std[report] * scale, properties)
     history = list(init_from.metrics.get("history", [])) if init_from is not None else []
     if init_from is not None:
         history.append({k: init_from.metrics.get(k) for k in ("epochs", "train_seconds")})

@@ -158,3 +158,16 @@ def test_parallel_members_refuse_a_gpu(dataset) -> None:
                             device="cuda")
     with pytest.raises(ValueError, match="parallel processes on the CPU only"):
         train_ensemble(dataset, config)
+
+
+def test_calibration_is_fitted_on_the_whole_validation_split(ensemble, dataset) -> None:
+    from chem.property_model import Z90, calibrate
+
+    scale, metrics = calibrate(ensemble, dataset)
+    mean, std = ensemble.predict_dataset(dataset, calibrated=False)
+    covered = (np.abs(dataset.y - mean) <= Z90 * std * scale).mean(axis=0)
+    assert ((covered >= 0.85) & (covered <= 0.95)).all(), covered  # 90 % of 16 molecules
+    # the reported coverage is cross-fitted (each half scored with the other half's factor)
+    assert set(metrics) == {f"{m}_{p}" for m in ("mae", "nll", "coverage90")
+                            for p in ("homo_ev", "lumo_ev", "gap_ev")}
+    assert all(0.0 <= metrics[f"coverage90_{p}"] <= 1.0 for p in ("homo_ev", "lumo_ev", "gap_ev"))

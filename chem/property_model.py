@@ -436,9 +436,12 @@ def train_ensemble(data: GeometryDataset, config: TrainingConfig,
     y_std = torch.as_tensor(np.nanstd(train.y, axis=0))
     steps = config.epochs * math.ceil(len(train) / config.batch_size)
     task = progress.add_task("training", total=config.members * steps) if progress else None
-    jobs = [_MemberJob(m, init_from.members[m].state_dict() if init_from is not None else None,
-                       0 if init_from is None else 1 + len(init_from.metrics.get("history", [])))
-            for m in range(config.members)]
+    if init_from is None:
+        jobs = [_MemberJob(m, None, 0) for m in range(config.members)]
+    else:  # a warm restart: each member from its trained weights, on the next cycle
+        cycle = 1 + len(init_from.metrics.get("history", []))
+        jobs = [_MemberJob(m, init_from.members[m].state_dict(), cycle)
+                for m in range(config.members)]
     start = time.perf_counter()
     workers = min(config.workers, config.members)
     if workers > 1 and _device(config).type != "cpu":

@@ -36,7 +36,14 @@ from torch_geometric.utils import scatter
 
 from chem import valence
 from chem.flow_data import PROPERTIES, MoleculeSet
-from chem.flow_model import ATOM_TYPES, BOND_TYPES, FlowDenoiser, pair_index
+from chem.flow_model import (
+    ATOM_TYPES,
+    BOND_TYPES,
+    FlowDenoiser,
+    Prediction,
+    add_self_conditioning,
+    pair_index,
+)
 
 FORMAT = "invdes-flow-generator-1"
 
@@ -66,6 +73,10 @@ class GeneratorTraining(BaseModel):
             noise of the last steps, as in EDM and most diffusion models. The decay is
             min(ema_decay, (1 + k) / (10 + k)) at optimiser step k, so that a short run
             averages over its own steps rather than its initial weights.
+        self_condition: the denoiser also reads its previous prediction of the clean
+            molecule (:class:`chem.flow_model.FlowDenoiser`); in training, half of the batches
+            first predict without it and then train on that (detached) prediction, and
+            sampling passes each step's prediction to the next.
         seed: seed of initialisation and batches.
         device: ``cpu``, ``cuda`` or ``auto``.
     """
@@ -83,6 +94,7 @@ class GeneratorTraining(BaseModel):
     weight_bonds: float = Field(default=2.0, ge=0.0)
     categorical_noise: float = Field(default=3.0, gt=0.0, le=100.0)
     ema_decay: float = Field(default=0.999, ge=0.0, lt=1.0)
+    self_condition: bool = False
     seed: int = 0
     device: str = "cpu"
 
@@ -398,16 +410,21 @@ def integrate(model: FlowDenoiser, x: torch.Tensor, h: torch.Tensor, e: torch.Te
     no_mask = torch.zeros_like(condition)
     guided = mask is not None and guidance != 0.0
     grid = time_grid(steps, time_power)
+    previous: Prediction | None = None  # self-conditioning: the last step's prediction
+    previous_uncond: Prediction | None = None  # the same of the unconditional branch
     for k in range(steps):
         t = torch.full((g,), float(grid[k]))
         x1, h_logits, e_logits = model(x, h, e, edges, batch, t, condition,
-                                       no_mask if mask is None else mask)
+                                       no_mask if mask is None else mask, previous)
         h1, e1 = h_logits.softmax(-1), e_logits.softmax(-1)
+        previous = Prediction(x1, h1, e1)
         if guided:
-            ux1, uh, ue = model(x, h, e, edges, batch, t, condition, no_mask)
+            ux1, uh, ue = model(x, h, e, edges, batch, t, condition, no_mask, previous_uncond)
+            uh, ue = uh.softmax(-1), ue.softmax(-1)
+            previous_uncond = Prediction(ux1, uh, ue)
             x1 = x1 + guidance * (x1 - ux1)
-            h1 = (h1 + guidance * (h1 - uh.softmax(-1))).clamp_min(0)
-            e1 = (e1 + guidance * (e1 - ue.softmax(-1))).clamp_min(0)
+            h1 = (h1 + guidance * (h1 - uh)).clamp_min(0)
+            e1 = (e1 + guidance * (e1 - ue)).clamp_min(0)
         scale = float((grid[k + 1] - grid[k]) / (1.0 - grid[k]))
         x = x + scale * (x1 - x)
         h = h + scale * (h1 - h)
@@ -417,7 +434,8 @@ def integrate(model: FlowDenoiser, x: torch.Tensor, h: torch.Tensor, e: torch.Te
 
 def _network(config: GeneratorTraining, n_conditions: int) -> FlowDenoiser:
     return FlowDenoiser(n_conditions=n_conditions, features=config.features,
-                        n_layers=config.n_layers, n_rbf=config.n_rbf)
+                        n_layers=config.n_layers, n_rbf=config.n_rbf,
+                        self_condition=config.self_condition)
 
 
 def flow_loss(model: FlowDenoiser, b: Batch, y_mean: torch.Tensor, y_std: torch.Tensor,
@@ -440,7 +458,12 @@ def flow_loss(model: FlowDenoiser, b: Batch, y_mean: torch.Tensor, y_std: torch.
     keep = (torch.rand(g, 1, generator=gen) >= config.p_uncond).float().to(device)
     each = (torch.rand(cond.shape, generator=gen) >= config.p_drop_property).float().to(device)
     mask = keep.expand(-1, cond.shape[1]) * each * known.float()
-    x_hat, h_logits, e_logits = model(x_t, h_t, e_t, b.edges, b.batch, t, cond, mask)
+    previous = None
+    if config.self_condition and float(torch.rand(1, generator=gen)) < 0.5:
+        with torch.no_grad():
+            x_prev, h_prev, e_prev = model(x_t, h_t, e_t, b.edges, b.batch, t, cond, mask)
+        previous = Prediction(x_prev, h_prev.softmax(-1), e_prev.softmax(-1))
+    x_hat, h_logits, e_logits = model(x_t, h_t, e_t, b.edges, b.batch, t, cond, mask, previous)
     pos = ((x_hat - b.x1) ** 2).sum(-1).mean()
     types = F.cross_entropy(h_logits, b.types)
     bonds = F.cross_entropy(e_logits, b.bond_class)
@@ -455,7 +478,9 @@ def train_generator(data: MoleculeSet, config: GeneratorTraining,
     """Trains the denoiser on ``data`` and returns the generator.
 
     With ``init_from``, training starts from that generator's weights and target statistics (a
-    second stage with other settings, e.g. a lower learning rate); the architecture must match.
+    second stage with other settings, e.g. a lower learning rate); the architecture must match,
+    except that a generator without self-conditioning can start one with it
+    (:func:`chem.flow_model.add_self_conditioning`).
 
     With ``state_path``, the training state (weights, optimiser, schedule, epochs done) is
     written there after every epoch and, when the file exists for the same settings and data
@@ -477,7 +502,14 @@ def train_generator(data: MoleculeSet, config: GeneratorTraining,
         if any(getattr(init_from.config, a) != getattr(config, a) for a in arch):
             raise ValueError("--init-from has another architecture: "
                              + ", ".join(f"{a}={getattr(init_from.config, a)}" for a in arch))
-        model.load_state_dict(init_from.model.state_dict())
+        weights = init_from.model.state_dict()
+        if config.self_condition and not init_from.config.self_condition:
+            weights = add_self_conditioning(weights, len(ATOM_TYPES), len(BOND_TYPES),
+                                            config.n_rbf)
+        elif config.self_condition != init_from.config.self_condition:
+            raise ValueError("--init-from uses self-conditioning; a network without it cannot "
+                             "start from it")
+        model.load_state_dict(weights)
         y_mean, y_std = init_from.y_mean.clone(), init_from.y_std.clone()
         earlier = {"init_from": {**init_from.metrics, "config": init_from.config.model_dump()}}
     steps_per_epoch = math.ceil(len(data) / config.batch_size)

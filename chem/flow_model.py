@@ -11,11 +11,19 @@ them), and logits of atom types and bond types (invariant). It is a PaiNN-style 
 graph of each molecule, with edge features from an e3nn radial basis of the distance and the
 bond state, conditioned on the time and on property targets (HOMO, LUMO, gap) with a mask for
 classifier-free guidance.
+
+With self-conditioning (as in SemlaFlow and MultiFlow), the network also reads its own previous
+prediction of the clean molecule: the predicted class and bond probabilities, a radial basis of
+the predicted pair distances (invariant) and the displacement x̂_1 - x_t of each atom as a
+starting vector feature (equivariant). All of them are zero where there is no previous
+prediction, and their input weights start at zero (:func:`add_self_conditioning`), so a network
+without self-conditioning carries over unchanged and learns to use them in further training.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from e3nn.math import soft_one_hot_linspace
@@ -79,20 +87,27 @@ class FlowDenoiser(nn.Module):
         n_layers: interaction blocks.
         n_rbf: radial basis functions of the distance (0 to ``max_distance``).
         max_distance: range of the radial basis, Angstrom.
+        self_condition: the network reads its previous prediction (``previous`` of
+            :meth:`forward`).
     """
 
     def __init__(self, n_atom_types: int = len(ATOM_TYPES), n_bond_types: int = len(BOND_TYPES),
                  n_conditions: int = 3, features: int = 128, n_layers: int = 6, n_rbf: int = 32,
-                 max_distance: float = 8.0) -> None:
+                 max_distance: float = 8.0, self_condition: bool = False) -> None:
         super().__init__()
         self.n_atom_types, self.n_bond_types, self.n_conditions = (n_atom_types, n_bond_types,
                                                                    n_conditions)
         self.features, self.n_rbf, self.max_distance = features, n_rbf, max_distance
+        self.self_condition = self_condition
         n_time = 2 * 8 + 1
-        self.embed_atoms = nn.Sequential(
-            nn.Linear(n_atom_types + n_time + 2 * n_conditions, features), nn.SiLU(),
-            nn.Linear(features, features))
-        edge_in = n_rbf + n_bond_types
+        # inputs of a previous prediction go last, so that add_self_conditioning appends columns
+        atoms_in = n_atom_types + n_time + 2 * n_conditions + (n_atom_types if self_condition
+                                                               else 0)
+        self.embed_atoms = nn.Sequential(nn.Linear(atoms_in, features), nn.SiLU(),
+                                         nn.Linear(features, features))
+        edge_in = n_rbf + n_bond_types + (n_rbf + n_bond_types if self_condition else 0)
+        if self_condition:
+            self.previous_shift = nn.Parameter(torch.zeros(features))
         self.embed_edges = nn.Sequential(nn.Linear(edge_in, features), nn.SiLU(),
                                          nn.Linear(features, features))
         self.layers = nn.ModuleList(PaiNNInteraction(features, features) for _ in range(n_layers))
@@ -105,11 +120,12 @@ class FlowDenoiser(nn.Module):
 
     def __repr__(self) -> str:
         return (f"FlowDenoiser(features={self.features}, n_layers={len(self.layers)}, "
-                f"n_conditions={self.n_conditions})")
+                f"n_conditions={self.n_conditions}, self_condition={self.self_condition})")
 
     def forward(self, x_t: torch.Tensor, h_t: torch.Tensor, e_t: torch.Tensor,
                 edges: torch.Tensor, batch: torch.Tensor, t: torch.Tensor,
                 condition: torch.Tensor, condition_mask: torch.Tensor,
+                previous: Prediction | None = None,
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One prediction.
 
@@ -123,6 +139,8 @@ class FlowDenoiser(nn.Module):
             condition: (n_molecules, n_conditions) standardised property targets.
             condition_mask: (n_molecules, n_conditions) 1 where a target is given, 0 where not
                 (classifier-free guidance drops targets by zeroing the mask).
+            previous: the network's previous prediction of the clean molecule (self-conditioning;
+                ignored by a network without it); None: none yet.
 
         Returns:
             x_1 (n_atoms, 3) predicted clean positions (same centre of mass as x_t), atom-type
@@ -148,14 +166,33 @@ class FlowDenoiser(nn.Module):
                                     cutoff=False)
         e = e_t.new_zeros(n_molecules, n_max, n_max, e_t.shape[-1])
         e[mol, r_slot, s_slot] = e_t
-        edge_in = torch.cat([rbf, e], dim=-1)
-        edge = self.embed_edges(edge_in)
         cond = torch.cat([condition * condition_mask, condition_mask], dim=-1)
         per_molecule = torch.cat([time_features(t), cond], dim=-1)
-        s_atoms = self.embed_atoms(torch.cat([h_t, per_molecule[batch]], dim=-1))
+        atoms_in = [h_t, per_molecule[batch]]
+        edge_parts = [rbf, e]
+        v = x.new_zeros(n_molecules, n_max, 3, self.features)
+        if self.self_condition:
+            prev_h = x_t.new_zeros(h_t.shape)
+            prev_e = e.new_zeros(e.shape)
+            prev_rbf = rbf.new_zeros(rbf.shape)
+            if previous is not None:
+                prev_h = previous.atom_probs
+                prev_e[mol, r_slot, s_slot] = previous.bond_probs
+                x_prev = x.new_zeros(x.shape)
+                x_prev[batch, slot] = previous.positions
+                d_prev = (x_prev[:, None, :, :] - x_prev[:, :, None, :]).norm(dim=-1)
+                prev_rbf = soft_one_hot_linspace(d_prev, 0.0, self.max_distance, self.n_rbf,
+                                                 basis="gaussian", cutoff=False)
+                shift_prev = x.new_zeros(x.shape)
+                shift_prev[batch, slot] = previous.positions - x_t
+                v = shift_prev[..., None] * self.previous_shift  # (B, N, 3, F), equivariant
+            atoms_in.append(prev_h)
+            edge_parts += [prev_rbf, prev_e]
+        edge_in = torch.cat(edge_parts, dim=-1)
+        edge = self.embed_edges(edge_in)
+        s_atoms = self.embed_atoms(torch.cat(atoms_in, dim=-1))
         s = s_atoms.new_zeros(n_molecules, n_max, s_atoms.shape[-1])
         s[batch, slot] = s_atoms
-        v = s.new_zeros(n_molecules, n_max, 3, s.shape[-1])
         for layer, norm in zip(self.layers, self.norms, strict=True):
             assert isinstance(layer, PaiNNInteraction)
             s, v = layer.forward_dense(s, v, pair_mask, edge, unit)
@@ -168,3 +205,45 @@ class FlowDenoiser(nn.Module):
                           edge_in[mol, r_slot, s_slot]], dim=-1)
         bond_logits = self.bond_head(pair)
         return x_t + shift, atom_logits, bond_logits
+
+
+class Prediction(NamedTuple):
+    """A denoiser's prediction of the clean molecule, as read back by self-conditioning.
+
+    Attributes:
+        positions: (n_atoms, 3) predicted clean positions, Angstrom.
+        atom_probs: (n_atoms, n_atom_types) predicted class probabilities.
+        bond_probs: (n_pairs, n_bond_types) predicted bond probabilities.
+    """
+
+    positions: torch.Tensor
+    atom_probs: torch.Tensor
+    bond_probs: torch.Tensor
+
+
+def add_self_conditioning(state: dict[str, torch.Tensor], n_atom_types: int, n_bond_types: int,
+                          n_rbf: int) -> dict[str, torch.Tensor]:
+    """Weights of a network without self-conditioning, widened for one with it.
+
+    The input columns of the previous prediction and the weight of its displacement vector are
+    zero, so the widened network computes exactly what the original did.
+
+    Args:
+        state: ``state_dict`` of a :class:`FlowDenoiser` with ``self_condition=False``.
+        n_atom_types: atom classes.
+        n_bond_types: bond classes.
+        n_rbf: radial basis functions.
+
+    Returns:
+        A ``state_dict`` for the same network with ``self_condition=True``.
+    """
+    def widened(weight: torch.Tensor, extra: int) -> torch.Tensor:
+        return torch.cat([weight, weight.new_zeros(weight.shape[0], extra)], dim=1)
+
+    out = dict(state)
+    out["embed_atoms.0.weight"] = widened(state["embed_atoms.0.weight"], n_atom_types)
+    out["embed_edges.0.weight"] = widened(state["embed_edges.0.weight"], n_rbf + n_bond_types)
+    out["bond_head.0.weight"] = widened(state["bond_head.0.weight"], n_rbf + n_bond_types)
+    out["previous_shift"] = state["embed_atoms.0.weight"].new_zeros(
+        state["embed_atoms.2.weight"].shape[0])
+    return out

@@ -598,7 +598,10 @@ def train_generator_command(
         help="Training state written after every epoch; an interrupted run given the same "
              "file resumes where it stopped.")] = None,
     init_from: Annotated[Path | None, typer.Option(
-        help="Start from this generator checkpoint (same architecture): a second stage.")] = None,
+        help="Start from this generator checkpoint (same architecture, or the same without "
+             "self-conditioning): a further stage.")] = None,
+    self_condition: Annotated[bool, typer.Option(
+        help="The denoiser also reads its previous prediction of the clean molecule.")] = False,
     p_drop_property: Annotated[float, typer.Option(
         help="Probability of dropping each conditioning target on its own.")] = 0.3,
     ema_decay: Annotated[float, typer.Option(
@@ -616,7 +619,7 @@ def train_generator_command(
                                    weight_types=weight_types, weight_bonds=weight_bonds,
                                    categorical_noise=categorical_noise,
                                    p_drop_property=p_drop_property, ema_decay=ema_decay,
-                                   seed=seed, device=device)
+                                   self_condition=self_condition, seed=seed, device=device)
     except ValidationError as exc:
         _fail(str(exc))
     with _training_progress() as progress:

@@ -201,14 +201,15 @@ def test_interrupted_training_resumes_to_the_same_weights(data: MoleculeSet, tmp
         train_generator(data, config.model_copy(update={"epochs": 5}), state_path=state)
 
 
+@pytest.mark.parametrize("self_condition", [False, True])
 def test_a_rotated_start_gives_the_rotated_molecule_with_the_same_verdict(
-    data: MoleculeSet,
+    data: MoleculeSet, self_condition: bool,
 ) -> None:
     from chem.flow_matching import centred_noise, integrate, symmetric_pair_noise
     from chem.flow_model import BOND_TYPES, pair_index
 
     config = GeneratorTraining(features=16, n_layers=2, n_rbf=8, epochs=40, batch_size=5,
-                               learning_rate=3e-3)
+                               learning_rate=3e-3, self_condition=self_condition)
     model = train_generator(data, config).model.double()
     counts = torch.tensor([3, 2, 5, 4])
     batch = torch.repeat_interleave(torch.arange(4), counts)
@@ -250,3 +251,41 @@ def test_a_second_stage_starts_from_the_first_and_keeps_its_history(data: Molecu
     torch.testing.assert_close(second.y_mean, first.y_mean)
     with pytest.raises(ValueError, match="another architecture: features=8"):
         train_generator(data, config.model_copy(update={"features": 16}), init_from=first)
+
+
+def test_a_stage_with_self_conditioning_starts_from_one_without_it(
+    data: MoleculeSet, tmp_path: Path,
+) -> None:
+    from chem.flow_matching import centred_noise, integrate, symmetric_pair_noise
+    from chem.flow_model import BOND_TYPES, pair_index
+
+    first = train_generator(data, GeneratorTraining(features=8, n_layers=1, n_rbf=4, epochs=2,
+                                                    batch_size=5))
+    config = GeneratorTraining(features=8, n_layers=1, n_rbf=4, epochs=1, batch_size=5,
+                               learning_rate=1e-9, self_condition=True)
+    second = train_generator(data, config, init_from=first)
+    assert second.model.self_condition and "previous_shift" in second.model.state_dict()
+    counts = torch.tensor([4, 3])
+    batch = torch.repeat_interleave(torch.arange(2), counts)
+    edges = pair_index(counts)
+    gen = torch.Generator().manual_seed(0)
+    x = centred_noise((len(batch), 3), batch, 2, gen)
+    h = torch.randn(len(batch), len(ATOM_TYPES), generator=gen)
+    e = symmetric_pair_noise(edges, len(BOND_TYPES), gen)
+    cond, mask = first.condition_tensor(2, {"gap_ev": 6.0})
+    # the new inputs start at zero weight: the same flow, step by step, guided or not
+    for guidance in (0.0, 2.0):
+        before = integrate(first.model, x, h, e, edges, batch, cond, mask, 8, guidance)
+        after = integrate(second.model, x, h, e, edges, batch, cond, mask, 8, guidance)
+        for a, b in zip(before, after, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    second.save(tmp_path / "sc.pt")
+    loaded = FlowGenerator.load(tmp_path / "sc.pt")
+    assert loaded.config.self_condition
+    for a, b in zip(loaded.sample(3, seed=4, steps=5), second.sample(3, seed=4, steps=5),
+                    strict=True):
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_allclose(a[1], b[1], atol=1e-6)
+    with pytest.raises(ValueError, match="uses self-conditioning"):
+        train_generator(data, config.model_copy(update={"self_condition": False}),
+                        init_from=second)

@@ -7,7 +7,14 @@ import math
 import pytest
 import torch
 
-from chem.flow_model import ATOM_CLASSES, BOND_TYPES, FlowDenoiser, pair_index
+from chem.flow_model import (
+    ATOM_CLASSES,
+    BOND_TYPES,
+    FlowDenoiser,
+    Prediction,
+    add_self_conditioning,
+    pair_index,
+)
 
 
 def _rotation(seed: int) -> torch.Tensor:
@@ -41,10 +48,11 @@ def net() -> FlowDenoiser:
     return FlowDenoiser(features=16, n_layers=2, n_rbf=8).double().eval()
 
 
-def _run(net: FlowDenoiser, d: dict[str, torch.Tensor], x: torch.Tensor | None = None):
+def _run(net: FlowDenoiser, d: dict[str, torch.Tensor], x: torch.Tensor | None = None,
+         previous: Prediction | None = None):
     with torch.no_grad():
         return net(d["x"] if x is None else x, d["h"], d["e"], d["edges"], d["batch"], d["t"],
-                   d["c"], d["m"])
+                   d["c"], d["m"], previous)
 
 
 def test_positions_rotate_and_translate_with_the_input_and_logits_do_not_change(net, inputs):
@@ -85,3 +93,58 @@ def test_bond_logits_are_symmetric_and_centre_of_mass_is_kept(net, inputs):
     com = torch.zeros(2, 3, dtype=torch.float64).index_add_(0, inputs["batch"], x1)
     assert float(com.abs().max()) < 1e-9
     assert math.isfinite(float(x1.sum()))
+
+
+@pytest.fixture(scope="module")
+def self_conditioned() -> FlowDenoiser:
+    torch.manual_seed(2)
+    net = FlowDenoiser(features=16, n_layers=2, n_rbf=8, self_condition=True).double().eval()
+    with torch.no_grad():  # the weights of the previous prediction start at zero: wake them up
+        net.previous_shift.normal_()
+        for name in ("embed_atoms", "embed_edges", "bond_head"):
+            getattr(net, name)[0].weight.normal_(std=0.3)
+    return net
+
+
+def _previous(d: dict[str, torch.Tensor]) -> Prediction:
+    gen = torch.Generator().manual_seed(3)
+    return Prediction(d["x"] + 0.3 * torch.randn(d["x"].shape, generator=gen, dtype=torch.float64),
+                      torch.rand(d["h"].shape, generator=gen, dtype=torch.float64),
+                      d["e"].abs())
+
+
+def test_self_conditioned_outputs_rotate_with_the_input_and_the_previous_prediction(
+    self_conditioned, inputs,
+):
+    prev = _previous(inputs)
+    x1, atoms, bonds = _run(self_conditioned, inputs, previous=prev)
+    x1_none, _, _ = _run(self_conditioned, inputs)
+    assert float((x1 - x1_none).abs().max()) > 1e-3  # the previous prediction is read
+    rot = _rotation(5)
+    shift = torch.tensor([0.4, 1.0, -3.0], dtype=torch.float64)
+    moved = prev._replace(positions=prev.positions @ rot.T + shift)
+    x1_m, atoms_m, bonds_m = _run(self_conditioned, inputs, inputs["x"] @ rot.T + shift, moved)
+    torch.testing.assert_close(x1_m, x1 @ rot.T + shift, atol=1e-4, rtol=0)
+    torch.testing.assert_close(atoms_m, atoms, atol=1e-4, rtol=0)
+    torch.testing.assert_close(bonds_m, bonds, atol=1e-4, rtol=0)
+    perm = torch.tensor([3, 0, 4, 1, 2, 6, 7, 5])
+    edges = inputs["edges"]
+    lookup = {(int(i), int(j)): k for k, (i, j) in enumerate(edges.T.tolist())}
+    order = torch.tensor([lookup[(int(perm[i]), int(perm[j]))]
+                          for i, j in pair_index(torch.tensor([5, 3])).T.tolist()])
+    permuted = dict(inputs, x=inputs["x"][perm], h=inputs["h"][perm], e=inputs["e"][order])
+    prev_p = Prediction(prev.positions[perm], prev.atom_probs[perm], prev.bond_probs[order])
+    x1_p, atoms_p, bonds_p = _run(self_conditioned, permuted, previous=prev_p)
+    torch.testing.assert_close(x1_p, x1[perm], atol=1e-6, rtol=0)
+    torch.testing.assert_close(atoms_p, atoms[perm], atol=1e-6, rtol=0)
+    torch.testing.assert_close(bonds_p, bonds[order], atol=1e-6, rtol=0)
+
+
+def test_a_network_widened_for_self_conditioning_computes_what_it_did(net, inputs):
+    widened = FlowDenoiser(features=16, n_layers=2, n_rbf=8, self_condition=True).double().eval()
+    widened.load_state_dict(add_self_conditioning(net.state_dict(), len(ATOM_CLASSES),
+                                                  len(BOND_TYPES), 8))
+    before = _run(net, inputs)
+    for previous in (None, _previous(inputs)):
+        for a, b in zip(before, _run(widened, inputs, previous=previous), strict=True):
+            torch.testing.assert_close(a, b, atol=1e-12, rtol=0)

@@ -122,6 +122,11 @@ class FlowDenoiser(nn.Module):
         return (f"FlowDenoiser(features={self.features}, n_layers={len(self.layers)}, "
                 f"n_conditions={self.n_conditions}, self_condition={self.self_condition})")
 
+    def _radial(self, dist: torch.Tensor) -> torch.Tensor:
+        """Gaussian radial basis of distances (Angstrom), (...) -> (..., n_rbf)."""
+        return soft_one_hot_linspace(dist, 0.0, self.max_distance, self.n_rbf, basis="gaussian",
+                                     cutoff=False)
+
     def forward(self, x_t: torch.Tensor, h_t: torch.Tensor, e_t: torch.Tensor,
                 edges: torch.Tensor, batch: torch.Tensor, t: torch.Tensor,
                 condition: torch.Tensor, condition_mask: torch.Tensor,
@@ -162,8 +167,7 @@ class FlowDenoiser(nn.Module):
         vec = x[:, None, :, :] - x[:, :, None, :]  # (B, N, N, 3): from i to j
         dist = vec.norm(dim=-1)
         unit = vec / dist.clamp_min(1e-6)[..., None]
-        rbf = soft_one_hot_linspace(dist, 0.0, self.max_distance, self.n_rbf, basis="gaussian",
-                                    cutoff=False)
+        rbf = self._radial(dist)
         e = e_t.new_zeros(n_molecules, n_max, n_max, e_t.shape[-1])
         e[mol, r_slot, s_slot] = e_t
         cond = torch.cat([condition * condition_mask, condition_mask], dim=-1)
@@ -181,8 +185,7 @@ class FlowDenoiser(nn.Module):
                 x_prev = x.new_zeros(x.shape)
                 x_prev[batch, slot] = previous.positions
                 d_prev = (x_prev[:, None, :, :] - x_prev[:, :, None, :]).norm(dim=-1)
-                prev_rbf = soft_one_hot_linspace(d_prev, 0.0, self.max_distance, self.n_rbf,
-                                                 basis="gaussian", cutoff=False)
+                prev_rbf = self._radial(d_prev)
                 shift_prev = x.new_zeros(x.shape)
                 shift_prev[batch, slot] = previous.positions - x_t
                 v = shift_prev[..., None] * self.previous_shift  # (B, N, 3, F), equivariant

@@ -9,7 +9,9 @@ from __future__ import annotations
 import math
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -80,19 +82,40 @@ def record_task(engine: CampaignEngine, round_index: int) -> dict[str, float]:
 @task(name="log-mlflow", cache_policy=NO_CACHE, task_run_name="mlflow-r{round_index}")
 def log_task(engine: CampaignEngine, tracker: CampaignTracker, parent_run_id: str,
              round_index: int) -> str:
-    """Stage 6b: the round as a nested MLflow run, with the ranked table and the progress plot."""
+    """Stage 6b: the round as a nested MLflow run spanning the round's wall time, with the
+    ranked table and the progress plot; the campaign's totals and bests on the parent run."""
     record = engine.store.round(engine.name, round_index)
     assert record is not None
     rows = ranked_rows(engine.ranked(), engine.config,
                        list(engine.components.oracle.properties()))
     table = rows_to_csv(rows)
+    end = _unix_ms(record.finished_at) if record.finished_at else None
+    seconds = record.metrics.get("seconds_round_total")
+    start = (end - int(1000 * seconds) if end is not None and seconds is not None
+             and math.isfinite(seconds) else _unix_ms(record.started_at))
+    key = f"surrogate_drift_{engine.objective.property}"
+    drift = record.metrics.get(key)
+    tags = {} if drift is None else {"invdes.surrogate_drift": "true" if drift else "false"}
+    drifted = [str(r.round_index) for r in engine.store.rounds(engine.name)
+               if r.round_index <= round_index and r.metrics.get(key)]
+    parent_tags = {"invdes.surrogate_drift_rounds": ",".join(drifted)} if drifted else {}
     with tempfile.TemporaryDirectory() as tmp:
         plot = _plot(engine, Path(tmp) / "progress.png")
         run_id = tracker.log_round(engine.name, parent_run_id, round_index, record.metrics,
-                                   artifacts={"ranked_candidates.csv": table}, files=[plot])
+                                   artifacts={"ranked_candidates.csv": table}, files=[plot],
+                                   campaign_metrics=engine.campaign_totals(round_index),
+                                   start_time_ms=start, end_time_ms=end, tags=tags,
+                                   parent_tags=parent_tags)
         tracker.log_campaign_artifacts(parent_run_id, {"ranked_candidates.csv": table}, [plot])
     engine.store.set_round_logged(engine.name, round_index, run_id)
     return run_id
+
+
+def _unix_ms(moment: datetime) -> int:
+    """Unix time in ms of a stored time (SQLite gives them back without a zone: UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
 
 
 def _plot(engine: CampaignEngine, path: Path) -> Path:
@@ -113,7 +136,7 @@ def _run_oracle(engine: CampaignEngine, requests: list[OracleRequest], progress:
     futures = {oracle_task.submit(engine.oracles[req.fidelity], req.candidate): req
                for req in requests}
     store_error: Exception | None = None
-    for future in as_completed(list(futures)):
+    for done, future in enumerate(as_completed(list(futures)), start=1):
         req = futures[future]
         try:
             result = future.result()
@@ -125,6 +148,17 @@ def _run_oracle(engine: CampaignEngine, requests: list[OracleRequest], progress:
         except Exception as exc:  # keep storing the others; the rerun redoes only this one
             store_error = store_error or exc
         progress.advance(bar)
+        if not progress.console.is_terminal:  # a log file: one plain line per calculation
+            prop = engine.objective.property
+            value = result.values.get(prop)
+            what = (f"{prop} {value:.3f}" if result.ok and value is not None
+                    else f"failed: {result.reason}")
+            wall = result.details.get("wall_s")
+            progress.console.print(
+                f"round {round_index}: oracle {done}/{len(requests)} {req.candidate.id} "
+                f"{req.candidate.representation} [{req.fidelity}]: {what}"
+                + (f" ({wall:.1f} s)" if isinstance(wall, int | float) else ""),
+                highlight=False, markup=False, soft_wrap=True)
     if store_error is not None:
         raise store_error
 
@@ -167,25 +201,42 @@ def _campaign(config: CampaignConfig, home: Home, rounds: int | None,
             if stage == 5:
                 continue
             start = time.perf_counter()
+            say = _plain_lines(console, r)
             step = progress.add_task(f"round {r}: generate, filter, select", total=None)
             if stage < 1:
-                generate_task(engine, r)
+                n_pool = generate_task(engine, r)
+                say(f"generated and filtered: {n_pool} in the pool", start)
             if stage < 2:
-                select_task(engine, r)
+                n_picked = select_task(engine, r)
+                say(f"selected {n_picked} for the oracle", start)
             progress.update(step, total=1, completed=1)
             if stage < 3:
                 _run_oracle(engine, engine.oracle_requests(r), progress, r)
                 engine.finish_oracle(r)
+                say("oracle done", start)
             if stage < 4:
                 engine.timer.seconds["round_total"] = time.perf_counter() - start
                 metrics = record_task(engine, r)
             log_task(engine, tracker, parent, r)
+            say("recorded and logged to MLflow", start)
             record = store.round(config.name, r)
             metrics = record.metrics if record else metrics
-            console.print(_round_line(r, metrics, engine))
+            console.print(_round_line(r, metrics, engine), highlight=False)
     tracker.finish_campaign(parent)
     store.close()
     return CampaignResult(config.name, target, store.url, tracker.tracking_uri, parent, metrics)
+
+
+def _plain_lines(console: Console, round_index: int) -> Callable[[str, float], None]:
+    """A printer of one plain line per finished stage, for output that is not a terminal (a
+    log file, a scheduler); on a terminal the progress bars say it."""
+
+    def say(what: str, start: float) -> None:
+        if not console.is_terminal:
+            console.print(f"round {round_index}: {what} ({time.perf_counter() - start:.1f} s)",
+                          highlight=False, markup=False)
+
+    return say
 
 
 def _round_line(r: int, m: dict[str, Any], engine: CampaignEngine) -> str:
@@ -194,13 +245,20 @@ def _round_line(r: int, m: dict[str, Any], engine: CampaignEngine) -> str:
         return "n/a" if v is None or not math.isfinite(v) else format(v, spec)
 
     prop = engine.objective.property
-    return (
+    line = (
         f"[bold]round {r}[/bold]: generated {fmt('n_generated', '.0f')}, "
         f"valid {fmt('validity_rate')}, unique {fmt('uniqueness')}, novel {fmt('novelty')}, "
         f"oracle calls {fmt('oracle_calls', '.0f')} (failed {fmt('oracle_failures', '.0f')}), "
         f"hit rate {fmt('hit_rate')}, hits so far {fmt('hits_total', '.0f')}, "
-        f"surrogate MAE {fmt(f'surrogate_mae_{prop}', '.3f')}"
+        f"surrogate MAE {fmt(f'surrogate_mae_{prop}', '.3f')} "
+        f"(predicted sigma {fmt(f'surrogate_sigma_{prop}', '.3f')})"
     )
+    if m.get(f"surrogate_drift_{prop}"):
+        line += (f"\n[bold yellow]warning:[/bold yellow] the surrogate's errors on this round's "
+                 f"{prop} results are {fmt(f'surrogate_zrms_{prop}', '.1f')} times its predicted "
+                 "uncertainty (root mean square; about 1 when calibrated): its ranking has "
+                 "drifted and is not to be trusted")
+    return line
 
 
 def run_campaign(config: CampaignConfig, rounds: int | None = None, *,

@@ -12,12 +12,14 @@ Three goals:
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import numpy as np
 import numpy.typing as npt
-import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+if TYPE_CHECKING:  # torch is imported by whoever passes tensors, not by config loading
+    import torch
 
 
 class Objective(BaseModel):
@@ -61,10 +63,14 @@ class Objective(BaseModel):
         Returns:
             Scores, same shape as ``y``.
         """
-        return self.score_torch(torch.tensor(np.asarray(y, dtype=np.float64))).numpy()
+        return np.asarray(self._score(np.asarray(y, dtype=np.float64)), dtype=np.float64)
 
     def score_torch(self, y: torch.Tensor) -> torch.Tensor:
         """Differentiable :meth:`score` on a tensor of any shape."""
+        return self._score(y)
+
+    def _score(self, y: Any) -> Any:
+        """The score on a NumPy array or a tensor (the same arithmetic on both)."""
         if self.goal == "maximize":
             return y
         if self.goal == "minimize":

@@ -161,3 +161,20 @@ class Oracle(Protocol):
     def __call__(self, candidates: Sequence[Candidate]) -> list[Evaluation]:
         """Evaluates candidates; a failure is an evaluation with status failed, never an error."""
         ...
+
+
+@runtime_checkable
+class Domain(Protocol):
+    """What the engine needs to know of a kind of design (molecules, perovskites)."""
+
+    label: str
+    """Name of the text form in tables and files (``smiles``)."""
+
+    def key(self, text: str) -> str:
+        """Canonical identity of a design given as text (its text when it does not parse)."""
+        ...
+
+    def candidate(self, text: str, candidate_id: str, *, round_index: int = 0,
+                  origin: str = "file") -> Candidate:
+        """A candidate for a design given as text (from a file or a person)."""
+        ...

@@ -5,16 +5,42 @@ Example:
     ... class GraphGAGenerator: ...
 
 A duplicate name is an error, and so is an unknown name; its message lists the known ones.
+
+Implementations register when their module is imported. The modules that hold them are named
+once, with :func:`add_plugins` (the engine's own here; the domains and oracles by whoever
+wires them, :mod:`flows`), and imported on the first lookup of any registry, so that a
+command that needs no implementation (``invdes status``) never imports torch or RDKit.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 T = TypeVar("T")
+
+
+_PLUGINS: list[str] = ["pipeline.acquisition", "pipeline.surrogates"]
+_LOADED: set[str] = set()
+
+
+def add_plugins(*modules: str) -> None:
+    """Names modules (``"chem"``, ``"oracles"``) whose import registers implementations; they
+    are imported on the next lookup of any registry."""
+    for module in modules:
+        if module not in _PLUGINS:
+            _PLUGINS.append(module)
+
+
+def load_plugins() -> None:
+    """Imports every module named with :func:`add_plugins` not imported yet."""
+    for module in list(_PLUGINS):
+        if module not in _LOADED:
+            _LOADED.add(module)  # before the import: a lookup during it must not recurse
+            importlib.import_module(module)
 
 
 class RegistryError(KeyError):
@@ -65,6 +91,7 @@ class Registry(Generic[T]):
         Raises:
             RegistryError: if nothing is registered under ``name``; lists the known names.
         """
+        load_plugins()
         try:
             return self._entries[name]
         except KeyError:
@@ -90,9 +117,11 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         """Registered names, sorted."""
+        load_plugins()
         return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:
+        load_plugins()
         return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
@@ -109,5 +138,8 @@ SURROGATES: Registry[Any] = Registry("surrogate")
 ACQUISITIONS: Registry[Any] = Registry("acquisition")
 ORACLES: Registry[Any] = Registry("oracle")
 PREPARERS: Registry[Any] = Registry("preparer")
-PRIORS: Registry[Any] = Registry("prior")
 """Per domain (``molecules``, ``materials``): attaches what oracles need (a 3D structure)."""
+PRIORS: Registry[Any] = Registry("prior")
+"""Pretrained property models a surrogate can start from."""
+DOMAINS: Registry[Any] = Registry("domain")
+"""Per domain (``molecules``, ``materials``): how a design's text becomes a candidate."""

@@ -79,7 +79,10 @@ def test_predict_command(ensemble, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["predict", "--smiles-file", str(smiles), "--weights",
                                       str(weights), "--json"])
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.stdout)
+    report = json.loads(result.stdout)
+    assert "B3LYP" not in report["level"] and "model.pt" in report["model"]  # not the shipped one
+    assert set(report["held_out_error"]) >= {"mae_gap_ev", "coverage90_gap_ev"}
+    rows = report["predictions"]
     assert [r["line"] for r in rows] == [2, 3, 4]
     assert rows[0]["status"] == "ok" and rows[0]["gap_ev_std"] > 0
     assert {"homo_ev_mean", "lumo_ev_mean", "gap_ev_mean"} <= set(rows[2])
@@ -89,7 +92,7 @@ def test_predict_command(ensemble, tmp_path: Path) -> None:
     none_ok = CliRunner().invoke(app, ["predict", "--smiles-file", str(unusable), "--weights",
                                        str(weights), "--json"])
     assert none_ok.exit_code == 0, none_ok.output
-    failed = json.loads(none_ok.stdout)
+    failed = json.loads(none_ok.stdout)["predictions"]
     assert [r["status"] for r in failed] == ["failed", "failed"]
     assert "element(s) Si outside" in failed[1]["reason"]
     missing = CliRunner().invoke(app, ["predict", "--smiles-file", str(smiles), "--weights",

@@ -16,11 +16,10 @@ from typing import Any, Literal, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-import pipeline.acquisition
-import pipeline.surrogates  # noqa: F401  (the engine's own implementations register here)
 from pipeline.objectives import Constraint, Objective
 from pipeline.registry import (
     ACQUISITIONS,
+    DOMAINS,
     FEATURIZERS,
     FILTERS,
     GENERATORS,
@@ -146,10 +145,14 @@ class CampaignConfig(_Strict):
         generators: one or more generators; their proposals are pooled.
         filters: validity filters, applied in order.
         featurizer: turns candidates into surrogate inputs.
-        surrogate: the property model fitted on the campaign's oracle results.
+        surrogate: the property model fitted on the campaign's oracle results; default: the
+            domain's best for the objective (for molecules and a property the pretrained
+            model predicts, ``prior_gp`` around it, else ``tanimoto_gp``).
         prior: a pretrained property model (``pretrained_painn``) the surrogate starts from and
             corrects as labels accumulate: ``prior_gp`` uses its predictions as the GP's mean
-            (recalibrated), ``multifidelity_gp`` as its least trusted fidelity.
+            (recalibrated to the campaign's level of theory), ``multifidelity_gp`` as its least
+            trusted fidelity. Left out, a surrogate that can use one gets the domain's
+            pretrained model when it predicts the objective; ``prior: null`` means none.
         acquisition: picks the oracle batch from the filtered pool.
         oracle: the expensive truth.
         fidelities: the fidelities the campaign's results may carry, from the least to the most
@@ -173,7 +176,7 @@ class CampaignConfig(_Strict):
     generators: list[GeneratorConfig] = Field(min_length=1)
     filters: list[ComponentConfig] = Field(default_factory=list)
     featurizer: ComponentConfig
-    surrogate: ComponentConfig
+    surrogate: ComponentConfig | None = None
     prior: ComponentConfig | None = None
     acquisition: AcquisitionConfig
     oracle: OracleConfig
@@ -318,6 +321,10 @@ def parse_config(data: Any, source: str = "<config>") -> CampaignConfig:
     except ValidationError as exc:
         lines = _describe_errors(exc, CampaignConfig)
         raise ConfigError(f"{source}: invalid campaign config\n  " + "\n  ".join(lines)) from None
+    try:
+        config = with_domain_defaults(config, prior_given="prior" in data)
+    except RegistryError as exc:
+        raise ConfigError(f"{source}: invalid campaign config\n  domain: {exc}") from None
     problems: list[str] = []
     for section, registry in _SECTIONS.items():
         value = getattr(config, section)
@@ -366,10 +373,11 @@ def parse_config(data: Any, source: str = "<config>") -> CampaignConfig:
         cls = SURROGATES.get(name)
         return bool(getattr(cls, "multi_fidelity", False) or getattr(cls, "uses_prior", False))
 
-    if (config.prior is not None and config.surrogate.name in SURROGATES
-            and not takes_prior(config.surrogate.name)):
+    surrogate_name = config.surrogate.name if config.surrogate else ""
+    if (config.prior is not None and surrogate_name in SURROGATES
+            and not takes_prior(surrogate_name)):
         problems.append(
-            f"prior: surrogate {config.surrogate.name!r} cannot use a prior; use one of: "
+            f"prior: surrogate {surrogate_name!r} cannot use a prior; use one of: "
             + ", ".join(n for n in SURROGATES.names() if takes_prior(n)))
     initial = config.acquisition.initial_batch
     model_free = [n for n in ACQUISITIONS.names()
@@ -382,6 +390,28 @@ def parse_config(data: Any, source: str = "<config>") -> CampaignConfig:
     if problems:
         raise ConfigError(f"{source}: invalid campaign config\n  " + "\n  ".join(problems))
     return config
+
+
+def with_domain_defaults(config: CampaignConfig, prior_given: bool) -> CampaignConfig:
+    """Fills the surrogate and the prior the file leaves out with the domain's defaults.
+
+    The domain (:data:`pipeline.registry.DOMAINS`) names them for the objective property
+    (``default_surrogate(property) -> (surrogate, prior)``, each a ``{name, params}`` mapping or
+    None): without a ``surrogate``, both are used; with a surrogate that can use a prior and no
+    ``prior`` key, the default prior is added. An explicit ``prior: null`` is kept.
+    """
+    surrogate, prior = DOMAINS.build(config.domain).default_surrogate(config.objective.property)
+    update: dict[str, Any] = {}
+    if config.surrogate is None:
+        update["surrogate"] = ComponentConfig.model_validate(surrogate)
+        chosen = surrogate["name"]
+    else:
+        chosen = config.surrogate.name
+    if not prior_given and prior is not None and chosen in SURROGATES:
+        cls = SURROGATES.get(chosen)
+        if getattr(cls, "uses_prior", False) or getattr(cls, "multi_fidelity", False):
+            update["prior"] = ComponentConfig.model_validate(prior)
+    return config.model_copy(update=update) if update else config
 
 
 def _check_fidelity_oracles(config: CampaignConfig, main_fidelity: str) -> list[str]:
@@ -412,10 +442,11 @@ def _check_fidelity_oracles(config: CampaignConfig, main_fidelity: str) -> list[
         if config.objective.property not in other.properties():
             problems.append(f"{where}: it does not return {config.objective.property!r}")
         runnable += 1
-    if runnable > 1 and config.surrogate.name in SURROGATES and not getattr(
-            SURROGATES.get(config.surrogate.name), "multi_fidelity", False):
+    surrogate_name = config.surrogate.name if config.surrogate else ""
+    if runnable > 1 and surrogate_name in SURROGATES and not getattr(
+            SURROGATES.get(surrogate_name), "multi_fidelity", False):
         problems.append(f"surrogate.name: {runnable} fidelities can be run, which needs a "
-                        f"multi-fidelity surrogate, not {config.surrogate.name!r}; use one of: "
+                        f"multi-fidelity surrogate, not {surrogate_name!r}; use one of: "
                         + ", ".join(n for n in SURROGATES.names()
                                     if getattr(SURROGATES.get(n), "multi_fidelity", False)))
     return problems

@@ -57,6 +57,20 @@ logger = logging.getLogger(__name__)
 SEEN_FILTER = "not_seen_before"
 """Name under which the engine's own de-duplication rejects candidates."""
 
+DRIFT_Z_RMS = 2.0
+"""A surrogate has drifted when the root mean square of its standardised errors on a round's new
+results, |y - mean| / std, exceeds this (a calibrated model gives about 1)..."""
+DRIFT_MIN_RESULTS = 3
+"""... on at least this many results (for a calibrated Gaussian model the chance of a false
+alarm on 3 results is 0.7 %, less on more)."""
+
+TOTALS = ("oracle_calls", "oracle_results", "oracle_cost", "oracle_failures", "n_generated",
+          "n_pool", "seconds_round_total")
+"""Round metrics that add up over a campaign (``<name>_total`` in :meth:`campaign_totals`)."""
+LATEST = ("hits_total", "labels_total", "feasible_total", "pareto_front_size", "best_objective",
+          "best_value")
+"""Round metrics that already describe the whole campaign (the latest round's value counts)."""
+
 
 @dataclass
 class Components:
@@ -90,6 +104,9 @@ class Components:
     def from_config(cls, config: CampaignConfig) -> Components:
         """Builds every component from the registries (domains must be imported first)."""
         surrogate_cfg = config.surrogate
+        if surrogate_cfg is None:
+            raise ValueError("the config names no surrogate: load campaign files with "
+                             "pipeline.config.parse_config, which fills in the domain's default")
         return cls(
             generators=[
                 (g.name, g.n_proposals, GENERATORS.build(g.name, g.params))
@@ -641,9 +658,35 @@ class CampaignEngine:
             std = np.maximum(std, 1e-12)
             z = np.abs(y - mean) / std
             out[f"surrogate_mae_{prop}"] = float(np.mean(np.abs(y - mean)))
+            out[f"surrogate_sigma_{prop}"] = float(np.sqrt(np.mean(std**2)))
+            z_rms = float(np.sqrt(np.mean(z**2)))
+            out[f"surrogate_zrms_{prop}"] = z_rms
+            out[f"surrogate_drift_{prop}"] = float(len(y) >= DRIFT_MIN_RESULTS
+                                                   and z_rms > DRIFT_Z_RMS)
             out[f"surrogate_coverage90_{prop}"] = float(np.mean(z <= 1.6448536))
             out[f"surrogate_nll_{prop}"] = float(np.mean(0.5 * np.log(2 * np.pi * std**2)
                                                          + 0.5 * z**2))
+        return out
+
+    def campaign_totals(self, round_index: int) -> dict[str, float]:
+        """The campaign's totals and bests after ``round_index`` (for comparing campaigns):
+        sums of :data:`TOTALS` over its recorded rounds, the latest value of :data:`LATEST`,
+        ``rounds_done``, and ``surrogate_drift_rounds`` (rounds whose objective surrogate
+        drifted)."""
+        rounds = [r for r in self.store.rounds(self.name)
+                  if r.round_index <= round_index and r.metrics]
+        if not rounds:
+            return {}
+        out: dict[str, float] = {"rounds_done": float(len(rounds))}
+        for key in TOTALS:
+            values = [r.metrics[key] for r in rounds
+                      if r.metrics.get(key) is not None and math.isfinite(r.metrics[key])]
+            if values:
+                out[f"{key}_total"] = float(sum(values))
+        last = rounds[-1].metrics
+        out.update({k: float(last[k]) for k in LATEST if last.get(k) is not None})
+        drift = f"surrogate_drift_{self.objective.property}"
+        out["surrogate_drift_rounds"] = float(sum(bool(r.metrics.get(drift)) for r in rounds))
         return out
 
     def record(self, round_index: int) -> dict[str, float]:
@@ -663,6 +706,24 @@ class CampaignEngine:
         predicted score, then failed oracle requests.
         """
         return rank_candidates(self.store, self.name, self.config)
+
+
+def filter_report(filters: Sequence[tuple[str, Filter]],
+                  designs: Sequence[Candidate]) -> list[list[tuple[str, str]]]:
+    """Every filter on every design (a campaign stops at the first rejection; a person checking
+    a list wants all of them).
+
+    Returns:
+        Per design, in input order: (filter name, reason) of each filter that rejects it; an
+        empty list when it passes them all.
+    """
+    out: list[list[tuple[str, str]]] = [[] for _ in designs]
+    for name, flt in filters:
+        result = flt(designs)
+        for i, (passed, reason) in enumerate(zip(result.passed, result.reasons, strict=True)):
+            if not passed:
+                out[i].append((name, reason))
+    return out
 
 
 def preferred_evaluations(

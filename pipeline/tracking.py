@@ -36,6 +36,10 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
+def _finite(metrics: Mapping[str, float]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
+
+
 class CampaignTracker:
     """Logs a campaign and its rounds to MLflow.
 
@@ -93,16 +97,29 @@ class CampaignTracker:
         metrics: Mapping[str, float],
         artifacts: Mapping[str, str] | None = None,
         files: Sequence[Path] = (),
+        *,
+        campaign_metrics: Mapping[str, float] | None = None,
+        start_time_ms: int | None = None,
+        end_time_ms: int | None = None,
+        tags: Mapping[str, str] | None = None,
+        parent_tags: Mapping[str, str] | None = None,
     ) -> str:
-        """Logs one round as a nested run, and its metrics on the parent at step ``round_index``.
+        """Logs one round as a nested run, and the campaign's totals on the parent.
 
         Args:
             campaign: campaign name.
             parent_run_id: the campaign's run.
             round_index: the round.
-            metrics: name -> value; NaN values are left out.
+            metrics: the round's own metrics, name -> value; NaN values are left out.
             artifacts: file name -> text content, stored as artifacts of the round's run.
             files: files to store as artifacts of the round's run.
+            campaign_metrics: the campaign's totals and bests after this round (oracle calls,
+                cost, hits, best score), logged on the parent at step ``round_index``, so
+                that the parent's latest values compare campaigns in the MLflow UI.
+            start_time_ms: when the round started (Unix ms); the round's run spans it.
+            end_time_ms: when the round finished (Unix ms).
+            tags: further tags of the round's run (``invdes.surrogate_drift``).
+            parent_tags: tags to set on the parent (``invdes.surrogate_drift_rounds``).
 
         Returns:
             The round's run id.
@@ -111,20 +128,24 @@ class CampaignTracker:
         if run_id is None:
             run_id = self.client.create_run(
                 self.experiment_id, run_name=f"{campaign}/round-{round_index}",
+                start_time=start_time_ms,
                 tags={CAMPAIGN_TAG: campaign, ROUND_TAG: str(round_index),
                       "mlflow.parentRunId": parent_run_id},
             ).info.run_id
-        finite = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(v)}
-        stamp = 0
+        finite = _finite(metrics)
+        stamp = end_time_ms or 0
         self.client.log_batch(
             run_id,
             metrics=[Metric(k, v, stamp, 0) for k, v in finite.items()],
             params=[Param("round", str(round_index))],
-            tags=[RunTag("invdes.stage", "logged")],
+            tags=[RunTag("invdes.stage", "logged"),
+                  *(RunTag(k, v) for k, v in (tags or {}).items())],
         )
-        self.client.log_batch(
-            parent_run_id, metrics=[Metric(k, v, stamp, round_index) for k, v in finite.items()]
-        )
+        totals = _finite(campaign_metrics or {})
+        if totals:
+            self.client.log_batch(
+                parent_run_id, metrics=[Metric(k, v, stamp, round_index) for k, v in totals.items()],
+                tags=[RunTag(k, v) for k, v in (parent_tags or {}).items()])
         with tempfile.TemporaryDirectory() as tmp:
             for fname, text in (artifacts or {}).items():
                 path = Path(tmp) / fname
@@ -132,7 +153,7 @@ class CampaignTracker:
                 self.client.log_artifact(run_id, str(path))
         for path in files:
             self.client.log_artifact(run_id, str(path))
-        self.client.set_terminated(run_id, status="FINISHED")
+        self.client.set_terminated(run_id, status="FINISHED", end_time=end_time_ms)
         return run_id
 
     def log_campaign_artifacts(

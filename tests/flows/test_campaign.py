@@ -94,8 +94,19 @@ def test_mlflow_holds_a_parent_run_and_one_nested_run_per_round(finished_campaig
         assert set(run.data.metrics) >= ROUND_METRICS
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"ranked_candidates.csv", "progress.png"} <= artifacts
-    history = client.get_metric_history(result.parent_run_id, "n_generated")
+    # the parent holds campaign totals and bests, so its latest values compare campaigns
+    history = client.get_metric_history(result.parent_run_id, "oracle_calls_total")
     assert sorted(m.step for m in history) == [0, 1]
+    totals = parent[0].data.metrics
+    calls = [run.data.metrics["oracle_calls"] for run in nested]
+    assert totals["oracle_calls_total"] == sum(calls) and totals["rounds_done"] == 2
+    assert totals["hits_total"] == nested[1].data.metrics["hits_total"]
+    assert "validity_rate" not in totals and "n_generated" not in totals
+    # each round's run spans the round's real wall time, one after the other
+    for run in nested:
+        span_s = (run.info.end_time - run.info.start_time) / 1000
+        assert span_s == pytest.approx(run.data.metrics["seconds_round_total"], abs=0.01)
+    assert nested[1].info.start_time >= nested[0].info.end_time - 1000
     table = Path(client.download_artifacts(nested[1].info.run_id, "ranked_candidates.csv",
                                            str(root)))
     header = table.read_text().splitlines()[0].split(",")

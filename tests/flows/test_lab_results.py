@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,12 @@ def prefect_harness() -> Iterator[None]:
         yield
 
 
+def _dump(path: Path) -> list[str]:
+    """Every row of every table of a SQLite database, as SQL text."""
+    with sqlite3.connect(path) as conn:
+        return list(conn.iterdump())
+
+
 def test_lab_results_are_checked_imported_and_used(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_harness: None
 ) -> None:
@@ -40,6 +47,7 @@ def test_lab_results_are_checked_imported_and_used(
     assert len(measured) >= 2
     first, second = measured[0].candidate, measured[1].candidate
     before = len(store.evaluations("withlab"))
+    snapshot = _dump(tmp_path / "home" / "campaigns.db")
     runner = CliRunner()
 
     bad = tmp_path / "bad.csv"
@@ -55,6 +63,15 @@ def test_lab_results_are_checked_imported_and_used(
     result = runner.invoke(app, ["results", "import", str(config_file), str(bad),
                                  "--fidelity", "wet-lab"])
     assert result.exit_code == 2 and "fidelity 'wet-lab' is not listed" in result.output
+    result = runner.invoke(app, ["results", "import", str(config_file),
+                                 str(tmp_path / "missing.csv")])
+    assert result.exit_code == 2 and "missing.csv: file not found" in result.output
+    # a config whose fidelities grew, with a bad file: the stored config stays as it was too
+    grown = dict(data, fidelities=[*data["fidelities"], {"name": "pilot-plant", "cost": 900}])
+    grown_file = write_yaml(tmp_path / "grown.yaml", grown)
+    result = runner.invoke(app, ["results", "import", str(grown_file), str(bad)])
+    assert result.exit_code == 2 and "'nine' is not a finite number" in result.output
+    assert _dump(tmp_path / "home" / "campaigns.db") == snapshot  # not one byte of any row
 
     good = tmp_path / "lab.csv"
     good.write_text(f"smiles,gap_ev,note\n{first.key},20.5,plate 1\n{second.key},"

@@ -178,7 +178,47 @@ def campaign_flow(config: CampaignConfig, rounds: int | None = None,
     """
     home = Home.resolve().ensure()
     with home.campaign_lock(config.name):
+        _mark_dead_runs_crashed(config.name)
         return _campaign(config, home, rounds, quiet)
+
+
+def _mark_dead_runs_crashed(name: str) -> int:
+    """Marks earlier flow runs of this campaign that Prefect still has as running or pending
+    CRASHED: this process holds the campaign's lock, so their processes are gone (killed, or
+    the machine went down) and Prefect would show them running for good.
+
+    Returns:
+        How many runs were marked.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterName,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.runtime import flow_run
+    from prefect.states import Crashed
+
+    current = str(flow_run.id)
+    with get_client(sync_client=True) as client:
+        stale = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[str(campaign_flow.name)])),
+            flow_run_filter=FlowRunFilter(
+                name=FlowRunFilterName(any_=[name]),
+                state=FlowRunFilterState(type=FlowRunFilterStateType(
+                    any_=[StateType.RUNNING, StateType.PENDING])),
+            ),
+        )
+        stale = [run for run in stale if str(run.id) != current]
+        for run in stale:
+            client.set_flow_run_state(run.id, Crashed(
+                message=f"the process running campaign {name!r} ended without finishing the "
+                        f"run (killed or lost); resumed by flow run {current}"), force=True)
+    return len(stale)
 
 
 def _campaign(config: CampaignConfig, home: Home, rounds: int | None,
@@ -191,7 +231,7 @@ def _campaign(config: CampaignConfig, home: Home, rounds: int | None,
                               home.mlflow_artifacts, config.tracking.experiment or config.name)
     parent = tracker.campaign_run(config.name, config.model_dump(mode="json"))
     store.set_campaign_run_id(config.name, parent)
-    console = Console(quiet=quiet, stderr=True)
+    console = Console(quiet=quiet, stderr=True, soft_wrap=True)  # a log gets whole lines
     metrics: dict[str, float] = {}
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=console,
@@ -233,7 +273,8 @@ def _plain_lines(console: Console, round_index: int) -> Callable[[str, float], N
 
     def say(what: str, start: float) -> None:
         if not console.is_terminal:
-            console.print(f"round {round_index}: {what} ({time.perf_counter() - start:.1f} s)",
+            console.print(f"round {round_index}: {what} "
+                          f"({time.perf_counter() - start:.1f} s into the round)",
                           highlight=False, markup=False)
 
     return say

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from chem.featurize import MorganFingerprint
-from chem.molecules import MoleculeGeometry, canonical_smiles, embed_geometry
+from chem.molecules import MoleculeGeometry, _embed_memoised, canonical_smiles, embed_geometry
 from pipeline.types import Candidate
 
 
@@ -14,8 +14,10 @@ def test_canonical_smiles_identifies_the_same_molecule() -> None:
 
 
 def test_embedded_geometry_is_reproducible_with_hydrogens_and_sane_bonds() -> None:
-    g1, g2 = embed_geometry("CCO"), embed_geometry("CCO")
-    assert g1 == g2
+    g1 = embed_geometry("CCO")
+    _embed_memoised.cache_clear()  # a fresh embedding, not the memoised one
+    g2 = embed_geometry("CCO")
+    assert g1 == g2 and g1 is not g2
     assert sorted(g1.symbols) == ["C", "C", "H", "H", "H", "H", "H", "H", "O"]
     pos = np.array(g1.positions_angstrom)
     c_o = np.linalg.norm(pos[1] - pos[2])

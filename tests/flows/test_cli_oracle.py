@@ -50,6 +50,11 @@ def test_bad_requests_exit_2_with_a_clear_message(tmp_path: Path, home: Path) ->
     bad.write_text("2\n\nO 0 0 0\nH 0 zero 1\n")
     result = runner.invoke(app, ["oracle", "molecule", "--xyz", str(bad), "--level", "fast"])
     assert result.exit_code == 2
-    assert "bad.xyz:4: expected 'SYMBOL X Y Z'" in " ".join(result.output.split())
+    assert "bad.xyz:4: expected 'SYMBOL X Y Z' (Angstrom)" in " ".join(result.output.split())
+    unknown = tmp_path / "unknown.xyz"
+    unknown.write_text("2\n\nO 0 0 0\nXx 0 0 1\n")
+    result = runner.invoke(app, ["oracle", "molecule", "--xyz", str(unknown), "--level", "fast"])
+    assert result.exit_code == 2
+    assert "unknown.xyz:4: unknown element 'Xx'" in " ".join(result.output.split())
     level = runner.invoke(app, ["oracle", "molecule", "--smiles", "O", "--level", "best"])
     assert level.exit_code == 2 and "unknown level 'best'" in level.output

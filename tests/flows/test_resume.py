@@ -91,3 +91,17 @@ def test_sigkill_during_oracle_step_then_rerun_keeps_and_reuses_results(tmp_path
     runs = client.search_runs([experiment.experiment_id])
     tags = sorted(r.data.tags["invdes.round"] for r in runs)
     assert tags == ["0", "1", "campaign"]  # no duplicate runs after the restart
+
+    # Prefect: the killed run is marked crashed by the rerun, which completed; its database
+    # can be read at once after the run (it was once left locked)
+    flow_runs = _query(home / "prefect" / "prefect.db",
+                       "select state_type from flow_run order by created")
+    assert [s for (s,) in flow_runs] == ["CRASHED", "COMPLETED"]
+    listing = subprocess.run([str(Path(sys.executable).with_name("prefect")), "flow-run", "ls"],
+                             env={**{k: v for k, v in env.items() if not k.startswith("PREFECT_")},
+                                  "PREFECT_HOME": str(home / "prefect"), "COLUMNS": "250"},
+                             cwd=REPO,
+                             capture_output=True, text=True, timeout=120)
+    assert listing.returncode == 0, listing.stdout + listing.stderr
+    assert "locked" not in listing.stdout + listing.stderr
+    assert "killed" in listing.stdout and "CRASHED" in listing.stdout

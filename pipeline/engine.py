@@ -655,17 +655,7 @@ class CampaignEngine:
             y = np.array([p[0] for p in pairs])
             mean = np.array([p[1].mean for p in pairs])
             std = np.array([p[1].std for p in pairs])
-            std = np.maximum(std, 1e-12)
-            z = np.abs(y - mean) / std
-            out[f"surrogate_mae_{prop}"] = float(np.mean(np.abs(y - mean)))
-            out[f"surrogate_sigma_{prop}"] = float(np.sqrt(np.mean(std**2)))
-            z_rms = float(np.sqrt(np.mean(z**2)))
-            out[f"surrogate_zrms_{prop}"] = z_rms
-            out[f"surrogate_drift_{prop}"] = float(len(y) >= DRIFT_MIN_RESULTS
-                                                   and z_rms > DRIFT_Z_RMS)
-            out[f"surrogate_coverage90_{prop}"] = float(np.mean(z <= 1.6448536))
-            out[f"surrogate_nll_{prop}"] = float(np.mean(0.5 * np.log(2 * np.pi * std**2)
-                                                         + 0.5 * z**2))
+            out.update(surrogate_error_metrics(prop, y, mean, std))
         return out
 
     def campaign_totals(self, round_index: int) -> dict[str, float]:
@@ -706,6 +696,38 @@ class CampaignEngine:
         predicted score, then failed oracle requests.
         """
         return rank_candidates(self.store, self.name, self.config)
+
+
+def surrogate_error_metrics(prop: str, y: npt.NDArray[np.float64], mean: npt.NDArray[np.float64],
+                            std: npt.NDArray[np.float64]) -> dict[str, float]:
+    """How well predictions made before the oracle ran matched its results.
+
+    Args:
+        prop: the property (metric names end in it).
+        y: oracle values, (n,).
+        mean: predicted means, (n,), same unit.
+        std: predicted standard deviations, (n,).
+
+    Returns:
+        ``surrogate_mae_<prop>`` (mean absolute error), ``surrogate_sigma_<prop>`` (root mean
+        square of the predicted std), ``surrogate_coverage90_<prop>`` (share within the 90 %
+        interval), ``surrogate_nll_<prop>`` (Gaussian negative log likelihood),
+        ``surrogate_zrms_<prop>`` (root mean square of |y - mean| / std, about 1 when
+        calibrated) and ``surrogate_drift_<prop>`` (1 when the errors have drifted far beyond
+        the predicted uncertainty: z RMS above :data:`DRIFT_Z_RMS` on at least
+        :data:`DRIFT_MIN_RESULTS` results, else 0).
+    """
+    std = np.maximum(std, 1e-12)
+    z = np.abs(y - mean) / std
+    z_rms = float(np.sqrt(np.mean(z**2)))
+    return {
+        f"surrogate_mae_{prop}": float(np.mean(np.abs(y - mean))),
+        f"surrogate_sigma_{prop}": float(np.sqrt(np.mean(std**2))),
+        f"surrogate_coverage90_{prop}": float(np.mean(z <= 1.6448536)),
+        f"surrogate_nll_{prop}": float(np.mean(0.5 * np.log(2 * np.pi * std**2) + 0.5 * z**2)),
+        f"surrogate_zrms_{prop}": z_rms,
+        f"surrogate_drift_{prop}": float(len(y) >= DRIFT_MIN_RESULTS and z_rms > DRIFT_Z_RMS),
+    }
 
 
 def filter_report(filters: Sequence[tuple[str, Filter]],

@@ -161,3 +161,28 @@ def test_identity_ignores_rounds_and_description() -> None:
     other_level = tiny_campaign()
     other_level["oracle"] = {"name": "pyscf", "params": {"level": "standard"}}
     assert parse_config(other_level).identity() != a.identity()
+
+
+def test_the_domain_fills_in_the_surrogate_and_the_pretrained_prior() -> None:
+    data = tiny_campaign()
+    del data["surrogate"]
+    config = parse_config(data)  # gap_ev: the pretrained property model predicts it
+    assert config.surrogate is not None and config.surrogate.name == "prior_gp"
+    assert config.prior is not None and config.prior.name == "pretrained_painn"
+    explicit = parse_config(tiny_campaign())  # tanimoto_gp named: exactly that, no prior
+    assert explicit.surrogate is not None and explicit.surrogate.name == "tanimoto_gp"
+    assert explicit.prior is None
+    multi = parse_config(tiny_campaign(surrogate={"name": "multifidelity_gp"}))
+    assert multi.prior is not None and multi.prior.name == "pretrained_painn"
+    switched_off = parse_config(tiny_campaign(surrogate={"name": "prior_gp"}, prior=None))
+    assert switched_off.prior is None  # an explicit 'prior: null' is kept
+    dipole = tiny_campaign(objective={"property": "dipole_debye", "goal": "maximize"})
+    del dipole["surrogate"]
+    other = parse_config(dipole)  # not a property the pretrained model predicts
+    assert other.surrogate is not None and other.surrogate.name == "tanimoto_gp"
+    assert other.prior is None
+    for path in sorted((REPO / "conf").glob("*.yaml")):  # shipped: the prior everywhere
+        shipped = load_config(path)
+        assert shipped.prior is not None and shipped.prior.name == "pretrained_painn", path
+        assert [f.name for f in shipped.filters][-1] == "embeddable"
+        assert "plausible" in [f.name for f in shipped.filters]

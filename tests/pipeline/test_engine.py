@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pipeline.engine import ok_values_by_candidate, preferred_evaluations
+import numpy as np
+import pytest
+
+from pipeline.engine import (
+    filter_report,
+    ok_values_by_candidate,
+    preferred_evaluations,
+    surrogate_error_metrics,
+)
 from pipeline.store import EvaluationRecord
 from pipeline.types import Evaluation, EvaluationStatus
 
@@ -34,3 +42,41 @@ def test_unlisted_fidelities_rank_lowest_and_equals_keep_the_latest() -> None:
     records = [_rec(1, "a", 7.0, "someone-else"), _rec(2, "a", 4.0, "dft-fast")]
     assert ok_values_by_candidate(records, TRUST) == {"a": {"gap_ev": 4.0}}
     assert ok_values_by_candidate(records) == {"a": {"gap_ev": 4.0}}  # no trust: the latest
+
+
+def test_surrogate_drift_is_flagged_when_errors_far_exceed_the_predicted_sigma() -> None:
+    y = np.array([5.0, 6.0, 7.0, 8.0])
+    calibrated = surrogate_error_metrics("gap_ev", y, y + np.array([0.3, -0.2, 0.1, -0.4]),
+                                         np.full(4, 0.3))
+    assert calibrated["surrogate_mae_gap_ev"] == pytest.approx(0.25)
+    assert calibrated["surrogate_sigma_gap_ev"] == pytest.approx(0.3)
+    assert calibrated["surrogate_zrms_gap_ev"] == pytest.approx(np.sqrt(0.30 / 4) / 0.3)
+    assert calibrated["surrogate_drift_gap_ev"] == 0.0
+    # errors of about 1.5 eV against a predicted sigma of 0.5 eV: three times, drifted
+    drifted = surrogate_error_metrics("gap_ev", y, y + 1.5, np.full(4, 0.5))
+    assert drifted["surrogate_zrms_gap_ev"] == pytest.approx(3.0)
+    assert drifted["surrogate_drift_gap_ev"] == 1.0
+    # large errors that the model predicted (sigma 2.8 eV) are honest, not drift
+    honest = surrogate_error_metrics("gap_ev", y, y + 1.58, np.full(4, 2.8))
+    assert honest["surrogate_drift_gap_ev"] == 0.0
+    # two results are too few to call it
+    few = surrogate_error_metrics("gap_ev", y[:2], y[:2] + 1.5, np.full(2, 0.5))
+    assert few["surrogate_drift_gap_ev"] == 0.0
+
+
+def test_filter_report_lists_every_rejecting_filter() -> None:
+    from pipeline.types import Candidate, FilterResult
+
+    class Short:
+        def __call__(self, cands):
+            return FilterResult(tuple(len(c.key) < 4 for c in cands),
+                                tuple("" if len(c.key) < 4 else "too long" for c in cands))
+
+    class NoO:
+        def __call__(self, cands):
+            return FilterResult(tuple("O" not in c.key for c in cands),
+                                tuple("" if "O" not in c.key else "has O" for c in cands))
+
+    designs = [Candidate(str(i), s, s, 0, "t") for i, s in enumerate(["CC", "CCCO", "CO"])]
+    report = filter_report([("short", Short()), ("no_o", NoO())], designs)
+    assert report == [[], [("short", "too long"), ("no_o", "has O")], [("no_o", "has O")]]

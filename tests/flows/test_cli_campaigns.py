@@ -1,0 +1,101 @@
+"""The campaign commands as a new user meets them: filter a list, read a running round, narrow
+terminals, start-up without the heavy libraries."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from typer.testing import CliRunner
+
+from flows.cli import app
+from flows.cli.common import fitted_table
+from pipeline.config import parse_config
+from pipeline.engine import CampaignEngine
+from pipeline.home import Home
+from pipeline.store import Store
+from tests.conftest import tiny_campaign
+
+REPO = Path(__file__).resolve().parents[2]
+IMPLAUSIBLE = ["O=C1CCC1OF", "OC#CC1=NC=CCO1", "NC#CC1=NC=CCO1", "C#CF", "c1c2nnc(c#1)OCC2",
+               "O=C1CC#CC1", "Cc1nn2nc1C2", "OC1C2=CN1NN2"]
+
+
+def test_filter_checks_a_list_against_the_campaign_filters(tmp_path: Path) -> None:
+    smiles = tmp_path / "picks.smi"
+    smiles.write_text("# from a chemist\n" + "\n".join(["c1ccncc1", *IMPLAUSIBLE, "C[Si]C"])
+                      + "\n")
+    runner = CliRunner()
+    result = runner.invoke(app, ["filter", str(REPO / "conf" / "demo_molecules.yaml"),
+                                 "--smiles-file", str(smiles), "--json"])
+    assert result.exit_code == 1, result.output  # some fail
+    rows = json.loads(result.stdout)
+    assert [r["line"] for r in rows] == list(range(2, 12))
+    assert rows[0] == {"line": 2, "smiles": "c1ccncc1", "passed": True, "reasons": []}
+    for row in rows[1:9]:
+        assert not row["passed"], row
+        assert "plausible" in [x["filter"] for x in row["reasons"]], row
+    by_smiles = {r["smiles"]: r for r in rows}
+    assert "hypohalite" in by_smiles["O=C1CCC1OF"]["reasons"][0]["reason"]
+    no_3d = [x for x in by_smiles["O=C1CC#CC1"]["reasons"] if x["filter"] == "embeddable"]
+    assert no_3d and "no 3D embedding" in no_3d[0]["reason"]  # every reason, not the first
+    silicon = {x["filter"] for x in by_smiles["C[Si]C"]["reasons"]}
+    assert "elements" in silicon
+    table = runner.invoke(app, ["filter", str(REPO / "conf" / "demo_molecules.yaml"),
+                                "--smiles-file", str(smiles)])
+    assert table.exit_code == 1 and "1 of 10 pass" in table.stdout
+    good = tmp_path / "good.smi"
+    good.write_text("CCO\nc1ccccc1\n")
+    ok = runner.invoke(app, ["filter", str(REPO / "conf" / "demo_molecules.yaml"),
+                             "--smiles-file", str(good)])
+    assert ok.exit_code == 0 and "2 of 2 pass" in ok.stdout
+    missing = runner.invoke(app, ["filter", str(REPO / "conf" / "demo_molecules.yaml"),
+                                  "--smiles-file", str(tmp_path / "none.smi")])
+    assert missing.exit_code == 2 and "none.smi: file not found" in missing.output
+
+
+def test_status_shows_a_running_round_and_top_zero_is_refused(home: Path) -> None:
+    config = parse_config(tiny_campaign(name="midway"))
+    store = Store(Home(home).ensure().store_url)
+    engine = CampaignEngine(config, store)
+    engine.open()
+    engine.generate(0)
+    engine.select(0)  # picked, the oracle not run yet: as if it were running
+    runner = CliRunner()
+    status = runner.invoke(app, ["status", "midway"])
+    assert status.exit_code == 0, status.output
+    assert "0/3 running" in status.stdout
+    top = runner.invoke(app, ["run", "whatever.yaml", "--top", "0"])
+    assert top.exit_code == 2 and "--top" in top.output
+    store.close()
+
+
+def test_narrow_tables_keep_ids_and_smiles_whole() -> None:
+    smiles = "O=C1N(C)C(=O)c2c1cc(F)c(C#N)c2OC"
+    rows = [[str(i), f"round-12-generator-0-{i:05d}", smiles, "evaluated", "5.12 ± 0.31", "5.071",
+             "yes"] for i in range(3)]
+    columns = [("rank", 0), ("id", 0), ("smiles", 0), ("status", 2), ("predicted", 1),
+               ("oracle", 0), ("hit", 0)]
+    console = Console(width=90, record=True)
+    console.print(fitted_table("narrow", columns, rows, console))
+    text = console.export_text()
+    assert all(line.rstrip() == line.rstrip()[:90] for line in text.splitlines())
+    assert text.count(smiles) == 3 and text.count("round-12-generator-0-0000") == 3
+    assert "left out to fit 90 characters: status" in " ".join(text.split())
+    wide = Console(width=200, record=True)
+    wide.print(fitted_table("wide", columns, rows, wide))
+    wide_text = wide.export_text()
+    assert "left out" not in wide_text and "evaluated" in wide_text
+
+
+def test_the_command_line_starts_without_torch_rdkit_or_prefect() -> None:
+    code = ("import sys, flows.cli; from flows.cli.campaigns import status; "
+            "heavy = [m for m in ('torch', 'rdkit', 'prefect', 'mlflow', 'pyscf', 'botorch') "
+            "if m in sys.modules]; print(heavy)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

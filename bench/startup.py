@@ -54,7 +54,7 @@ def main() -> None:
     report = {"goal_s": GOAL_S, "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
                                            f"Python {platform.python_version()}",
               **results}
-    for name, r in results.items():
+    for r in results.values():
         print(f"{r['command']}: median {r['median_s']:.2f} s, max {r['max_s']:.2f} s "
               f"(goal {GOAL_S} s)")
     if args.json:

@@ -16,13 +16,17 @@ Conditional: ``--targets`` gap targets at evenly spaced quantiles (5 % to 95 %) 
 gap. For each, ``--n-per-target`` x ``--oversample`` guided samples are drawn; the first
 ``--n-per-target`` are guided sampling alone, and conditional generation as the product does it
 (:func:`chem.conditioned.select_closest`) keeps the ``--n-per-target`` valid distinct ones the
-property model predicts closest. The mean absolute error between target and gap is measured
-with the pretrained property model on every valid sample of both, and with the PySCF oracle at
-the pool's level of theory (``qm9``: B3LYP/6-31G(2df,p)) on ``--dft-per-target`` molecules drawn
-at random from those kept for each target, at their generated heavy-atom coordinates with RDKit
-hydrogens, relaxed with MMFF94 (a B3LYP optimisation of each would take hours here). The same error of the
-unconditional samples against each target shows what conditioning adds. DFT rows are written to
-the JSON as they finish; a rerun with the same JSON skips those already done.
+property model predicts closest (judged at a new embedding of each SMILES, or with
+``--judge-geometry generated`` at its relaxed generated coordinates). The mean absolute error
+between target and gap is measured with the pretrained property model on every valid sample of
+both, and with the PySCF oracle at the pool's level of theory (``qm9``: B3LYP/6-31G(2df,p)) on
+``--dft-per-target`` molecules drawn at random from those kept for each target, at exactly the
+coordinates ``invdes generate molecules`` writes by default: the generated heavy atoms with
+RDKit hydrogens, relaxed from there with MMFF94 (:func:`chem.generated.relax_molecule` with
+``"mmff"``; not a new embedding from the SMILES, and not a B3LYP optimisation, which would take
+hours per molecule here). A molecule whose relaxation fails is a failed DFT row with the reason.
+The same error of the unconditional samples against each target shows what conditioning adds.
+DFT rows are written to the JSON as they finish; a rerun with the same JSON skips those already done.
 """
 
 from __future__ import annotations
@@ -38,14 +42,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from rdkit import Chem
-from rdkit.Chem import rdForceFieldHelpers
 from rich.progress import Progress
 
 from chem.conditioned import select_closest
 from chem.flow_generator import DEFAULT_WEIGHTS
 from chem.flow_matching import FlowGenerator, SampledGraph
-from chem.generated import GeneratedMolecule, build_molecule, summarise
+from chem.generated import (
+    GeneratedMolecule,
+    RelaxationFailed,
+    build_molecule,
+    relax_molecule,
+    summarise,
+)
 from chem.prior import DEFAULT_WEIGHTS as SURROGATE_WEIGHTS
 from chem.property_model import PropertyEnsemble
 from oracles.pyscf_oracle import PySCFOracle
@@ -78,11 +86,17 @@ def surrogate_gaps(model: PropertyEnsemble, smiles: list[str]) -> dict[str, floa
 
 
 def dft_geometry(molecule: GeneratedMolecule) -> Geometry:
-    """The generated molecule with RDKit hydrogens, relaxed with MMFF94."""
-    assert molecule.mol is not None
-    mol = Chem.Mol(molecule.mol)
-    if rdForceFieldHelpers.MMFFHasAllMoleculeParams(mol):
-        rdForceFieldHelpers.MMFFOptimizeMolecule(mol, maxIters=2000)
+    """The molecule at the coordinates ``invdes generate molecules`` writes by default: its
+    generated heavy atoms with RDKit hydrogens, relaxed with MMFF94 from there (UFF where MMFF94
+    has no parameters; :func:`chem.generated.relax_molecule`).
+
+    Raises:
+        ValueError: an invalid molecule (it has no RDKit molecule).
+        RelaxationFailed: the relaxation failed or changed the molecule's bonds.
+    """
+    if molecule.mol is None:
+        raise ValueError(f"no geometry for an invalid molecule ({molecule.reason})")
+    mol = relax_molecule(molecule.mol, "mmff")
     pos = mol.GetConformer().GetPositions()
     return Geometry(tuple(a.GetSymbol() for a in mol.GetAtoms()),
                     tuple((float(x), float(y), float(z)) for x, y, z in pos))
@@ -116,6 +130,9 @@ def main() -> None:
                         help="budget of the valence-constrained decoding, nats")
     parser.add_argument("--oversample", type=int, default=4,
                         help="conditional: draws per kept molecule (the property model picks)")
+    parser.add_argument("--judge-geometry", choices=("embedded", "generated"), default="embedded",
+                        help="conditional: geometry the property model judges "
+                             "(chem.conditioned.JudgedGeometry)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
@@ -173,7 +190,8 @@ def main() -> None:
         samples[target] = drawn[: args.n_per_target]
         row = {"target_ev": target, **metrics(samples[target], reference, guided_wall)}
         start = time.perf_counter()
-        chosen = select_closest(drawn, condition, surrogate, args.n_per_target)
+        chosen = select_closest(drawn, condition, surrogate, args.n_per_target,
+                                geometry=args.judge_geometry)
         selected[target] = chosen.molecules
         select_wall = wall + time.perf_counter() - start
         kept_gaps = chosen.predicted[:, chosen.properties.index("gap_ev")]
@@ -231,16 +249,24 @@ def main() -> None:
                     rows.append(done_dft[(target, smiles)])
                 else:
                     start = time.perf_counter()
-                    result = oracle.run(Candidate(smiles, smiles, smiles, 0, "bench",
-                                                  geometry=dft_geometry(m)))
-                    rows.append({"target_ev": target, "smiles": smiles,
-                                 "status": result.status.value, "reason": result.reason,
-                                 "gap_ev": result.values.get("gap_ev"),
-                                 "surrogate_gap_ev": selected_gap[target].get(smiles),
-                                 "wall_s": time.perf_counter() - start})
+                    row = {"target_ev": target, "smiles": smiles,
+                           "surrogate_gap_ev": selected_gap[target].get(smiles)}
+                    try:
+                        geometry = dft_geometry(m)
+                    except RelaxationFailed as err:
+                        row.update({"status": "failed", "reason": f"relaxation: {err}",
+                                    "gap_ev": None})
+                    else:
+                        result = oracle.run(Candidate(smiles, smiles, smiles, 0, "bench",
+                                                      geometry=geometry))
+                        row.update({"status": result.status.value, "reason": result.reason,
+                                    "gap_ev": result.values.get("gap_ev")})
+                    rows.append({**row, "wall_s": time.perf_counter() - start})
                 ok = [r for r in rows if r["status"] == "ok"]
                 report["dft"] = {
-                    "level": "qm9", "geometry": "generated heavy atoms + RDKit H, MMFF94 relaxed",
+                    "level": "qm9",
+                    "geometry": "as invdes generate molecules writes it: generated heavy atoms "
+                                "+ RDKit H, MMFF94-relaxed from there (relax_molecule 'mmff')",
                     "molecules": f"{args.dft_per_target} drawn at random per target from those "
                                  f"conditional generation keeps (guidance {args.guidance}, "
                                  f"property model picks 1 in {args.oversample})",

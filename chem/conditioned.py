@@ -11,14 +11,30 @@ property model, the selection step of classifier guidance without its gradients.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+from rich.progress import Progress
 
-from chem.generated import GeneratedMolecule
+from chem.generated import GeneratedMolecule, RelaxationFailed, relax_molecule
 from chem.property_model import PropertyEnsemble
+
+JudgedGeometry = Literal["embedded", "generated"]
+"""The geometry the property model judges a molecule at: ``embedded``, a new embedding of its
+SMILES made the way the model's training geometries were (RDKit ETKDG + MMFF94, then GFN2-xTB
+for an ``xtb`` model; about 20 ms a molecule); ``generated``, its generated coordinates relaxed
+by the same method (:func:`chem.generated.relax_molecule`: about 3 ms a molecule with MMFF94),
+i.e. the coordinates ``invdes generate molecules`` writes by default.
+
+On 292 distinct generated molecules (80 drawn at each of 5.5, 6.5, 7.5 and 8.5 eV) the shipped
+model's gap predictions at the two differed by 0.04 eV on average (median 0.02, 90th percentile
+0.11, largest 0.35; the model's own error is 0.13 eV); the 20 kept of each 80 had 13 to 20
+molecules in common, and their predicted gap errors were alike (0.04-0.08 eV either way). The
+default stays ``embedded`` until the DFT benchmark has compared the two."""
 
 
 @dataclass(frozen=True)
@@ -42,17 +58,24 @@ class Selection:
 
 
 def select_closest(molecules: Sequence[GeneratedMolecule], condition: dict[str, float],
-                   model: PropertyEnsemble, keep: int) -> Selection:
+                   model: PropertyEnsemble, keep: int, progress: Progress | None = None,
+                   geometry: JudgedGeometry = "embedded") -> Selection:
     """Keeps the ``keep`` distinct valid molecules predicted closest to ``condition``.
 
-    Each molecule is judged from a geometry made from its SMILES the way the property model's
-    training geometries were (RDKit ETKDG + MMFF, relaxed with GFN2-xTB for an ``xtb`` model).
+    By default each molecule is judged from a geometry made from its SMILES the way the property
+    model's training geometries were (RDKit ETKDG + MMFF, relaxed with GFN2-xTB for an ``xtb``
+    model); ``geometry="generated"`` judges its generated coordinates relaxed by that method
+    instead, several times faster (:data:`JudgedGeometry`).
 
     Args:
         molecules: generated molecules; invalid ones and repeats of a SMILES are passed over.
         condition: targets, e.g. ``{"gap_ev": 6.5}`` (eV).
         model: the pretrained property model.
         keep: how many to keep at most.
+        progress: gets a task advanced once per distinct valid molecule whose geometry is made
+            (most of the time; the network's pass after it is a small part).
+        geometry: what the model reads (:data:`JudgedGeometry`). Molecules without a geometry
+            (no embedding, or a relaxation that fails) are passed over.
 
     Raises:
         ValueError: a target the property model does not predict, or ``keep`` < 1.
@@ -70,7 +93,12 @@ def select_closest(molecules: Sequence[GeneratedMolecule], condition: dict[str, 
     properties = tuple(model.properties)
     if not first:
         return Selection([], np.zeros((0, len(properties))), properties, np.zeros(0), 0)
-    predicted = model.predict_smiles(list(first))
+    if geometry == "embedded":
+        predicted = model.predict_smiles(list(first), progress)
+    elif geometry == "generated":
+        predicted = _predict_generated(first, model, progress)
+    else:
+        raise ValueError(f"geometry must be 'embedded' or 'generated', got {geometry!r}")
     judged = list(predicted)
     mean = np.array([predicted[s][0] for s in judged], dtype=np.float64).reshape(
         len(judged), len(properties))
@@ -80,3 +108,21 @@ def select_closest(molecules: Sequence[GeneratedMolecule], condition: dict[str, 
     order = np.argsort(distance, kind="stable")[:keep]
     return Selection([first[judged[i]] for i in order], mean[order], properties,
                      distance[order], len(judged))
+
+
+def _predict_generated(molecules: dict[str, GeneratedMolecule], model: PropertyEnsemble,
+                       progress: Progress | None
+                       ) -> dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]]:
+    """The model's mean and standard deviation of each molecule at its relaxed generated
+    coordinates; molecules whose relaxation fails are left out."""
+    task = (progress.add_task(f"relaxing generated geometries ({model.config.geometry})",
+                              total=len(molecules)) if progress is not None else None)
+    relaxed = {}
+    for smiles, m in molecules.items():
+        if m.mol is not None:
+            with contextlib.suppress(RelaxationFailed):
+                relaxed[smiles] = relax_molecule(m.mol, model.config.geometry)
+        if progress is not None and task is not None:
+            progress.advance(task)
+    mean, std = model.predict_molecules(list(relaxed.values()))
+    return {s: (mean[k], std[k]) for k, s in enumerate(relaxed)}

@@ -27,12 +27,15 @@ import numpy.typing as npt
 import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, Field
+from rdkit import Chem
 from rich.progress import Progress, TaskID
 
 from chem.datasets import PROPERTIES, GeometryDataset, GeometryMethod, embed_dataset
 from chem.painn import PaiNN
 
 FORMAT = "invdes-painn-ensemble-1"
+ELEMENTS = frozenset({1, 6, 7, 8, 9})
+"""Atomic numbers of the training molecules (H, C, N, O, F: :mod:`chem.datasets`)."""
 Z90 = 1.6448536269514722  # two-sided 90 % interval of a standard normal
 
 
@@ -135,7 +138,54 @@ class PropertyEnsemble:
             stds.append(std)
         return torch.cat(means).double().numpy(), torch.cat(stds).double().numpy()
 
-    def predict_smiles(self, smiles: Sequence[str]
+    def predict_molecules(self, molecules: Sequence[Chem.Mol], batch_size: int = 256,
+                          ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Predictive mean and standard deviation, each (n_molecules, n_properties) eV, of
+        molecules at the coordinates they carry (their first conformer, Angstrom).
+
+        The network reads best the kind of geometry it was trained on (``config.geometry``):
+        coordinates relaxed with that method, e.g. by
+        ``chem.generated.relax_molecule(mol, model.config.geometry)``.
+
+        Args:
+            molecules: RDKit molecules with a 3D conformer and every hydrogen an atom with
+                coordinates (``Chem.AddHs(mol, addCoords=True)``), or atoms without bonds (as
+                read from an XYZ file), whose atoms are taken as they are.
+            batch_size: molecules per network pass.
+
+        Raises:
+            ValueError: a molecule without a conformer, whose bonds imply hydrogens that are
+                not atoms, or with elements other than H, C, N, O, F (its index says which).
+        """
+        z, pos, counts = [], [], []
+        for k, mol in enumerate(molecules):
+            if mol.GetNumConformers() == 0:
+                raise ValueError(f"molecule {k} has no 3D conformer")
+            numbers = [a.GetAtomicNum() for a in mol.GetAtoms()]
+            graph = Chem.Mol(mol)
+            graph.UpdatePropertyCache(strict=False)
+            # a graph with bonds says how many hydrogens each atom has (atoms from an XYZ file
+            # have no bonds and are read as they are)
+            if graph.GetNumBonds() and any(a.GetTotalNumHs() for a in graph.GetAtoms()):
+                raise ValueError(f"molecule {k} has hydrogens without coordinates; add them with "
+                                 "Chem.AddHs(mol, addCoords=True)")
+            other = sorted(set(numbers) - ELEMENTS)
+            if other:
+                raise ValueError(f"molecule {k} has atomic number(s) {other}; the model knows "
+                                 "H, C, N, O, F")
+            z.append(np.asarray(numbers, dtype=np.int64))
+            pos.append(mol.GetConformer().GetPositions().astype(np.float32))
+            counts.append(len(numbers))
+        n = len(counts)
+        data = GeometryDataset(
+            z=np.concatenate([np.zeros(0, dtype=np.int64), *z]),
+            pos=np.concatenate([np.zeros((0, 3), dtype=np.float32), *pos]),
+            offsets=np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).astype(np.int64),
+            y=np.full((n, len(self.properties)), np.nan, dtype=np.float32),
+            smiles=np.asarray([""] * n, dtype=np.str_))
+        return self.predict_dataset(data, batch_size)
+
+    def predict_smiles(self, smiles: Sequence[str], progress: Progress | None = None,
                        ) -> dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]]:
         """Predictive mean and standard deviation (each (n_properties,), eV) of each distinct
         SMILES, from the geometry the model was trained on (``config.geometry``: RDKit ETKDG +
@@ -144,16 +194,21 @@ class PropertyEnsemble:
         SMILES that RDKit cannot read or embed, whose relaxation fails, or with elements other
         than H, C, N, O, F, are missing from the result (:meth:`predict_smiles_report` says
         why). From 100 molecules on, xTB relaxations run in one process per CPU core.
+        ``progress`` gets a task advanced once per molecule embedded (the network's pass after
+        it is a small part of the time).
         """
-        return self.predict_smiles_report(smiles)[0]
+        return self.predict_smiles_report(smiles, progress)[0]
 
-    def predict_smiles_report(self, smiles: Sequence[str]) -> tuple[
-            dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]], dict[str, str]]:
+    def predict_smiles_report(self, smiles: Sequence[str], progress: Progress | None = None,
+                              ) -> tuple[dict[str, tuple[npt.NDArray[np.float64],
+                                                         npt.NDArray[np.float64]]],
+                                         dict[str, str]]:
         """:meth:`predict_smiles`, and the reason for each SMILES without a prediction."""
         distinct = list(dict.fromkeys(smiles))
         frame = pd.DataFrame({"smiles": distinct, **{p: np.nan for p in self.properties}})
         many = self.config.geometry == "xtb" and len(distinct) >= 100
-        data = self.embed(frame, processes=(os.cpu_count() or 1) if many else 1)
+        data = self.embed(frame, processes=(os.cpu_count() or 1) if many else 1,
+                          progress=progress)
         mean, std = self.predict_dataset(data)
         predicted = {str(s): (mean[k], std[k]) for k, s in enumerate(data.smiles.tolist())}
         return predicted, data.failures

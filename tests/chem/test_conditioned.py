@@ -45,3 +45,53 @@ def test_targets_the_model_does_not_predict_are_named(model: PropertyEnsemble) -
         select_closest([_two_carbons(3, 1)], {"dipole": 1.0}, model, keep=1)
     empty = select_closest([_two_carbons(3, 2)], {"gap_ev": 6.0}, model, keep=3)
     assert empty.molecules == [] and empty.n_judged == 0
+
+
+def test_judging_at_the_relaxed_generated_geometry_keeps_the_same_kind_of_order(
+    model: PropertyEnsemble,
+) -> None:
+    ethane, ethene, ethyne = _two_carbons(3, 1), _two_carbons(2, 2), _two_carbons(1, 3)
+    molecules = [_two_carbons(3, 2), ethane, ethene, ethyne]
+    embedded = select_closest(molecules, {"gap_ev": 0.0}, model, keep=3)
+    generated = select_closest(molecules, {"gap_ev": 0.0}, model, keep=3, geometry="generated")
+    assert generated.n_judged == 3
+    # ethane, ethene and ethyne have one minimum each: both geometries predict alike
+    assert [m.smiles for m in generated.molecules] == [m.smiles for m in embedded.molecules]
+    np.testing.assert_allclose(generated.predicted, embedded.predicted, atol=0.05)
+    with pytest.raises(ValueError, match="geometry must be 'embedded' or 'generated'"):
+        select_closest(molecules, {"gap_ev": 0.0}, model, keep=3, geometry="xyz")  # type: ignore[arg-type]
+
+
+def test_selection_reports_progress_per_judged_molecule(model: PropertyEnsemble) -> None:
+    from rich.progress import Progress
+
+    molecules = [_two_carbons(3, 1), _two_carbons(2, 2), _two_carbons(2, 2)]
+    for geometry in ("embedded", "generated"):
+        with Progress(disable=True) as progress:
+            select_closest(molecules, {"gap_ev": 8.0}, model, keep=1, progress=progress,
+                           geometry=geometry)  # type: ignore[arg-type]
+            (task,) = progress.tasks
+            assert task.total == 2 and task.completed == 2  # the repeat is not judged
+
+
+def test_the_model_reads_the_coordinates_it_is_given(model: PropertyEnsemble) -> None:
+    from rdkit import Chem
+
+    from chem.molecules import embed_geometry
+
+    smiles = ["CC=O", "C#N"]
+    mols = []
+    for s in smiles:
+        geometry = embed_geometry(s)  # the geometry predict_smiles makes
+        xyz = "".join(f"{e} {x} {y} {z}\n" for e, (x, y, z) in
+                      zip(geometry.symbols, geometry.positions_angstrom, strict=True))
+        mols.append(Chem.MolFromXYZBlock(f"{len(geometry.symbols)}\n\n{xyz}"))
+    mean, std = model.predict_molecules(mols)
+    by_smiles = model.predict_smiles(smiles)
+    for k, s in enumerate(smiles):
+        np.testing.assert_allclose(mean[k], by_smiles[s][0], atol=1e-5)
+        np.testing.assert_allclose(std[k], by_smiles[s][1], atol=1e-5)
+    with pytest.raises(ValueError, match="molecule 0 has hydrogens without coordinates"):
+        model.predict_molecules([Chem.MolFromMolBlock(Chem.MolToMolBlock(
+            Chem.RemoveHs(_two_carbons(3, 1).mol)))])
+    assert model.predict_molecules([])[0].shape == (0, len(model.properties))

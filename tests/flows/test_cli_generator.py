@@ -67,7 +67,10 @@ def test_generate_molecules_prints_the_summary_and_writes_sdf(tmp_path: Path) ->
     assert summary["n_requested"] == 12 and summary["condition"] == {"gap_ev": 9.5}
     assert sum(summary["failures"].values()) == 12 - summary["n_valid"]  # every failure has a reason
     assert sdf.is_file()
-    assert sdf.read_text().count("$$$$") == summary["n_valid"]  # one record per valid sample
+    # one record per valid sample, unless its relaxation failed (counted, with the reason)
+    assert summary["n_written"] + summary["n_relaxation_failed"] == summary["n_valid"]
+    assert sdf.read_text().count("$$$$") == summary["n_written"]
+    assert len(summary["relaxation_failures"]) == summary["n_relaxation_failed"]
     # oversampled (shipped generator): 3 x 4 drawn, the property model keeps the 4 closest
     # valid distinct ones
     picked = CliRunner().invoke(app, ["generate", "molecules", "--n", "4", "--out", str(sdf),
@@ -80,6 +83,28 @@ def test_generate_molecules_prints_the_summary_and_writes_sdf(tmp_path: Path) ->
     assert 1 <= len(written) == chosen["n_selected"] <= min(4, chosen["n_valid"])
     errors = [abs(m.GetDoubleProp("predicted_gap_ev") - 6.5) for m in written]
     assert errors == sorted(errors)
+    # written relaxed (MMFF94 by default), with every hydrogen and sane C-H bonds
+    with_h = list(Chem.SDMolSupplier(str(sdf), removeHs=False))
+    assert all(m.GetProp("relaxation") in ("mmff94", "uff") for m in with_h)
+    for m in with_h:
+        pos = m.GetConformer().GetPositions()
+        for bond in m.GetBonds():
+            ends = {bond.GetBeginAtom().GetSymbol(), bond.GetEndAtom().GetSymbol()}
+            if ends == {"C", "H"}:
+                length = float(((pos[bond.GetBeginAtomIdx()] - pos[bond.GetEndAtomIdx()])**2)
+                               .sum() ** 0.5)
+                assert 1.07 < length < 1.11
+    raw_sdf = tmp_path / "raw.sdf"
+    raw = CliRunner().invoke(app, ["generate", "molecules", "--n", "4", "--out", str(raw_sdf),
+                                   "--condition", "gap_ev=6.5", "--seed", "2",
+                                   "--oversample", "3", "--geometry", "raw", "--json"])
+    assert raw.exit_code == 0, raw.output
+    as_generated = list(Chem.SDMolSupplier(str(raw_sdf), removeHs=False))
+    assert [m.GetProp("smiles") for m in as_generated] == [m.GetProp("smiles") for m in with_h]
+    assert all(m.GetProp("relaxation") == "raw" for m in as_generated)
+    moved = [abs(a.GetConformer().GetPositions() - b.GetConformer().GetPositions()).max()
+             for a, b in zip(as_generated, with_h, strict=True)]
+    assert max(moved) > 0.01  # MMFF moved the atoms from where the generator put them
     assert chosen["selected_predicted_gap_ev_mae"] == pytest.approx(sum(errors) / len(errors))
     bad = CliRunner().invoke(app, ["generate", "molecules", "--n", "2", "--out", str(sdf),
                                    "--weights", str(weights), "--condition", "gap_ev=high"])

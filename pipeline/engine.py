@@ -64,9 +64,12 @@ DRIFT_MIN_RESULTS = 3
 """... on at least this many results (for a calibrated Gaussian model the chance of a false
 alarm on 3 results is 0.7 %, less on more)."""
 
-TOTALS = ("oracle_calls", "oracle_results", "oracle_cost", "oracle_failures", "n_generated",
-          "n_pool", "seconds_round_total")
-"""Round metrics that add up over a campaign (``<name>_total`` in :meth:`campaign_totals`)."""
+TOTALS = {"oracle_calls": "oracle_calls_total", "oracle_results": "oracle_results_total",
+          "oracle_cost": "oracle_cost_total", "oracle_failures": "oracle_failures_total",
+          "n_generated": "n_generated_total", "n_pool": "n_pool_total",
+          "seconds_round_total": "wall_seconds_total"}
+"""Round metrics that add up over a campaign, and the name of their sum in
+:meth:`CampaignEngine.campaign_totals`."""
 LATEST = ("hits_total", "labels_total", "feasible_total", "pareto_front_size", "best_objective",
           "best_value")
 """Round metrics that already describe the whole campaign (the latest round's value counts)."""
@@ -660,7 +663,7 @@ class CampaignEngine:
 
     def campaign_totals(self, round_index: int) -> dict[str, float]:
         """The campaign's totals and bests after ``round_index`` (for comparing campaigns):
-        sums of :data:`TOTALS` over its recorded rounds, the latest value of :data:`LATEST`,
+        sums of the :data:`TOTALS` over its recorded rounds, the latest value of :data:`LATEST`,
         ``rounds_done``, and ``surrogate_drift_rounds`` (rounds whose objective surrogate
         drifted)."""
         rounds = [r for r in self.store.rounds(self.name)
@@ -668,11 +671,11 @@ class CampaignEngine:
         if not rounds:
             return {}
         out: dict[str, float] = {"rounds_done": float(len(rounds))}
-        for key in TOTALS:
+        for key, total in TOTALS.items():
             values = [r.metrics[key] for r in rounds
                       if r.metrics.get(key) is not None and math.isfinite(r.metrics[key])]
             if values:
-                out[f"{key}_total"] = float(sum(values))
+                out[total] = float(sum(values))
         last = rounds[-1].metrics
         out.update({k: float(last[k]) for k in LATEST if last.get(k) is not None})
         drift = f"surrogate_drift_{self.objective.property}"

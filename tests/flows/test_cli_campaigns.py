@@ -4,6 +4,7 @@ terminals, start-up without the heavy libraries."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +100,13 @@ def test_the_command_line_starts_without_torch_rdkit_or_prefect() -> None:
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_help_on_an_80_column_terminal_does_not_cut_paths() -> None:
+    code = ("import sys; sys.argv = ['invdes', 'train', 'surrogate', '--help']; "
+            "from flows.cli import main; main()")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr
+    assert "chem/data/property_model.pt" in result.stdout  # one piece, not cut mid-path
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80

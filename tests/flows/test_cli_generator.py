@@ -78,6 +78,8 @@ def test_generate_molecules_prints_the_summary_and_writes_sdf(tmp_path: Path) ->
                                       "--oversample", "3", "--json"])
     assert picked.exit_code == 0, picked.output
     chosen = json.loads(picked.stdout)
+    # progress on stderr, as plain lines where it is not a terminal
+    assert "sampling molecules: " in picked.stderr and "embedding 3D geometries" in picked.stderr
     assert chosen["n_requested"] == 4 and chosen["n_sampled"] == 12
     written = list(Chem.SDMolSupplier(str(sdf)))
     assert 1 <= len(written) == chosen["n_selected"] <= min(4, chosen["n_valid"])

@@ -70,6 +70,10 @@ def test_sigkill_during_oracle_step_then_rerun_keeps_and_reuses_results(tmp_path
 
     second = _run(config, env, tmp_path / "second.log")
     assert second.wait(timeout=600) == 0, (tmp_path / "second.log").read_text()
+    # a log file (not a terminal) gets one plain line per finished stage and calculation
+    log = (tmp_path / "second.log").read_text()
+    assert "round 1: generated and filtered:" in log and "round 1: selected 4 for the oracle" in log
+    assert "round 1: oracle 4/4 " in log and "round 1: recorded and logged to MLflow" in log
 
     evals_after = _query(db, "select id, candidate_id, property, value, status, created_at "
                              "from evaluations order by id")

@@ -36,7 +36,7 @@ from pipeline.engine import CampaignEngine, OracleRequest, rank_candidates, rank
 from pipeline.home import Home
 from pipeline.protocols import Oracle
 from pipeline.report import progress_plot, rows_to_csv
-from pipeline.store import Store
+from pipeline.store import ROUND_STAGES, Store
 from pipeline.tracking import CampaignTracker
 from pipeline.types import Candidate, OracleResult
 
@@ -164,8 +164,8 @@ def _run_oracle(engine: CampaignEngine, requests: list[OracleRequest], progress:
 
 
 def _stage_index(stage: str | None) -> int:
-    order = [None, "generated", "selected", "evaluated", "recorded", "logged"]
-    return order.index(stage)
+    """How many of the round's stages (:data:`pipeline.store.ROUND_STAGES`) are committed."""
+    return 0 if stage is None else ROUND_STAGES.index(stage) + 1
 
 
 @flow(name="design-campaign", validate_parameters=False, log_prints=False)
@@ -238,7 +238,7 @@ def _campaign(config: CampaignConfig, home: Home, rounds: int | None,
                   transient=False) as progress:
         for r in range(target):
             stage = _stage_index(engine.round_stage(r))
-            if stage == 5:
+            if stage == len(ROUND_STAGES):
                 continue
             start = time.perf_counter()
             say = _plain_lines(console, r)

@@ -71,7 +71,44 @@ def test_status_shows_a_running_round_and_top_zero_is_refused(home: Path) -> Non
     assert "0/3 running" in status.stdout
     top = runner.invoke(app, ["run", "whatever.yaml", "--top", "0"])
     assert top.exit_code == 2 and "--top" in top.output
+    # a drifted surrogate is flagged in the table and below it
+    store.record_round("midway", 0, {"surrogate_mae_gap_ev": 1.5, "surrogate_sigma_gap_ev": 0.5,
+                                     "surrogate_zrms_gap_ev": 3.0, "surrogate_drift_gap_ev": 1.0})
+    drifted = runner.invoke(app, ["status", "midway"])
+    assert drifted.exit_code == 0 and "DRIFT" in drifted.stdout
+    assert "drifted far beyond its predicted uncertainty in round(s) 0" in " ".join(
+        drifted.stdout.split())
     store.close()
+
+
+def test_the_round_line_warns_of_drift() -> None:
+    from flows.campaign import _round_line
+
+    class Engine:  # what the round line reads of the engine
+        objective = parse_config(tiny_campaign()).objective
+
+    calm = _round_line(2, {"surrogate_mae_gap_ev": 0.3, "surrogate_sigma_gap_ev": 0.4,
+                           "surrogate_drift_gap_ev": 0.0}, Engine())  # type: ignore[arg-type]
+    assert "surrogate MAE 0.300 (predicted sigma 0.400)" in calm and "warning" not in calm
+    drift = _round_line(2, {"surrogate_mae_gap_ev": 1.5, "surrogate_sigma_gap_ev": 0.5,
+                            "surrogate_zrms_gap_ev": 3.0, "surrogate_drift_gap_ev": 1.0},
+                        Engine())  # type: ignore[arg-type]
+    assert "are 3.0 times its predicted uncertainty" in drift
+
+
+def test_printed_commands_work_in_a_new_shell(tmp_path: Path, monkeypatch) -> None:
+    from flows.cli.campaigns import invdes_command
+
+    program = tmp_path / ".venv" / "bin" / "invdes"
+    program.parent.mkdir(parents=True)
+    program.write_text("#!/bin/sh\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [str(program), "run"])
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # not activated: not on the PATH
+    assert invdes_command() == ".venv/bin/invdes"
+    monkeypatch.setenv("PATH", f"{program.parent}:/usr/bin:/bin")  # activated
+    program.chmod(0o755)
+    assert invdes_command() == "invdes"
 
 
 def test_narrow_tables_keep_ids_and_smiles_whole() -> None:

@@ -10,9 +10,16 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 from rich.progress import Progress
-from rich.table import Table
 
-from flows.cli.common import GENERATOR, PROPERTY_MODEL, err, fail, out, training_progress
+from flows.cli.common import (
+    GENERATOR,
+    PROPERTY_MODEL,
+    err,
+    fail,
+    fitted_table,
+    out,
+    training_progress,
+)
 
 train_app = typer.Typer(help="Train the models that campaigns use.", no_args_is_help=True)
 
@@ -237,16 +244,16 @@ def predict(
                   "held_out_error": held_out, "predictions": rows}
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return
-    table = Table(title=f"predicted with {weights.name}: {level}")
-    table.add_column("line")
-    table.add_column("smiles", no_wrap=True, overflow="ignore")
-    for p in ensemble.properties:
-        table.add_column(f"{p} (mean ± std)", overflow="fold")
+    columns = [("line", 0), ("smiles", 0), *((f"{p} (mean ± std)", 0)
+                                             for p in ensemble.properties)]
+    cells = [[str(row["line"]), str(row["smiles"]),
+              *(f"{row[f'{p}_mean']:.3f} ± {row[f'{p}_std']:.3f}" if row["status"] == "ok"
+                else "-" for p in ensemble.properties)] for row in rows]
+    out.print(fitted_table(f"predicted with {weights.name}: {level}", columns, cells))
     for row in rows:
-        cells = [f"{row[f'{p}_mean']:.3f} ± {row[f'{p}_std']:.3f}" if row["status"] == "ok"
-                 else str(row["reason"]) for p in ensemble.properties]
-        table.add_row(str(row["line"]), str(row["smiles"]), *cells)
-    out.print(table)
+        if row["status"] != "ok":
+            out.print(f"line {row['line']} ({row['smiles']}): no prediction: {row['reason']}",
+                      highlight=False, markup=False)
     maes = ", ".join(f"{p} {held_out[f'mae_{p}']:.3f} eV" for p in ensemble.properties
                      if f"mae_{p}" in held_out)
     if maes:

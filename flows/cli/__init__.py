@@ -7,13 +7,14 @@
 | :mod:`flows.cli.oracle` | ``oracle molecule`` |
 | :mod:`flows.cli.generate` | ``generate molecules`` |
 | :mod:`flows.cli.models` | ``train surrogate``, ``train generator``, ``predict`` |
+| :mod:`flows.cli.perovskite` | ``perovskite screen`` |
 """
 
 from __future__ import annotations
 
 import typer
 
-from flows.cli import campaigns, generate, models, oracle, results
+from flows.cli import campaigns, generate, models, oracle, perovskite, results
 
 app = typer.Typer(
     help=(
@@ -35,6 +36,7 @@ app.add_typer(oracle.oracle_app, name="oracle")
 app.add_typer(results.results_app, name="results")
 app.add_typer(generate.generate_app, name="generate")
 app.add_typer(models.train_app, name="train")
+app.add_typer(perovskite.perovskite_app, name="perovskite")
 
 
 def main() -> None:

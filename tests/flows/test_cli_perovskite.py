@@ -1,0 +1,39 @@
+"""`invdes perovskite screen` on a literal CSV, and its errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from flows.cli import app
+
+
+def test_screen_gives_states_radii_factors_and_a_verdict_per_row(tmp_path: Path) -> None:
+    table = tmp_path / "abx3.csv"
+    table.write_text("A,B,X\nSr,Ti,O\nCs,Pb,Br\nK,Na,Cl\nNa,N,O\nCs,Pb,Zz\nBa,Mg,O\n")
+    result = CliRunner().invoke(app, ["perovskite", "screen", str(table), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [r["line"] for r in rows] == [2, 3, 4, 5, 6, 7]
+    srtio3 = rows[0]
+    assert srtio3["oxidation_states"] == {"Sr": 2, "Ti": 4, "O": -2}
+    assert (srtio3["rA"], srtio3["rB"], srtio3["rX"]) == (1.44, 0.605, 1.4)
+    assert srtio3["verdict"] == "perovskite" and srtio3["charge_balanced"]
+    assert {"t", "octahedral_factor", "tau"} <= set(srtio3)
+    assert rows[1]["verdict"] == "perovskite"
+    assert rows[2]["verdict"] is None and "cannot be charge balanced" in rows[2]["reason"]
+    assert rows[3]["verdict"] == "not perovskite" and rows[3]["reason"] == "tau >= 4.18"
+    assert rows[4]["verdict"] is None and "'Zz' is not an element symbol" in rows[4]["reason"]
+    shown = CliRunner().invoke(app, ["perovskite", "screen", str(table)])
+    assert shown.exit_code == 0 and "SrTiO3" in shown.stdout and "cannot assess" in shown.stdout
+
+
+def test_screen_names_a_missing_file_or_column(tmp_path: Path) -> None:
+    missing = CliRunner().invoke(app, ["perovskite", "screen", str(tmp_path / "none.csv")])
+    assert missing.exit_code == 2 and "none.csv: file not found" in missing.output
+    bad = tmp_path / "bad.csv"
+    bad.write_text("A,B,anion\nSr,Ti,O\n")
+    result = CliRunner().invoke(app, ["perovskite", "screen", str(bad)])
+    assert result.exit_code == 2 and "bad.csv: missing column(s) X" in result.output

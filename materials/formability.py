@@ -1,5 +1,6 @@
-"""Will an ABX3 composition form a perovskite? Oxidation states, Shannon radii and the
-tolerance factors (Goldschmidt t, the octahedral factor and Bartel's tau).
+"""Will an ABX3 composition (or a rock-salt-ordered double perovskite A2BB'X6) form a
+perovskite? Oxidation states, Shannon radii and the tolerance factors (Goldschmidt t, the
+octahedral factor and Bartel's tau).
 
 The caller names the sites (A, B, X); the tool chooses the oxidation states and the radii:
 
@@ -7,16 +8,18 @@ The caller names the sites (A, B, X); the tool chooses the oxidation states and 
 * alkali metals and silver are +1 and alkaline-earth metals +2 (they take no other state in
   ionic solids); every other cation may take any positive state for which Shannon (1976)
   tabulates a radius;
-* of the charge-balanced pairs (nA + nB = -3 nX), the one whose states are both among
-  pymatgen's common oxidation states wins; then the one with rA > rB (the A site holds the
-  larger ion); then the one with the smaller |nA - nB| (the least polar assignment);
+* of the charge-balanced assignments (nA + nB = -3 nX; for A2BB'X6 2 nA + nB + nB' = -6 nX),
+  the one with the most states among pymatgen's common oxidation states wins; then the one
+  with rA > rB (the A site holds the larger ion); then the one with the smaller |nA - nB|
+  (the least polar assignment; for a double perovskite |nB - nB'|);
 * radii are Shannon's ionic radii, A at coordination XII, B and X at VI; where Shannon
   gives none at that coordination, the nearest one tabulated (A: the highest below XII), and
   for ions with two spin states the high-spin radius.
 
 Then t = (rA + rX) / (sqrt(2) (rB + rX)), the octahedral factor mu = rB / rX, and
 tau = rX / rB - nA (nA - (rA / rB) / ln(rA / rB)) (Bartel et al., Sci. Adv. 5, eaav0693, 2019):
-a perovskite when tau < 4.18.
+a perovskite when tau < 4.18. For a double perovskite rB is the mean of the two B ions'
+radii, as Bartel et al. applied tau to A2BB'X6.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass
+from itertools import product
 from typing import Any
 
 from pymatgen.core.periodic_table import Element
@@ -61,13 +65,17 @@ class Formability:
         a, b, x: the elements on each site.
         n_a, n_b, n_x: the oxidation states chosen.
         r_a, r_b, r_x: Shannon ionic radii used, Angstrom (A at XII, B and X at VI, or the
-            nearest coordination tabulated).
+            nearest coordination tabulated); for a double perovskite ``r_b`` is the B site's
+            mean radius.
         cn_a, cn_b: the coordinations whose radii were used.
         t: Goldschmidt tolerance factor.
         octahedral_factor: rB / rX.
         tau: Bartel's tolerance factor (NaN when rA equals rB).
         charge_balanced: always True for a result (an unbalanced one raises).
         perovskite: tau < :data:`TAU_THRESHOLD`.
+        b2: the second B element of a double perovskite A2BB'X6 (None for ABX3).
+        n_b2: its oxidation state.
+        r_b_ions: the radii of the B ions (one, or B and B'), Angstrom.
     """
 
     a: str
@@ -86,6 +94,9 @@ class Formability:
     tau: float
     charge_balanced: bool
     perovskite: bool
+    b2: str | None = None
+    n_b2: int | None = None
+    r_b_ions: tuple[float, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """Plain mapping (JSON-able)."""
@@ -131,43 +142,51 @@ def cation_states(symbol: str) -> list[int]:
     return sorted(n for n in states if shannon_radius(symbol, n, 6) is not None)
 
 
-def assess(a: str, b: str, x: str) -> Formability:
-    """Oxidation states, radii and tolerance factors of ABX3.
+def assess(a: str, b: str, x: str, b2: str | None = None) -> Formability:
+    """Oxidation states, radii and tolerance factors of ABX3, or of A2BB'X6 with ``b2``.
 
     Args:
         a: element on the A site (12-fold coordinated).
         b: element on the B site (octahedral).
         x: the anion.
+        b2: the second B-site element of a rock-salt-ordered double perovskite.
 
     Raises:
         FormabilityError: an unknown element, an anion not in :data:`ANION_STATES`, a cation
             without Shannon radii, or no charge-balanced assignment; the message says which.
     """
-    for site, symbol in (("A", a), ("B", b), ("X", x)):
+    sites = [("A", a), ("B", b), ("X", x)] + ([("B2", b2)] if b2 else [])
+    for site, symbol in sites:
         _element(symbol, site)
     if x not in ANION_STATES:
         raise FormabilityError(f"X: {x!r} is not an anion this tool knows (known: "
                                f"{', '.join(ANION_STATES)})")
     n_x = ANION_STATES[x]
-    if a == b:
-        raise FormabilityError(f"A and B are both {a}")
+    b_ions = [b, b2] if b2 else [b]
+    if a in b_ions or len(set(b_ions)) < len(b_ions):
+        raise FormabilityError(f"an element sits on two sites: A {a}, B {', '.join(b_ions)}")
+    formula = f"{a}2{b}{b2}{x}6" if b2 else f"{a}{b}{x}3"
     options = []
     for n_a in cation_states(a):
-        for n_b in cation_states(b):
-            if n_a + n_b + 3 * n_x != 0:
+        for n_bs in product(*(cation_states(el) for el in b_ions)):
+            if len(b_ions) * n_a + sum(n_bs) + 3 * len(b_ions) * n_x != 0:
                 continue
-            ra, rb = shannon_radius(a, n_a, 12), shannon_radius(b, n_b, 6)
-            if ra is None or rb is None:
+            ra = shannon_radius(a, n_a, 12)
+            rbs = [shannon_radius(el, n, 6) for el, n in zip(b_ions, n_bs, strict=True)]
+            if ra is None or any(r is None for r in rbs):
                 continue
-            common = (n_a in Element(a).common_oxidation_states
-                      or a in FIXED_CATION_STATES) + (
-                n_b in Element(b).common_oxidation_states or b in FIXED_CATION_STATES)
-            options.append(((-common, ra[0] <= rb[0], abs(n_a - n_b)), n_a, n_b, ra, rb))
+            radii_b = [r for r in rbs if r is not None]
+            r_site = sum(r[0] for r in radii_b) / len(radii_b)
+            common = sum(n in Element(el).common_oxidation_states or el in FIXED_CATION_STATES
+                         for el, n in zip([a, *b_ions], [n_a, *n_bs], strict=True))
+            polarity = abs(n_bs[0] - n_bs[1]) if b2 else abs(n_a - n_bs[0])
+            options.append(((-common, ra[0] <= r_site, polarity), n_a, n_bs, ra, radii_b,
+                            r_site))
     if not options:
-        raise FormabilityError(
-            f"{a}{b}{x}3 cannot be charge balanced: {a} takes {cation_states(a) or 'no'} and "
-            f"{b} {cation_states(b) or 'no'} positive states with Shannon radii, {x} is {n_x}")
-    _key, n_a, n_b, (r_a, cn_a), (r_b, cn_b) = min(options, key=lambda o: o[0])
+        takes = "; ".join(f"{el} takes {cation_states(el) or 'no'}" for el in [a, *b_ions])
+        raise FormabilityError(f"{formula} cannot be charge balanced: {takes} positive states "
+                               f"with Shannon radii, {x} is {n_x}")
+    _key, n_a, n_bs, (r_a, cn_a), radii_b, r_b = min(options, key=lambda o: o[0])
     x_radius = shannon_radius(x, n_x, 6)
     if x_radius is None:
         raise FormabilityError(f"X: Shannon lists no radius for {x}{n_x}")
@@ -177,5 +196,6 @@ def assess(a: str, b: str, x: str) -> Formability:
     # tau assumes the larger cation on A: with rA <= rB its logarithm changes sign and it
     # means nothing (it would call SnMnO3 a perovskite at tau = -174)
     tau = r_x / r_b - n_a * (n_a - ratio / math.log(ratio)) if ratio > 1 else math.nan
-    return Formability(a, b, x, n_a, n_b, n_x, r_a, r_b, r_x, cn_a, cn_b, t, r_b / r_x, tau,
-                       True, bool(tau < TAU_THRESHOLD))
+    return Formability(a, b, x, n_a, n_bs[0], n_x, r_a, r_b, r_x, cn_a, radii_b[0][1], t,
+                       r_b / r_x, tau, True, bool(tau < TAU_THRESHOLD), b2,
+                       n_bs[1] if b2 else None, tuple(r[0] for r in radii_b))

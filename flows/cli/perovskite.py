@@ -13,7 +13,7 @@ import typer
 
 from flows.cli.common import fail, fitted_table, out
 
-perovskite_app = typer.Typer(help="Perovskites (ABX3): formability screening.",
+perovskite_app = typer.Typer(help="Perovskites (ABX3, A2BB'X6): formability screening.",
                              no_args_is_help=True)
 
 SITES = ("A", "B", "X")
@@ -21,16 +21,18 @@ SITES = ("A", "B", "X")
 
 @perovskite_app.command("screen")
 def screen(
-    csv_file: Annotated[Path, typer.Argument(metavar="FILE.csv", help="Columns A, B, X (element "
-                                                                      "symbols).")],
+    csv_file: Annotated[Path, typer.Argument(
+        metavar="FILE.csv", help="Columns A, B, X (element symbols), and B2 for a double "
+                                 "perovskite A2BB'X6.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Will each ABX3 form a perovskite? Oxidation states, Shannon radii, t, tau, verdict.
+    """Will each ABX3 (or A2BB'X6) form a perovskite? States, radii, t, tau, verdict.
 
     The tool chooses the oxidation states and radii (see materials/formability.py); the
-    verdict is Bartel's tau < 4.18. A row it cannot assess (unknown element, no
-    charge-balanced states) says why. On Bartel et al.'s 576 experimentally characterised
-    compounds the verdict agrees with experiment for 92.5 % (bench/perovskite_formability.py).
+    verdict is Bartel's tau < 4.18 (for a double perovskite with the B ions' mean radius). A
+    row it cannot assess (unknown element, no charge-balanced states) says why. On Bartel et
+    al.'s 576 experimentally characterised compounds the verdict agrees with experiment for
+    92.5 % (bench/perovskite_formability.py).
     """
     from materials.formability import FormabilityError, assess
 
@@ -45,19 +47,17 @@ def screen(
         rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
     results: list[dict[str, Any]] = []
     for lineno, row in enumerate(rows, start=2):
-        base = {"line": lineno, **{s: row[s] for s in SITES}}
-        if row.get("B2"):
-            results.append({**base, "verdict": None, "reason": "double perovskites (B2) are not "
-                            "assessed yet"})
-            continue
+        b2 = row.get("B2") or None
+        base = {"line": lineno, **{s: row[s] for s in SITES}, **({"B2": b2} if b2 else {})}
         try:
-            f = assess(row["A"], row["B"], row["X"])
+            f = assess(row["A"], row["B"], row["X"], b2)
         except FormabilityError as exc:
             results.append({**base, "verdict": None, "charge_balanced": False,
                             "reason": str(exc)})
             continue
-        results.append({**base, "oxidation_states": {row["A"]: f.n_a, row["B"]: f.n_b,
-                                                      row["X"]: f.n_x},
+        states = {row["A"]: f.n_a, row["B"]: f.n_b, **({b2: f.n_b2} if b2 else {}),
+                  row["X"]: f.n_x}
+        results.append({**base, "oxidation_states": states,
                          "rA": f.r_a, "rB": f.r_b, "rX": f.r_x, "t": round(f.t, 4),
                          "octahedral_factor": round(f.octahedral_factor, 4),
                          "tau": None if math.isnan(f.tau) else round(f.tau, 4),
@@ -73,9 +73,11 @@ def screen(
                ("t", 1), ("mu", 2), ("tau", 0), ("verdict", 0), ("reason", 1)]
     cells = []
     for r in results:
-        states = r.get("oxidation_states")
-        cells.append([str(r["line"]), f"{r['A']}{r['B']}{r['X']}3",
-                      "/".join(f"{v:+d}" for v in states.values()) if states else "-",
+        shown = r.get("oxidation_states")
+        name = (f"{r['A']}2{r['B']}{r['B2']}{r['X']}6" if r.get("B2")
+                else f"{r['A']}{r['B']}{r['X']}3")
+        cells.append([str(r["line"]), name,
+                      "/".join(f"{v:+d}" for v in shown.values()) if shown else "-",
                       *(f"{r[k]:.3f}" if isinstance(r.get(k), float) else "-"
                         for k in ("rA", "rB", "rX", "t", "octahedral_factor", "tau")),
                       r["verdict"] or "cannot assess", r["reason"]])

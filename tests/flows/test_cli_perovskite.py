@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
@@ -26,6 +27,13 @@ def test_screen_gives_states_radii_factors_and_a_verdict_per_row(tmp_path: Path)
     assert rows[2]["verdict"] is None and "cannot be charge balanced" in rows[2]["reason"]
     assert rows[3]["verdict"] == "not perovskite" and rows[3]["reason"] == "tau >= 4.18"
     assert rows[4]["verdict"] is None and "'Zz' is not an element symbol" in rows[4]["reason"]
+    double = tmp_path / "double.csv"
+    double.write_text("A,B,B2,X\nCs,Ag,Bi,Br\nSr,Ti,,O\n")
+    both = json.loads(CliRunner().invoke(app, ["perovskite", "screen", str(double), "--json"])
+                      .stdout)
+    assert both[0]["oxidation_states"] == {"Cs": 1, "Ag": 1, "Bi": 3, "Br": -1}
+    assert both[0]["rB"] == pytest.approx((1.15 + 1.03) / 2)  # the B site's mean radius
+    assert both[0]["verdict"] == "perovskite" and both[1]["verdict"] == "perovskite"
     shown = CliRunner().invoke(app, ["perovskite", "screen", str(table)])
     assert shown.exit_code == 0 and "SrTiO3" in shown.stdout and "cannot assess" in shown.stdout
 

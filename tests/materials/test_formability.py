@@ -47,3 +47,14 @@ def test_unbalanced_or_mismatched_compositions_fail_with_their_reason() -> None:
         assess("Cs", "Pb", "Xe")
     with pytest.raises(FormabilityError, match="A: 'Qq' is not an element symbol"):
         assess("Qq", "Pb", "I")
+
+
+def test_double_perovskites_use_the_mean_b_radius() -> None:
+    cs2agbibr6 = assess("Cs", "Ag", "Br", b2="Bi")  # the lead-free double perovskite
+    assert (cs2agbibr6.n_a, cs2agbibr6.n_b, cs2agbibr6.n_b2) == (1, 1, 3)
+    assert cs2agbibr6.r_b_ions == (1.15, 1.03) and cs2agbibr6.r_b == pytest.approx(1.09)
+    assert cs2agbibr6.perovskite
+    with pytest.raises(FormabilityError, match="K2NaCsCl6 cannot be charge balanced"):
+        assess("K", "Na", "Cl", b2="Cs")
+    with pytest.raises(FormabilityError, match="an element sits on two sites"):
+        assess("Cs", "Pb", "I", b2="Pb")

@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from pipeline.acquisition import Acquisition, Selection, information_per_cost
 from pipeline.config import CampaignConfig
+from pipeline.metrics import campaign_totals, surrogate_error_metrics
 from pipeline.protocols import (
     Featurizer,
     Filter,
@@ -56,24 +57,6 @@ logger = logging.getLogger(__name__)
 
 SEEN_FILTER = "not_seen_before"
 """Name under which the engine's own de-duplication rejects candidates."""
-
-DRIFT_Z_RMS = 2.0
-"""A surrogate has drifted when the root mean square of its standardised errors on a round's new
-results, |y - mean| / std, exceeds this (a calibrated model gives about 1)..."""
-DRIFT_MIN_RESULTS = 3
-"""... on at least this many results (for a calibrated Gaussian model the chance of a false
-alarm on 3 results is 0.7 %, less on more)."""
-
-TOTALS = {"oracle_calls": "oracle_calls_total", "oracle_results": "oracle_results_total",
-          "oracle_cost": "oracle_cost_total", "oracle_failures": "oracle_failures_total",
-          "n_generated": "n_generated_total", "n_pool": "n_pool_total",
-          "seconds_round_total": "wall_seconds_total"}
-"""Round metrics that add up over a campaign, and the name of their sum in
-:meth:`CampaignEngine.campaign_totals`."""
-LATEST = ("hits_total", "labels_total", "feasible_total", "pareto_front_size", "best_objective",
-          "best_value")
-"""Round metrics that already describe the whole campaign (the latest round's value counts)."""
-
 
 @dataclass
 class Components:
@@ -662,25 +645,11 @@ class CampaignEngine:
         return out
 
     def campaign_totals(self, round_index: int) -> dict[str, float]:
-        """The campaign's totals and bests after ``round_index`` (for comparing campaigns):
-        sums of the :data:`TOTALS` over its recorded rounds, the latest value of :data:`LATEST`,
-        ``rounds_done``, and ``surrogate_drift_rounds`` (rounds whose objective surrogate
-        drifted)."""
-        rounds = [r for r in self.store.rounds(self.name)
+        """The campaign's totals and bests after ``round_index`` (see
+        :func:`pipeline.metrics.campaign_totals`)."""
+        rounds = [r.metrics for r in self.store.rounds(self.name)
                   if r.round_index <= round_index and r.metrics]
-        if not rounds:
-            return {}
-        out: dict[str, float] = {"rounds_done": float(len(rounds))}
-        for key, total in TOTALS.items():
-            values = [r.metrics[key] for r in rounds
-                      if r.metrics.get(key) is not None and math.isfinite(r.metrics[key])]
-            if values:
-                out[total] = float(sum(values))
-        last = rounds[-1].metrics
-        out.update({k: float(last[k]) for k in LATEST if last.get(k) is not None})
-        drift = f"surrogate_drift_{self.objective.property}"
-        out["surrogate_drift_rounds"] = float(sum(bool(r.metrics.get(drift)) for r in rounds))
-        return out
+        return campaign_totals(rounds, self.objective.property)
 
     def record(self, round_index: int) -> dict[str, float]:
         """Computes and stores the round's metrics (stage ``recorded``)."""
@@ -699,38 +668,6 @@ class CampaignEngine:
         predicted score, then failed oracle requests.
         """
         return rank_candidates(self.store, self.name, self.config)
-
-
-def surrogate_error_metrics(prop: str, y: npt.NDArray[np.float64], mean: npt.NDArray[np.float64],
-                            std: npt.NDArray[np.float64]) -> dict[str, float]:
-    """How well predictions made before the oracle ran matched its results.
-
-    Args:
-        prop: the property (metric names end in it).
-        y: oracle values, (n,).
-        mean: predicted means, (n,), same unit.
-        std: predicted standard deviations, (n,).
-
-    Returns:
-        ``surrogate_mae_<prop>`` (mean absolute error), ``surrogate_sigma_<prop>`` (root mean
-        square of the predicted std), ``surrogate_coverage90_<prop>`` (share within the 90 %
-        interval), ``surrogate_nll_<prop>`` (Gaussian negative log likelihood),
-        ``surrogate_zrms_<prop>`` (root mean square of |y - mean| / std, about 1 when
-        calibrated) and ``surrogate_drift_<prop>`` (1 when the errors have drifted far beyond
-        the predicted uncertainty: z RMS above :data:`DRIFT_Z_RMS` on at least
-        :data:`DRIFT_MIN_RESULTS` results, else 0).
-    """
-    std = np.maximum(std, 1e-12)
-    z = np.abs(y - mean) / std
-    z_rms = float(np.sqrt(np.mean(z**2)))
-    return {
-        f"surrogate_mae_{prop}": float(np.mean(np.abs(y - mean))),
-        f"surrogate_sigma_{prop}": float(np.sqrt(np.mean(std**2))),
-        f"surrogate_coverage90_{prop}": float(np.mean(z <= 1.6448536)),
-        f"surrogate_nll_{prop}": float(np.mean(0.5 * np.log(2 * np.pi * std**2) + 0.5 * z**2)),
-        f"surrogate_zrms_{prop}": z_rms,
-        f"surrogate_drift_{prop}": float(len(y) >= DRIFT_MIN_RESULTS and z_rms > DRIFT_Z_RMS),
-    }
 
 
 def filter_report(filters: Sequence[tuple[str, Filter]],

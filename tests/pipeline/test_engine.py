@@ -7,12 +7,8 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from pipeline.engine import (
-    filter_report,
-    ok_values_by_candidate,
-    preferred_evaluations,
-    surrogate_error_metrics,
-)
+from pipeline.engine import filter_report, ok_values_by_candidate, preferred_evaluations
+from pipeline.metrics import campaign_totals, surrogate_error_metrics
 from pipeline.store import EvaluationRecord
 from pipeline.types import Evaluation, EvaluationStatus
 
@@ -80,3 +76,15 @@ def test_filter_report_lists_every_rejecting_filter() -> None:
     designs = [Candidate(str(i), s, s, 0, "t") for i, s in enumerate(["CC", "CCCO", "CO"])]
     report = filter_report([("short", Short()), ("no_o", NoO())], designs)
     assert report == [[], [("short", "too long"), ("no_o", "has O")], [("no_o", "has O")]]
+
+
+def test_campaign_totals_sum_counts_and_keep_the_latest_bests() -> None:
+    rounds = [{"oracle_calls": 10.0, "oracle_cost": 10.0, "hits_total": 1.0, "best_objective": 0.5,
+               "seconds_round_total": 60.0, "surrogate_drift_gap_ev": 0.0},
+              {"oracle_calls": 8.0, "oracle_cost": float("nan"), "hits_total": 4.0,
+               "best_objective": 0.9, "seconds_round_total": 90.0, "surrogate_drift_gap_ev": 1.0}]
+    totals = campaign_totals(rounds, "gap_ev")
+    assert totals == {"rounds_done": 2.0, "oracle_calls_total": 18.0, "oracle_cost_total": 10.0,
+                      "wall_seconds_total": 150.0, "hits_total": 4.0, "best_objective": 0.9,
+                      "surrogate_drift_rounds": 1.0}
+    assert campaign_totals([], "gap_ev") == {}

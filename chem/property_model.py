@@ -31,11 +31,9 @@ from rdkit import Chem
 from rich.progress import Progress, TaskID
 
 from chem.datasets import PROPERTIES, GeometryDataset, GeometryMethod, embed_dataset
-from chem.painn import PaiNN
+from chem.painn import ELEMENTS, PaiNN
 
 FORMAT = "invdes-painn-ensemble-1"
-ELEMENTS = frozenset({1, 6, 7, 8, 9})
-"""Atomic numbers of the training molecules (H, C, N, O, F: :mod:`chem.datasets`)."""
 Z90 = 1.6448536269514722  # two-sided 90 % interval of a standard normal
 
 
@@ -169,7 +167,7 @@ class PropertyEnsemble:
             if graph.GetNumBonds() and any(a.GetTotalNumHs() for a in graph.GetAtoms()):
                 raise ValueError(f"molecule {k} has hydrogens without coordinates; add them with "
                                  "Chem.AddHs(mol, addCoords=True)")
-            other = sorted(set(numbers) - ELEMENTS)
+            other = sorted(set(numbers) - set(ELEMENTS))
             if other:
                 raise ValueError(f"molecule {k} has atomic number(s) {other}; the model knows "
                                  "H, C, N, O, F")

@@ -369,16 +369,12 @@ def parse_config(data: Any, source: str = "<config>") -> CampaignConfig:
         if multi and not config.pareto_with:
             problems.append(f"acquisition.name: {config.acquisition.name!r} needs further "
                             "objectives in pareto_with")
-    def takes_prior(name: str) -> bool:
-        cls = SURROGATES.get(name)
-        return bool(getattr(cls, "multi_fidelity", False) or getattr(cls, "uses_prior", False))
-
     surrogate_name = config.surrogate.name if config.surrogate else ""
     if (config.prior is not None and surrogate_name in SURROGATES
-            and not takes_prior(surrogate_name)):
+            and not _takes_prior(surrogate_name)):
         problems.append(
             f"prior: surrogate {surrogate_name!r} cannot use a prior; use one of: "
-            + ", ".join(n for n in SURROGATES.names() if takes_prior(n)))
+            + ", ".join(n for n in SURROGATES.names() if _takes_prior(n)))
     initial = config.acquisition.initial_batch
     model_free = [n for n in ACQUISITIONS.names()
                   if not getattr(ACQUISITIONS.get(n), "needs_surrogate", False)]
@@ -390,6 +386,13 @@ def parse_config(data: Any, source: str = "<config>") -> CampaignConfig:
     if problems:
         raise ConfigError(f"{source}: invalid campaign config\n  " + "\n  ".join(problems))
     return config
+
+
+def _takes_prior(surrogate: str) -> bool:
+    """Whether the registered surrogate can use a prior (``prior_gp`` as its mean, a
+    multi-fidelity one as its least trusted fidelity)."""
+    cls = SURROGATES.get(surrogate)
+    return bool(getattr(cls, "multi_fidelity", False) or getattr(cls, "uses_prior", False))
 
 
 def with_domain_defaults(config: CampaignConfig, prior_given: bool) -> CampaignConfig:
@@ -407,10 +410,8 @@ def with_domain_defaults(config: CampaignConfig, prior_given: bool) -> CampaignC
         chosen = surrogate["name"]
     else:
         chosen = config.surrogate.name
-    if not prior_given and prior is not None and chosen in SURROGATES:
-        cls = SURROGATES.get(chosen)
-        if getattr(cls, "uses_prior", False) or getattr(cls, "multi_fidelity", False):
-            update["prior"] = ComponentConfig.model_validate(prior)
+    if not prior_given and prior is not None and chosen in SURROGATES and _takes_prior(chosen):
+        update["prior"] = ComponentConfig.model_validate(prior)
     return config.model_copy(update=update) if update else config
 
 

@@ -45,10 +45,8 @@ def invdes_command() -> str:
     found = shutil.which("invdes")
     if found and Path(found).resolve() == me:
         return "invdes"
-    try:
-        return os.path.relpath(me) if not os.path.relpath(me).startswith("..") else str(me)
-    except ValueError:
-        return str(me)
+    relative = os.path.relpath(me)
+    return str(me) if relative.startswith("..") else relative
 
 
 def load(config_path: Path) -> CampaignConfig:

@@ -24,7 +24,8 @@ import numpy as np
 from rich.progress import Progress
 
 from chem.datasets import load_labelled_smiles
-from chem.property_model import PropertyEnsemble, regression_metrics
+from chem.property_model import PropertyEnsemble
+from pipeline.uncertainty import regression_metrics
 
 
 def main() -> None:

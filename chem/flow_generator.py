@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from chem.checkpoints import checkpoint_file
 from chem.flow_data import molecules_from_smiles
 from chem.flow_matching import FlowGenerator, fine_tune_generator
 from chem.generated import build_molecule
 from chem.molecules import candidate_key
+from pipeline.checkpoints import checkpoint_file
 from pipeline.protocols import GenerationContext
 from pipeline.registry import GENERATORS
 from pipeline.types import Candidate

@@ -7,7 +7,7 @@ count) and continuous bond states e_t (n_pairs, n_bond_types) on every ordered a
 molecule. This network predicts the clean
 molecule from it: positions x_1 (equivariant: rotating and translating x_t rotates and translates
 them), and logits of atom types and bond types (invariant). It is a PaiNN-style network
-(:class:`chem.painn.PaiNNInteraction`: scalar and vector features per atom) on the fully connected
+(:class:`pipeline.equivariant.PaiNNInteraction`: scalar and vector features per atom) on the fully connected
 graph of each molecule, with edge features from an e3nn radial basis of the distance and the
 bond state, conditioned on the time and on property targets (HOMO, LUMO, gap) with a mask for
 classifier-free guidance.
@@ -30,7 +30,7 @@ from e3nn.math import soft_one_hot_linspace
 from torch import nn
 from torch_geometric.utils import scatter
 
-from chem.painn import PaiNNInteraction
+from pipeline.equivariant import PaiNNInteraction
 
 ATOM_CLASSES: tuple[tuple[str, int], ...] = (
     ("C", 0), ("C", 1), ("C", 2), ("C", 3), ("C", 4),

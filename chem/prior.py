@@ -10,7 +10,7 @@ import numpy.typing as npt
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from chem.checkpoints import checkpoint_file
+from pipeline.checkpoints import checkpoint_file
 from pipeline.registry import PRIORS
 from pipeline.types import Candidate
 

@@ -32,9 +32,9 @@ from rich.progress import Progress, TaskID
 
 from chem.datasets import PROPERTIES, GeometryDataset, GeometryMethod, embed_dataset
 from chem.painn import ELEMENTS, PaiNN
+from pipeline.uncertainty import interval_scales, regression_metrics
 
 FORMAT = "invdes-painn-ensemble-1"
-Z90 = 1.6448536269514722  # two-sided 90 % interval of a standard normal
 
 
 class TrainingConfig(BaseModel):
@@ -255,19 +255,6 @@ def _network(config: TrainingConfig, n_outputs: int) -> PaiNN:
                  n_rbf=config.n_rbf, cutoff=config.cutoff)
 
 
-def regression_metrics(y: npt.NDArray[np.float64], mean: npt.NDArray[np.float64],
-                       std: npt.NDArray[np.float64], properties: Sequence[str]) -> dict[str, float]:
-    """MAE (eV), Gaussian negative log-likelihood and 90 % interval coverage per property."""
-    out: dict[str, float] = {}
-    for k, prop in enumerate(properties):
-        err = y[:, k] - mean[:, k]
-        var = np.maximum(std[:, k], 1e-9) ** 2
-        out[f"mae_{prop}"] = float(np.mean(np.abs(err)))
-        out[f"nll_{prop}"] = float(np.mean(0.5 * (np.log(2 * math.pi * var) + err**2 / var)))
-        out[f"coverage90_{prop}"] = float(np.mean(np.abs(err) <= Z90 * std[:, k]))
-    return out
-
-
 def fine_tune(ensemble: PropertyEnsemble, data: GeometryDataset, epochs: int = 30,
               learning_rate: float = 1e-4, batch_size: int = 16, seed: int = 0
               ) -> PropertyEnsemble:
@@ -440,20 +427,8 @@ def calibrate(ensemble: PropertyEnsemble, val: GeometryDataset
     """
     mean, std = ensemble.predict_dataset(val, calibrated=False)
     y_val = val.y.astype(np.float64)
-    ratio = np.abs(y_val - mean) / np.maximum(std, 1e-9)
-
-    def fit(rows: slice) -> npt.NDArray[np.float64]:
-        return np.asarray(np.quantile(ratio[rows], 0.9, axis=0) / Z90)
-
-    half = len(val) // 2
-    if half == 0:
-        scale = fit(slice(None))
-        return scale, regression_metrics(y_val, mean, std * scale, ensemble.properties)
-    first, second = slice(None, half), slice(half, None)
-    crossed = std.copy()
-    crossed[first] *= fit(second)
-    crossed[second] *= fit(first)
-    return fit(slice(None)), regression_metrics(y_val, mean, crossed, ensemble.properties)
+    scale, crossed = interval_scales(y_val, mean, std)
+    return scale, regression_metrics(y_val, mean, crossed, ensemble.properties)
 
 
 def train_ensemble(data: GeometryDataset, config: TrainingConfig,

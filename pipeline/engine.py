@@ -23,6 +23,7 @@ from pipeline.acquisition import Acquisition, Selection, information_per_cost
 from pipeline.config import CampaignConfig
 from pipeline.metrics import campaign_totals, surrogate_error_metrics
 from pipeline.protocols import (
+    CachingOracle,
     Featurizer,
     Filter,
     GenerationContext,
@@ -191,6 +192,9 @@ class CampaignEngine:
         """Every oracle the campaign can run, by fidelity."""
         self.runnable = sorted(self.oracles, key=lambda f: self.trust.get(f, -1))
         """Their fidelities, least trusted first."""
+        for oracle in self.oracles.values():
+            if isinstance(oracle, CachingOracle):
+                oracle.bind_cache(store)
         self._objective_fit: tuple[Any, dict[str, int]] | None = None
         self.surrogate_properties = list(dict.fromkeys(
             [o.property for o in config.objectives()] + [c.property for c in config.constraints]

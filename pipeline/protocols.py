@@ -164,6 +164,29 @@ class Oracle(Protocol):
 
 
 @runtime_checkable
+class ResultCache(Protocol):
+    """The content-addressed store of oracle answers (:class:`pipeline.store.Store` is one)."""
+
+    def oracle_result(self, request_key: str) -> OracleResult | None:
+        """The stored answer under ``request_key``, or None."""
+        ...
+
+    def save_oracle_result(self, result: OracleResult) -> None:
+        """Stores an answer under its request key (an existing one is kept)."""
+        ...
+
+
+@runtime_checkable
+class CachingOracle(Protocol):
+    """An oracle that keeps intermediate calculations (a hull's competing phases) in the
+    campaign's result cache; the engine binds the store to it."""
+
+    def bind_cache(self, cache: ResultCache) -> None:
+        """Keeps intermediate results in ``cache`` from now on."""
+        ...
+
+
+@runtime_checkable
 class Domain(Protocol):
     """What the engine needs to know of a kind of design (molecules, perovskites)."""
 

@@ -242,14 +242,15 @@ class OracleCallRecord:
 def _geometry_to_json(geometry: Geometry | None) -> str | None:
     if geometry is None:
         return None
-    return json.dumps(
-        {
-            "symbols": list(geometry.symbols),
-            "positions_angstrom": [list(p) for p in geometry.positions_angstrom],
-            "charge": geometry.charge,
-            "multiplicity": geometry.multiplicity,
-        }
-    )
+    data: dict[str, Any] = {
+        "symbols": list(geometry.symbols),
+        "positions_angstrom": [list(p) for p in geometry.positions_angstrom],
+        "charge": geometry.charge,
+        "multiplicity": geometry.multiplicity,
+    }
+    if geometry.lattice_angstrom is not None:
+        data["lattice_angstrom"] = [list(v) for v in geometry.lattice_angstrom]
+    return json.dumps(data)
 
 
 def _geometry_from_json(text: str | None) -> Geometry | None:
@@ -261,6 +262,8 @@ def _geometry_from_json(text: str | None) -> Geometry | None:
         positions_angstrom=tuple(tuple(p) for p in data["positions_angstrom"]),
         charge=data["charge"],
         multiplicity=data["multiplicity"],
+        lattice_angstrom=(tuple(tuple(v) for v in data["lattice_angstrom"])
+                          if data.get("lattice_angstrom") is not None else None),
     )
 
 

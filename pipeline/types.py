@@ -30,19 +30,22 @@ class EvaluationStatus(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Geometry:
-    """A 3D structure of a molecule.
+    """A 3D structure: a molecule, or the unit cell of a periodic crystal.
 
     Attributes:
         symbols: element symbols, one per atom (n_atoms,).
         positions_angstrom: Cartesian coordinates, (n_atoms, 3) Angstrom.
         charge: total charge in elementary charges.
         multiplicity: spin multiplicity 2S+1.
+        lattice_angstrom: for a periodic structure, the three lattice vectors as rows,
+            (3, 3) Angstrom; None for a molecule.
     """
 
     symbols: tuple[str, ...]
     positions_angstrom: tuple[tuple[float, float, float], ...]
     charge: int = 0
     multiplicity: int = 1
+    lattice_angstrom: tuple[tuple[float, float, float], ...] | None = None
 
     def __post_init__(self) -> None:
         if len(self.symbols) != len(self.positions_angstrom):
@@ -50,10 +53,29 @@ class Geometry:
                 f"Geometry has {len(self.symbols)} symbols but "
                 f"{len(self.positions_angstrom)} positions"
             )
+        if self.lattice_angstrom is not None:
+            rows = self.lattice_angstrom
+            if len(rows) != 3 or any(len(r) != 3 for r in rows):
+                raise ValueError(f"lattice_angstrom must be three vectors of three numbers, "
+                                 f"got {rows}")
+            a, b, c = rows
+            volume = (a[0] * (b[1] * c[2] - b[2] * c[1]) - a[1] * (b[0] * c[2] - b[2] * c[0])
+                      + a[2] * (b[0] * c[1] - b[1] * c[0]))
+            if not abs(volume) > 1e-6:
+                raise ValueError(f"lattice_angstrom {rows} spans no volume")
+
+    @builtins.property
+    def periodic(self) -> bool:
+        """Whether this is a crystal's unit cell."""
+        return self.lattice_angstrom is not None
 
     def to_xyz(self, comment: str = "") -> str:
-        """Returns the geometry as an XYZ block (Angstrom)."""
-        lines = [str(len(self.symbols)), comment]
+        """Returns the geometry as an XYZ block (Angstrom); a periodic one as extended XYZ, its
+        lattice in the comment line (``Lattice="ax ay az bx ..." pbc="T T T"``)."""
+        if self.lattice_angstrom is not None:
+            flat = " ".join(f"{x:.8f}" for row in self.lattice_angstrom for x in row)
+            comment = f'Lattice="{flat}" Properties=species:S:1:pos:R:3 pbc="T T T" {comment}'
+        lines = [str(len(self.symbols)), comment.strip()]
         lines += [
             f"{s:<2s} {x:14.8f} {y:14.8f} {z:14.8f}"
             for s, (x, y, z) in zip(self.symbols, self.positions_angstrom, strict=True)

@@ -49,6 +49,7 @@ REPO_DATA = Path(__file__).resolve().parents[2] / "chem" / "data"
 """Where the shipped checkpoints lie (read without importing the chem package and torch)."""
 PROPERTY_MODEL = REPO_DATA / "property_model.pt"
 GENERATOR = REPO_DATA / "generator.pt"
+CRYSTAL_MODEL = Path(__file__).resolve().parents[2] / "materials" / "data" / "crystal_model.pt"
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -29,12 +29,13 @@ def screen(
     """Will each ABX3 (or A2BB'X6) form a perovskite? States, radii, t, tau, verdict.
 
     The tool chooses the oxidation states and radii (see materials/formability.py); the
-    verdict is Bartel's tau < 4.18 (for a double perovskite with the B ions' mean radius). A
+    verdict is Bartel's tau < 4.18 (for a double perovskite with the B ions' mean radius), and
+    p_perovskite its calibrated probability (bench/perovskite_calibration.py). A
     row it cannot assess (unknown element, no charge-balanced states) says why. On Bartel et
     al.'s 576 experimentally characterised compounds the verdict agrees with experiment for
     92.5 % (bench/perovskite_formability.py).
     """
-    from materials.formability import FormabilityError, assess
+    from materials.formability import FormabilityError, assess, p_perovskite
 
     if not csv_file.is_file():
         fail(f"{csv_file}: file not found")
@@ -61,6 +62,7 @@ def screen(
                          "rA": f.r_a, "rB": f.r_b, "rX": f.r_x, "t": round(f.t, 4),
                          "octahedral_factor": round(f.octahedral_factor, 4),
                          "tau": None if math.isnan(f.tau) else round(f.tau, 4),
+                         "p_perovskite": round(p_perovskite(f.tau), 4),
                          "charge_balanced": True,
                          "verdict": "perovskite" if f.perovskite else "not perovskite",
                          "reason": "" if f.perovskite else (
@@ -70,7 +72,7 @@ def screen(
         sys.stdout.write(json.dumps(results, indent=2) + "\n")
         return
     columns = [("line", 0), ("ABX3", 0), ("states", 1), ("rA", 2), ("rB", 2), ("rX", 3),
-               ("t", 1), ("mu", 2), ("tau", 0), ("verdict", 0), ("reason", 1)]
+               ("t", 1), ("mu", 2), ("tau", 0), ("p", 0), ("verdict", 0), ("reason", 1)]
     cells = []
     for r in results:
         shown = r.get("oxidation_states")
@@ -80,5 +82,6 @@ def screen(
                       "/".join(f"{v:+d}" for v in shown.values()) if shown else "-",
                       *(f"{r[k]:.3f}" if isinstance(r.get(k), float) else "-"
                         for k in ("rA", "rB", "rX", "t", "octahedral_factor", "tau")),
+                      f"{r['p_perovskite']:.2f}" if "p_perovskite" in r else "-",
                       r["verdict"] or "cannot assess", r["reason"]])
     out.print(fitted_table(f"{csv_file.name}: perovskite formability", columns, cells))

@@ -164,7 +164,8 @@ def test_parallel_members_refuse_a_gpu(dataset) -> None:
 
 
 def test_calibration_is_fitted_on_the_whole_validation_split(ensemble, dataset) -> None:
-    from chem.property_model import Z90, calibrate
+    from chem.property_model import calibrate
+    from pipeline.uncertainty import Z90
 
     scale, metrics = calibrate(ensemble, dataset)
     mean, std = ensemble.predict_dataset(dataset, calibrated=False)

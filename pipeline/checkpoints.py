@@ -10,7 +10,7 @@ def checkpoint_file(weights: str | None, default: Path, what: str, command: str)
 
     Args:
         weights: configured path, or None.
-        default: the checkpoint shipped in ``chem/data``.
+        default: the shipped checkpoint.
         what: what the checkpoint holds, for the message (``generator``).
         command: the command that makes one, for the message.
 

@@ -1,0 +1,299 @@
+"""Perovskite generators that need no training: ionic substitution on the sites of known or
+measured perovskites, and enumeration of A/B/X combinations from allowed element lists.
+
+Both are charge-aware: a proposal is kept only when the tool can charge-balance it with
+oxidation states and Shannon radii (:func:`materials.formability.assess`); whether it is likely
+a perovskite is the filters' call.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pymatgen.core import Species, Structure
+
+from materials.domain import structure_candidate
+from materials.formability import ANION_STATES, Formability, FormabilityError, assess
+from materials.structures import (
+    cubic_perovskite,
+    double_perovskite,
+    lattice_guess_angstrom,
+    parse_formula,
+    tilted_supercell,
+)
+from pipeline.protocols import GenerationContext
+from pipeline.registry import GENERATORS
+from pipeline.types import Candidate
+
+SEED_PEROVSKITES = Path(__file__).resolve().parent / "data" / "seed_perovskites.txt"
+"""Known perovskites (one formula a line) that substitution starts from."""
+RADIOACTIVE = frozenset({"Tc", "Pm", "Po", "At", "Rn", "Fr", "Ra", "Ac", "Th", "Pa", "U", "Np",
+                         "Pu", "Am", "Cm", "Bk", "Cf", "Es", "Fm", "Md", "No", "Lr"})
+
+
+def load_seed_perovskites(path: str | Path | None = None) -> list[str]:
+    """Formulas of a seed file (one a line, ``#`` comments).
+
+    Raises:
+        ValueError: a line that is not a perovskite formula (file and line named).
+    """
+    path = Path(path) if path else SEED_PEROVSKITES
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read: {exc.strerror}") from None
+    formulas = []
+    for n, line in enumerate(lines, start=1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        try:
+            parse_formula(text)
+        except ValueError as exc:
+            raise ValueError(f"{path}:{n}: {exc}") from None
+        formulas.append(text)
+    if not formulas:
+        raise ValueError(f"{path}: no formulas")
+    return formulas
+
+
+def _sites(f: Formability) -> dict[str, tuple[str, int]]:
+    sites = {"A": (f.a, f.n_a), "B": (f.b, f.n_b), "X": (f.x, f.n_x)}
+    if f.b2 is not None and f.n_b2 is not None:
+        sites["B2"] = (f.b2, f.n_b2)
+    return sites
+
+
+def _prototype(f: Formability, tilted: bool, seed: int) -> Structure:
+    lattice = lattice_guess_angstrom(f)
+    if f.b2 is not None:
+        return double_perovskite(f.a, f.b, f.b2, f.x, lattice)
+    cell = cubic_perovskite(f.a, f.b, f.x, lattice)
+    return tilted_supercell(cell, seed=seed) if tilted else cell
+
+
+class _StructureParams(BaseModel):
+    """What the proposals look like.
+
+    Attributes:
+        tilted_share: share of ABX3 proposals made as a rattled sqrt2 x sqrt2 x 2 supercell
+            (20 atoms), in which a relaxation can find octahedral tilts; the rest are the cubic
+            5-atom cell. Double perovskites are the 10-atom rock-salt cell.
+        allowed: elements proposals may contain (None: any with Shannon radii, radioactive
+            ones left out).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    tilted_share: float = Field(default=0.0, ge=0.0, le=1.0)
+    allowed: list[str] | None = None
+
+
+@GENERATORS.register("ionic_substitution")
+class IonicSubstitutionGenerator:
+    """Substitutes one site of a parent perovskite by an ion that often replaces it in known
+    crystals (pymatgen's data-mined substitution probabilities, Hautier et al., Inorg. Chem. 50,
+    656, 2011), keeping the charge balance.
+
+    Parents: the campaign's best measured designs, topped up with the seed perovskites.
+    """
+
+    class Params(_StructureParams):
+        """Substitution settings.
+
+        Attributes:
+            parents: parents drawn per round (best measured first, then seeds).
+            min_probability: substitutions less probable than this (conditional probability
+                of the new ion given the old) are not made.
+            seed_file: formulas to start from; default: the shipped list.
+            max_tries_per_proposal: substitutions tried per proposal before giving up.
+        """
+
+        parents: int = Field(default=20, ge=1, le=10_000)
+        min_probability: float = Field(default=1e-3, ge=0.0, le=1.0)
+        seed_file: str | None = None
+        max_tries_per_proposal: int = Field(default=50, ge=1, le=10_000)
+
+        @field_validator("seed_file")
+        @classmethod
+        def _readable(cls, value: str | None) -> str | None:
+            if value is not None:
+                load_seed_perovskites(value)
+            return value
+
+    def __init__(self, params: Params | None = None) -> None:
+        from pymatgen.analysis.structure_prediction.substitution_probability import (
+            SubstitutionProbability,
+        )
+
+        self.params = params or self.Params()
+        self._seeds = load_seed_perovskites(self.params.seed_file)
+        self._table = SubstitutionProbability()
+        self._cache: dict[tuple[str, int], list[tuple[str, int, float]]] = {}
+
+    def __repr__(self) -> str:
+        return f"IonicSubstitutionGenerator({self.params!r}, seeds={len(self._seeds)})"
+
+    def reference_keys(self) -> frozenset[str]:
+        """The seed perovskites' keys (for novelty)."""
+        from materials.structures import design_key
+
+        return frozenset(design_key(parse_formula(f)) for f in self._seeds)
+
+    def replacements(self, element: str, state: int) -> list[tuple[str, int, float]]:
+        """Ions that replace ``element`` in ``state``: (element, state, probability), most
+        probable first, of the same sign of charge, allowed and not radioactive."""
+        key = (element, state)
+        if key not in self._cache:
+            old = Species(element, state)
+            found = []
+            for new in self._table.species:
+                el, n = new.symbol, int(new.oxi_state or 0)
+                if (el == element or n * state <= 0 or el in RADIOACTIVE
+                        or (self.params.allowed is not None and el not in self.params.allowed)):
+                    continue
+                p = float(self._table.cond_prob(old, new))
+                if p >= self.params.min_probability:
+                    found.append((el, n, p))
+            self._cache[key] = sorted(found, key=lambda t: -t[2])
+        return self._cache[key]
+
+    def _parents(self, context: GenerationContext, rng: np.random.Generator) -> list[Formability]:
+        from materials.filters import candidate_formability
+        from materials.structures import structure_from_text
+
+        parents = []
+        for design in context.population[: self.params.parents]:
+            try:
+                parents.append(candidate_formability(structure_from_text(design.representation)))
+            except (ValueError, FormabilityError):
+                continue
+        order = rng.permutation(len(self._seeds))
+        for i in order[: max(0, self.params.parents - len(parents))]:
+            try:
+                parents.append(_formability_of_formula(self._seeds[int(i)]))
+            except (ValueError, FormabilityError):
+                continue
+        return parents
+
+    def sample(self, n: int, *, context: GenerationContext) -> list[Candidate]:
+        """Makes ``n`` proposals (fewer when every try of one failed)."""
+        rng = np.random.default_rng(context.seed)
+        parents = self._parents(context, rng)
+        out: list[Candidate] = []
+        seen: set[str] = set()
+        if not parents:
+            return out
+        for i in range(n):
+            for _ in range(self.params.max_tries_per_proposal):
+                parent = parents[int(rng.integers(len(parents)))]
+                sites = _sites(parent)
+                site = list(sites)[int(rng.integers(len(sites)))]
+                element, state = sites[site]
+                options = self.replacements(element, state)
+                if not options:
+                    continue
+                weights = np.array([p for _, _, p in options])
+                new_el, _, _ = options[int(rng.choice(len(options), p=weights / weights.sum()))]
+                changed = {k: v[0] for k, v in sites.items()}
+                changed[site] = new_el
+                if len(set(changed.values())) < len(changed) or changed["X"] not in ANION_STATES:
+                    continue
+                try:
+                    f = assess(changed["A"], changed["B"], changed["X"], changed.get("B2"))
+                except FormabilityError:
+                    continue
+                tilted = f.b2 is None and rng.random() < self.params.tilted_share
+                structure = _prototype(f, tilted, context.seed + i)
+                parent_formula = _prototype(parent, False, 0).composition.reduced_formula
+                candidate = structure_candidate(
+                    structure, context.candidate_id(i), round_index=context.round_index,
+                    origin=f"substitution:{site}:{element}->{new_el}", parents=(parent_formula,))
+                if candidate.key in seen:
+                    continue
+                seen.add(candidate.key)
+                out.append(candidate)
+                break
+        return out
+
+
+def _formability_of_formula(formula: str) -> Formability:
+    from materials.filters import candidate_formability
+
+    return candidate_formability(parse_formula(formula))
+
+
+@GENERATORS.register("perovskite_enumeration")
+class PerovskiteEnumerationGenerator:
+    """Random charge-balanced ABX3 (and, with ``double``, A2BB'X6) from element lists."""
+
+    class Params(_StructureParams):
+        """Enumeration settings.
+
+        Attributes:
+            a_elements: elements for the A site.
+            b_elements: elements for the B site (and B').
+            x_elements: anions.
+            double_share: share of proposals that are double perovskites A2BB'X6.
+            max_tries_per_proposal: combinations drawn per proposal before giving up.
+        """
+
+        a_elements: list[str] = Field(min_length=1)
+        b_elements: list[str] = Field(min_length=1)
+        x_elements: list[str] = Field(min_length=1)
+        double_share: float = Field(default=0.0, ge=0.0, le=1.0)
+        max_tries_per_proposal: int = Field(default=200, ge=1, le=100_000)
+
+        @field_validator("x_elements")
+        @classmethod
+        def _anions(cls, value: list[str]) -> list[str]:
+            unknown = [x for x in value if x not in ANION_STATES]
+            if unknown:
+                raise ValueError(f"{unknown} are not anions this tool knows: "
+                                 f"{', '.join(ANION_STATES)}")
+            return value
+
+    def __init__(self, params: Params) -> None:
+        self.params = params
+
+    def __repr__(self) -> str:
+        return f"PerovskiteEnumerationGenerator({self.params!r})"
+
+    def reference_keys(self) -> frozenset[str]:
+        """None: enumeration learns from nothing."""
+        return frozenset()
+
+    def sample(self, n: int, *, context: GenerationContext) -> list[Candidate]:
+        """Makes ``n`` proposals (fewer when no charge-balanced combination was drawn)."""
+        p = self.params
+        rng = np.random.default_rng(context.seed)
+        out: list[Candidate] = []
+        seen: set[str] = set()
+        for i in range(n):
+            for _ in range(p.max_tries_per_proposal):
+                a = p.a_elements[int(rng.integers(len(p.a_elements)))]
+                x = p.x_elements[int(rng.integers(len(p.x_elements)))]
+                double = rng.random() < p.double_share and len(p.b_elements) >= 2
+                picks: Sequence[str] = (rng.choice(p.b_elements, size=2, replace=False).tolist()
+                                        if double else
+                                        [p.b_elements[int(rng.integers(len(p.b_elements)))]])
+                bs = sorted(str(b) for b in picks)
+                try:
+                    f = assess(a, bs[0], x, bs[1] if double else None)
+                except FormabilityError:
+                    continue
+                if not math.isfinite(f.t):
+                    continue
+                tilted = not double and rng.random() < p.tilted_share
+                candidate = structure_candidate(
+                    _prototype(f, tilted, context.seed + i), context.candidate_id(i),
+                    round_index=context.round_index, origin="enumeration")
+                if candidate.key in seen:
+                    continue
+                seen.add(candidate.key)
+                out.append(candidate)
+                break
+        return out

@@ -11,6 +11,7 @@ The slope it prints is :data:`materials.formability.P_SLOPE` (rounded to two dec
 from __future__ import annotations
 
 import argparse
+import itertools
 import csv
 import json
 import math
@@ -60,7 +61,7 @@ def main() -> None:
     p = np.array([p_perovskite(t) for t in tau_test])
     edges = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
     table = []
-    for low, high in zip(edges[:-1], edges[1:], strict=True):
+    for low, high in itertools.pairwise(edges):
         inside = (p >= low) & ((p < high) if high < 1.0 else (p <= high))
         if inside.any():
             table.append({"p_range": [low, high], "n": int(inside.sum()),

@@ -29,8 +29,6 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-import chem  # noqa: F401  (registers the molecules domain)
-import oracles  # noqa: F401  (registers the oracles)
 from pipeline.config import CampaignConfig
 from pipeline.engine import CampaignEngine, OracleRequest, rank_candidates, ranked_rows
 from pipeline.home import Home
@@ -156,7 +154,7 @@ def _run_oracle(engine: CampaignEngine, requests: list[OracleRequest], progress:
             wall = result.details.get("wall_s")
             progress.console.print(
                 f"round {round_index}: oracle {done}/{len(requests)} {req.candidate.id} "
-                f"{req.candidate.representation} [{req.fidelity}]: {what}"
+                f"{req.candidate.key} [{req.fidelity}]: {what}"
                 + (f" ({wall:.1f} s)" if isinstance(wall, int | float) else ""),
                 highlight=False, markup=False, soft_wrap=True)
     if store_error is not None:

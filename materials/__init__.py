@@ -1,5 +1,13 @@
-"""Perovskites (ABX3): representations, validity filters, generators and featurisers.
+"""Perovskites (ABX3, A2BB'X6): structures, validity filters, generators, featurisers and the
+crystal property model.
 
-The materials domain plugs into the same registries as :mod:`chem`; its components arrive with
-the perovskite issues and are registered on import of this package.
+Importing this package registers its implementations in :mod:`pipeline.registry`.
 """
+
+from materials import (  # noqa: F401  (registration)
+    domain,
+    featurize,
+    filters,
+    generators,
+    prior,
+)

@@ -244,3 +244,82 @@ class CrystalGeometryFilter:
         """See :class:`pipeline.protocols.Filter`."""
         reasons = tuple(self.reason(c) for c in candidates)
         return FilterResult(tuple(not r for r in reasons), reasons)
+
+
+@FILTERS.register("crystal_predicted")
+class CrystalPredictedFilter:
+    """The crystal property model's prediction of a property lies in a window with probability
+    at least ``min_probability`` (its predictive distribution taken as a Gaussian with the
+    calibrated mean and standard deviation), for example a band gap near 1.4 eV before any
+    oracle is asked."""
+
+    class Params(BaseModel):
+        """Settings.
+
+        Attributes:
+            property: ``band_gap_ev`` or ``formation_energy_ev_per_atom``.
+            min: lower end of the window (None: open).
+            max: upper end of the window (None: open).
+            min_probability: the least probability of the window that passes.
+            weights: crystal-model checkpoint; default: the shipped one.
+        """
+
+        model_config = ConfigDict(extra="forbid", frozen=True)
+        property: str
+        min: float | None = None
+        max: float | None = None
+        min_probability: float = Field(default=0.1, ge=0.0, le=1.0)
+        weights: str | None = None
+
+        @model_validator(mode="after")
+        def _window(self) -> CrystalPredictedFilter.Params:
+            from materials.crystal_model import PROPERTIES
+
+            if self.property not in PROPERTIES:
+                raise ValueError(f"property {self.property!r}: the crystal model predicts "
+                                 f"{', '.join(PROPERTIES)}")
+            if self.min is None and self.max is None:
+                raise ValueError("give min, max or both")
+            if self.min is not None and self.max is not None and self.min >= self.max:
+                raise ValueError(f"min {self.min} must be below max {self.max}")
+            return self
+
+    def __init__(self, params: Params) -> None:
+        from materials.crystal_model import PROPERTIES
+        from materials.prior import load_crystal_model
+
+        self.params = params
+        self.model = load_crystal_model(params.weights)
+        self.column = PROPERTIES.index(params.property)
+
+    def __repr__(self) -> str:
+        return f"CrystalPredictedFilter({self.params!r})"
+
+    def __call__(self, candidates: Sequence[Candidate]) -> FilterResult:
+        """See :class:`pipeline.protocols.Filter`."""
+        from scipy.stats import norm
+
+        from materials.prior import predict_structures
+
+        p = self.params
+        structures: list[Structure | None] = []
+        problems = []
+        for c in candidates:
+            structure, why = _structure_or_reason(c)
+            structures.append(structure)
+            problems.append(why)
+        mean, std, _, reasons = predict_structures(self.model, structures)
+        out = []
+        low = -np.inf if p.min is None else p.min
+        high = np.inf if p.max is None else p.max
+        window = f"[{'-inf' if p.min is None else p.min}, {'inf' if p.max is None else p.max}]"
+        for k in range(len(candidates)):
+            if problems[k] or reasons[k]:
+                out.append(problems[k] or f"no prediction: {reasons[k]}")
+                continue
+            m, s = mean[k, self.column], max(std[k, self.column], 1e-9)
+            prob = float(norm.cdf(high, m, s) - norm.cdf(low, m, s))
+            out.append("" if prob >= p.min_probability else
+                       f"P({p.property} in {window}) = {prob:.2f} < {p.min_probability} "
+                       f"(predicted {m:.2f} ± {s:.2f})")
+        return FilterResult(tuple(not r for r in out), tuple(out))

@@ -98,7 +98,8 @@ class IonicSubstitutionGenerator:
     crystals (pymatgen's data-mined substitution probabilities, Hautier et al., Inorg. Chem. 50,
     656, 2011), keeping the charge balance.
 
-    Parents: the campaign's best measured designs, topped up with the seed perovskites.
+    Parents: the campaign's best measured designs, topped up with the seed perovskites (those
+    whose anion is allowed).
     """
 
     class Params(_StructureParams):
@@ -171,12 +172,16 @@ class IonicSubstitutionGenerator:
                 parents.append(candidate_formability(structure_from_text(design.representation)))
             except (ValueError, FormabilityError):
                 continue
-        order = rng.permutation(len(self._seeds))
-        for i in order[: max(0, self.params.parents - len(parents))]:
+        allowed = self.params.allowed
+        for i in rng.permutation(len(self._seeds)):
+            if len(parents) >= self.params.parents:
+                break
             try:
-                parents.append(_formability_of_formula(self._seeds[int(i)]))
+                seed = _formability_of_formula(self._seeds[int(i)])
             except (ValueError, FormabilityError):
                 continue
+            if allowed is None or seed.x in allowed:  # one substitution cannot change X's charge
+                parents.append(seed)
         return parents
 
     def sample(self, n: int, *, context: GenerationContext) -> list[Candidate]:
@@ -201,6 +206,9 @@ class IonicSubstitutionGenerator:
                 changed = {k: v[0] for k, v in sites.items()}
                 changed[site] = new_el
                 if len(set(changed.values())) < len(changed) or changed["X"] not in ANION_STATES:
+                    continue
+                if self.params.allowed is not None and not set(changed.values()) <= set(
+                        self.params.allowed):
                     continue
                 try:
                     f = assess(changed["A"], changed["B"], changed["X"], changed.get("B2"))

@@ -182,8 +182,7 @@ def tilted_supercell(structure: Structure, rattle_angstrom: float = 0.05,
 def parse_formula(text: str) -> Structure:
     """The prototype cell of a perovskite named by its formula (``CsPbI3``, ``Cs2AgBiBr6``).
 
-    The anion is the element of :data:`materials.formability.ANION_STATES` with three atoms per
-    B; of the cations, the tool tries each as A and keeps the assignment it can assess with the
+    The anion is the element of :data:`materials.formability.ANION_STATES` with the most atoms; of the cations, the tool tries each as A and keeps the assignment it can assess with the
     larger ion on A (then the lower tau).
 
     Raises:
@@ -196,9 +195,11 @@ def parse_formula(text: str) -> Structure:
         raise ValueError(f"{text!r} is not a formula ({exc})") from None
     counts = {str(el): round(n) for el, n in comp.get_el_amt_dict().items()}
     anions = [el for el in counts if el in ANION_STATES]
-    if len(anions) != 1:
+    if not anions:
         raise ValueError(f"{text!r}: a perovskite formula has one anion of {', '.join(ANION_STATES)}")
-    x = anions[0]
+    # Te in BaTeO3 is a cation: the anion is the one with the most atoms (then the most
+    # electronegative)
+    x = max(anions, key=lambda el: (counts[el], Element(el).X))
     cations = [el for el in counts if el != x]
     n_x = counts[x]
     options: list[tuple[tuple[bool, float], str, str, str | None]] = []

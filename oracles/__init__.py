@@ -3,4 +3,4 @@
 Importing this package registers its oracles in :mod:`pipeline.registry`.
 """
 
-from oracles import pyscf_oracle  # noqa: F401  (registration)
+from oracles import chgnet_oracle, pyscf_oracle, pyscf_pbc_oracle  # noqa: F401  (registration)

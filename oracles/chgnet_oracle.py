@@ -15,8 +15,10 @@ the design minus that of the most stable mixture of the other phases; negative w
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
+import io
 import json
 import threading
 import time
@@ -42,7 +44,7 @@ PROPERTIES = {
 """Scalar properties the oracle returns, with units."""
 
 _MODEL_LOCK = threading.Lock()
-_MODEL: Any = None
+_OPTIMIZER: Any = None
 
 
 def chgnet_version() -> str:
@@ -53,14 +55,16 @@ def chgnet_version() -> str:
         return "missing"
 
 
-def _model() -> Any:
-    """The pretrained CHGNet, loaded once per process."""
-    global _MODEL
-    if _MODEL is None:
-        from chgnet.model import CHGNet
+def _optimizer() -> Any:
+    """CHGNet's structure optimiser with the pretrained model, made once per process (quietly:
+    CHGNet prints its size and device when made)."""
+    global _OPTIMIZER
+    if _OPTIMIZER is None:
+        from chgnet.model import CHGNet, StructOptimizer
 
-        _MODEL = CHGNet.load(verbose=False)
-    return _MODEL
+        with contextlib.redirect_stdout(io.StringIO()):
+            _OPTIMIZER = StructOptimizer(model=CHGNet.load(verbose=False), use_device="cpu")
+    return _OPTIMIZER
 
 
 def relax(structure: Structure, *, fmax: float, steps: int, relax_cell: bool = True
@@ -70,13 +74,10 @@ def relax(structure: Structure, *, fmax: float, steps: int, relax_cell: bool = T
     Returns:
         The relaxed structure, its energy per atom (eV/atom) and the number of steps taken.
     """
-    from chgnet.model import StructOptimizer
-
     with _MODEL_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        optimizer = StructOptimizer(model=_model(), use_device="cpu")
-        result = optimizer.relax(structure, fmax=fmax, steps=steps, relax_cell=relax_cell,
-                                 verbose=False)
+        result = _optimizer().relax(structure, fmax=fmax, steps=steps, relax_cell=relax_cell,
+                                    verbose=False)
     trajectory: Any = result["trajectory"]
     final: Any = result["final_structure"]
     return final, float(trajectory.energies[-1]) / len(final), len(trajectory.energies)
@@ -226,9 +227,11 @@ class CHGNetOracle:
                                      "formation and decomposition energies need one")
         design = PDEntry(final.composition, energy * len(final), name="design")
         diagram = PhaseDiagram([*entries, design])
-        _, decomposition = diagram.get_decomp_and_phase_separation_energy(design)
+        _, separation = diagram.get_decomp_and_phase_separation_energy(design)
         formation = diagram.get_form_energy_per_atom(design)
-        decomposition = float(decomposition)
+        if separation is None:
+            return self._failed(key, "pymatgen found no decomposition of the design")
+        decomposition = float(separation)
         wall = time.perf_counter() - start
         converged = n_steps < self.params.max_steps
         details = {"relaxed_cif": str(CifWriter(final)), "steps": n_steps, "converged": converged,

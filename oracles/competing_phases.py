@@ -3,16 +3,17 @@ a stated set of prototypes.
 
 For the elements of a design, the phases are:
 
-* each element: metals and metalloids as fcc, bcc, hcp and simple cubic crystals; H, N, O, F,
+* each element: metals and metalloids as fcc, bcc and hcp crystals; H, N, O, F,
   Cl, Br, I as diatomic molecules in a 10 Angstrom box (their standard states are molecular);
   S, Se, Te as the trigonal chain crystal (the Se/Te structure);
 * each binary of two elements of the design, one a cation and one the design's anion, for each
-  common oxidation state of the cation (pymatgen's ``common_oxidation_states``), in the
-  prototypes of its stoichiometry:
+  positive oxidation state of the cation (pymatgen's common states and every state Shannon
+  tabulates a radius for), in the prototypes of its stoichiometry:
   AX: rock salt, CsCl, zinc blende; AX2: fluorite, rutile, CdI2 layers; A2X: anti-fluorite;
-  AX3: ReO3, BiF3 (D0_3); A2X3: corundum; AX4: SnI4-like isolated tetrahedra are left out;
-  AX5, AX6: left out (few such solids; a design that decomposes only into them will look more
-  stable than it is).
+  AX3: ReO3, BiF3 (D0_3); A2X3: corundum; AX4, AX5, AX6: the molecule (tetrahedron, trigonal
+  bipyramid, octahedron) in a 12 Angstrom box, as TiCl4, SbCl5 and WF6 are molecular; other
+  stoichiometries (A3X2, A2X5, ...) are left out, so a design that decomposes only into them
+  looks more stable than it is.
 
 The phases start from volumes scaled so that the shortest cation-anion distance is the sum of
 Shannon radii (1.5 Angstrom where none is tabulated), are relaxed with CHGNet (cell and
@@ -39,7 +40,15 @@ CHAIN = frozenset({"S", "Se", "Te"})
 ANION_STATES = {"F": -1, "Cl": -1, "Br": -1, "I": -1, "O": -2, "S": -2, "Se": -2, "Te": -2,
                 "N": -3}
 BOND_ANGSTROM = {"H": 0.74, "N": 1.10, "O": 1.21, "F": 1.42, "Cl": 1.99, "Br": 2.28, "I": 2.67}
-PHASE_SET_VERSION = "elements+binaries-1"
+PHASE_SET_VERSION = "elements+binaries-2"
+_T = 1 / math.sqrt(3)
+MOLECULE_SHAPES: dict[int, list[tuple[float, float, float]]] = {
+    4: [(_T, _T, _T), (_T, -_T, -_T), (-_T, _T, -_T), (-_T, -_T, _T)],  # tetrahedron (TiCl4)
+    5: [(0, 0, 1), (0, 0, -1), (1, 0, 0), (-0.5, math.sqrt(3) / 2, 0),
+        (-0.5, -math.sqrt(3) / 2, 0)],  # trigonal bipyramid (NbCl5, SbCl5)
+    6: [(1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)],  # octahedron (WF6)
+}
+"""Unit bond vectors of the molecular binaries AX4, AX5 and AX6."""
 """Changes when the set of prototypes changes (part of every request key)."""
 
 
@@ -124,6 +133,24 @@ def _binary_prototypes(c: str, x: str, m: int, n: int) -> list[tuple[str, Struct
     return []
 
 
+def _molecule(c: str, x: str, n: int, bond_angstrom: float) -> Structure:
+    """The molecule C X_n (n in 4, 5, 6) in a 12 Angstrom box."""
+    centre = np.array([6.0, 6.0, 6.0])
+    cart = [centre] + [centre + bond_angstrom * np.asarray(v) for v in MOLECULE_SHAPES[n]]
+    return Structure(Lattice.cubic(12.0), [c] + [x] * n, np.asarray(cart),
+                     coords_are_cartesian=True)
+
+
+def _cation_states(symbol: str) -> list[int]:
+    """Positive states of a cation: pymatgen's common ones and every one Shannon tabulates."""
+    el = Element(symbol)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        states = {int(s) for s in el.common_oxidation_states if s > 0}
+    states |= {int(s) for s in el.data.get("Shannon radii", {}) if s.isdigit() and int(s) > 0}
+    return sorted(states)
+
+
 def _element_phases(el: str) -> list[Phase]:
     if el in MOLECULAR:
         d = BOND_ANGSTROM[el]
@@ -145,7 +172,6 @@ def _element_phases(el: str) -> list[Phase]:
                                      [[0, 0, 0], [0.5, 0.5, 0.5]])),
         Phase(f"{el}:hcp", _cell(Lattice.hexagonal(d, d * 1.633), [el] * 2,
                                      [[1 / 3, 2 / 3, 0.25], [2 / 3, 1 / 3, 0.75]])),
-        Phase(f"{el}:sc", _cell(Lattice.cubic(d), [el], [[0, 0, 0]])),
     ]
 
 
@@ -166,13 +192,15 @@ def competing_phases(elements: list[str]) -> list[Phase]:
     for x in anions:
         n_x = -ANION_STATES[x]
         for c in cations:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                states = sorted({int(s) for s in Element(c).common_oxidation_states if s > 0})
+            states = _cation_states(c)
             for state in states:
                 g = gcd(state, n_x)
                 m, n = n_x // g, state // g
+                formula = f"{c}{m if m > 1 else ''}{x}{n if n > 1 else ''}"
                 for proto, cell in _binary_prototypes(c, x, m, n):
-                    formula = f"{c}{m if m > 1 else ''}{x}{n if n > 1 else ''}"
                     phases.append(Phase(f"{formula}:{proto}", _scaled(cell, c, state, x)))
+                if m == 1 and n in MOLECULE_SHAPES:
+                    bond = _shannon(c, state) + _shannon(x, ANION_STATES[x])
+                    phases.append(Phase(f"{formula}:molecule", _molecule(c, x, n, bond),
+                                        relax_cell=False))
     return phases

@@ -13,10 +13,6 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Sequence
 from typing import Any, Literal, Self
 
@@ -24,6 +20,7 @@ import pyscf
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from oracles.levels import LEVELS, Level
+from oracles.worker_process import run_worker
 from pipeline.registry import ORACLES
 from pipeline.types import Candidate, Evaluation, EvaluationStatus, Geometry, OracleResult
 
@@ -229,35 +226,13 @@ class PySCFOracle:
         except ValueError as exc:
             return self._failed(f"unprepared:{candidate.id}", str(exc))
         key = self.request_key(candidate)
-        threads = str(p.threads)
-        env = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads,
-                   MKL_NUM_THREADS=threads, PYSCF_MAX_MEMORY=str(p.max_memory_mb),
-                   INVDES_PARENT_PID=str(os.getpid()),
-                   INVDES_MEMORY_LIMIT_MB=str(p.memory_limit_mb or ""), MALLOC_ARENA_MAX="2")
-        try:
-            proc = subprocess.run(
-                [sys.executable, "-m", "oracles.pyscf_worker"],
-                input=json.dumps(self._request(geometry)), capture_output=True, text=True,
-                timeout=p.timeout_s, env=env,
-            )
-        except subprocess.TimeoutExpired:
-            return self._failed(key, f"timeout: no result within {p.timeout_s:g} s",
-                                wall_s=p.timeout_s)
-        except OSError as exc:
-            return self._failed(key, f"could not start the PySCF worker: {exc}")
-        if proc.returncode != 0 or not proc.stdout.strip():
-            tail = " | ".join((proc.stderr or "").strip().splitlines()[-3:]) or "no output"
-            if p.memory_limit_mb and ("malloc" in tail or "MemoryError" in tail):
-                return self._failed(key, f"out of memory: the limit of {p.memory_limit_mb} MB "
-                                         f"was reached ({tail})")
-            signal_name = (f" ({signal.Signals(-proc.returncode).name})"
-                           if proc.returncode < 0 else "")
-            return self._failed(key, f"PySCF worker exited with code {proc.returncode}"
-                                     f"{signal_name}: {tail}")
-        try:
-            result = json.loads(proc.stdout)
-        except json.JSONDecodeError:
-            return self._failed(key, f"PySCF worker wrote no JSON: {proc.stdout[-200:]!r}")
+        result = run_worker("oracles.pyscf_worker", self._request(geometry),
+                            timeout_s=p.timeout_s, threads=p.threads,
+                            max_memory_mb=p.max_memory_mb, memory_limit_mb=p.memory_limit_mb,
+                            what="PySCF")
+        if isinstance(result, str):
+            timed_out = result.startswith("timeout")
+            return self._failed(key, result, **({"wall_s": p.timeout_s} if timed_out else {}))
         if result["status"] != "ok":
             return self._failed(key, result["reason"], wall_s=result.get("wall_s"))
         details = {k: result[k] for k in ("atoms", "positions_angstrom", "homo_degeneracy",

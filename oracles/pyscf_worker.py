@@ -217,7 +217,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _limit_self() -> None:
+def limit_self() -> None:
     """Dies with the campaign process (Linux) and applies the memory limit from the parent."""
     parent = os.environ.get("INVDES_PARENT_PID")
     if sys.platform == "linux" and parent:
@@ -233,7 +233,7 @@ def _limit_self() -> None:
 
 def main() -> int:
     """Reads the request from stdin, writes the result to stdout."""
-    _limit_self()
+    limit_self()
     request = json.loads(sys.stdin.read())
     start = time.perf_counter()
     try:

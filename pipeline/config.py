@@ -11,10 +11,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pipeline.objectives import Constraint, Objective
 from pipeline.registry import (
@@ -133,7 +140,7 @@ class CampaignConfig(_Strict):
     Attributes:
         name: campaign name; letters, digits, ``-`` and ``_`` (the store's key).
         description: free text for people.
-        domain: ``molecules`` (perovskite campaigns arrive with the materials domain).
+        domain: a registered domain: ``molecules`` or ``perovskites``.
         seed: master seed; the same config and seed give the same campaign.
         rounds: number of rounds to run in total (1 to 1,000).
         objective: the property target.
@@ -166,7 +173,7 @@ class CampaignConfig(_Strict):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
     description: str = ""
-    domain: Literal["molecules"]
+    domain: str
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     rounds: int = Field(ge=1, le=1000)
     objective: Objective
@@ -183,6 +190,13 @@ class CampaignConfig(_Strict):
     fidelities: list[FidelityConfig] = Field(default_factory=list)
     store: StoreConfig = Field(default_factory=StoreConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @field_validator("domain")
+    @classmethod
+    def _known_domain(cls, value: str) -> str:
+        if value not in DOMAINS:
+            raise ValueError(f"unknown domain {value!r}; known: {', '.join(DOMAINS.names())}")
+        return value
 
     @model_validator(mode="after")
     def _check_objectives(self) -> Self:

@@ -36,6 +36,7 @@ from pipeline.protocols import (
 )
 from pipeline.registry import (
     ACQUISITIONS,
+    DOMAINS,
     FEATURIZERS,
     FILTERS,
     GENERATORS,
@@ -806,16 +807,18 @@ def ranked_rows(ranked: Sequence[RankedCandidate], config: CampaignConfig,
                 properties: Sequence[str]) -> list[dict[str, Any]]:
     """Flat rows of the ranked table (for CSV, JSON and MLflow artifacts).
 
-    Each row: ``rank``, ``id``, the representation (``smiles`` for molecules), ``round``, ``status``,
+    Each row: ``rank``, ``id``, the representation (``smiles`` for molecules; ``design``, the
+    canonical key, and ``cif`` for crystals), ``round``, ``status``,
     ``origin``, ``score``, ``hit``, then for each property ``<p>_pred_mean``, ``<p>_pred_std`` and
     ``<p>`` (the oracle value), and ``reason`` when the oracle failed.
     """
-    rep = "smiles" if config.domain == "molecules" else "representation"
+    rep = DOMAINS.build(config.domain).label
     out = []
     for r in ranked:
         c = r.record.candidate
+        design = {} if rep == "smiles" else {"design": c.key}  # a CIF is no table cell
         row: dict[str, Any] = {
-            "rank": r.rank, "id": c.id, rep: c.representation, "round": c.round_index,
+            "rank": r.rank, "id": c.id, **design, rep: c.representation, "round": c.round_index,
             "status": r.record.status.value, "origin": c.origin,
             "score": _none_if_nan(r.score), "hit": r.hit,
         }

@@ -173,7 +173,7 @@ def print_ranked(rows: list[dict[str, object]], title: str, prop: str, empty: st
     if not rows:
         out.print(empty)
         return
-    rep = "smiles" if "smiles" in rows[0] else "representation"
+    rep = "smiles" if "smiles" in rows[0] else "design"
     columns = [("rank", 0), ("id", 0), (rep, 0), ("round", 3), ("status", 2),
                (f"predicted {prop}", 1), (f"oracle {prop}", 0), ("hit", 0)]
     cells = []

@@ -11,8 +11,8 @@ The slope it prints is :data:`materials.formability.P_SLOPE` (rounded to two dec
 from __future__ import annotations
 
 import argparse
-import itertools
 import csv
+import itertools
 import json
 import math
 from pathlib import Path

@@ -81,6 +81,21 @@ PBC_LEVELS: dict[str, PBCLevel] = {
 """Named periodic levels; costs measured by ``bench/perovskite.py``."""
 
 
+def _relaxed(geometry: Geometry) -> Geometry:
+    """The geometry relaxed with CHGNet (cell and positions)."""
+    from pymatgen.core import Lattice, Structure
+
+    from oracles.chgnet_oracle import relax
+
+    structure = Structure(Lattice(np.asarray(geometry.lattice_angstrom)), list(geometry.symbols),
+                          list(geometry.positions_angstrom), coords_are_cartesian=True)
+    final, _, _ = relax(structure, fmax=0.05, steps=500)
+    return Geometry(tuple(s.specie.symbol for s in final),
+                    tuple((float(x), float(y), float(z)) for x, y, z in final.cart_coords),
+                    lattice_angstrom=tuple((float(x), float(y), float(z))
+                                           for x, y, z in final.lattice.matrix))
+
+
 @ORACLES.register("pyscf_pbc")
 class PySCFPBCOracle:
     """Periodic Kohn-Sham DFT with PySCF on a crystal (see the module docstring)."""
@@ -101,6 +116,9 @@ class PySCFPBCOracle:
             max_memory_mb: PySCF's memory budget, MB.
             memory_limit_mb: hard address-space limit of the worker process, MB.
             threads: BLAS/OpenMP threads of one calculation.
+            relax_with_chgnet: relax cell and positions with CHGNet first (seconds) and
+                compute at the relaxed geometry, stored with the result; a prototype cell
+                straight from a generator is otherwise computed as it is.
         """
 
         model_config = ConfigDict(extra="forbid", frozen=True)
@@ -115,6 +133,7 @@ class PySCFPBCOracle:
         max_memory_mb: int = Field(default=4000, ge=100, le=1_000_000)
         memory_limit_mb: int | None = Field(default=None, ge=1000, le=10_000_000)
         threads: int = Field(default=2, ge=1, le=256)
+        relax_with_chgnet: bool = False
 
         @model_validator(mode="after")
         def _check(self) -> PySCFPBCOracle.Params:
@@ -203,6 +222,10 @@ class PySCFPBCOracle:
         for limit in ("max_scf_cycles", "escalate", "max_memory_mb"):
             request.pop(limit)
         request["pyscf"] = pyscf.__version__
+        if self.params.relax_with_chgnet:
+            from oracles.chgnet_oracle import chgnet_version
+
+            request["relax_with_chgnet"] = chgnet_version()
         return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
 
     def provenance(self) -> dict[str, Any]:
@@ -224,6 +247,11 @@ class PySCFPBCOracle:
             key = self.request_key(candidate)
         except ValueError as exc:
             return self._failed(f"unprepared:{candidate.id}", str(exc))
+        if p.relax_with_chgnet:
+            try:
+                geometry = _relaxed(geometry)
+            except Exception as exc:
+                return self._failed(key, f"CHGNet pre-relaxation failed: {exc}")
         result = run_worker("oracles.pyscf_pbc_worker", self._request(geometry),
                             timeout_s=p.timeout_s, threads=p.threads,
                             max_memory_mb=p.max_memory_mb, memory_limit_mb=p.memory_limit_mb,
@@ -236,6 +264,9 @@ class PySCFPBCOracle:
             "vbm_site_shares", "cbm_site_shares", "vbm_kpoints", "cbm_kpoints", "vbm_states",
             "cbm_states", "metallic", "n_kpoints", "n_ao", "remedy", "versions", "wall_s")}
         details["sites"] = list(geometry.symbols)
+        if p.relax_with_chgnet:
+            details["relaxed_lattice_angstrom"] = [list(v) for v in geometry.lattice_angstrom or ()]
+            details["relaxed_positions_angstrom"] = [list(x) for x in geometry.positions_angstrom]
         provenance = {**self.provenance(), "remedy": result["remedy"], "wall_s": result["wall_s"]}
         return OracleResult(key, "pyscf_pbc", self.fidelity, EvaluationStatus.OK, "",
                             {prop: float(result[prop]) for prop in PROPERTIES},

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 import chem  # noqa: F401  (registers the molecules domain)
+import materials  # noqa: F401  (registers the perovskites domain)
 import oracles  # noqa: F401  (registers the oracles)
 
 TINY_CAMPAIGN: dict[str, Any] = {

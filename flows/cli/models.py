@@ -255,19 +255,32 @@ def _embedded(frame: Any, method: Any, cache: Path | None, processes: int,
 
 
 def predict(
-    smiles_file: Annotated[Path, typer.Option(help="One SMILES per line ('#' comments).")],
-    weights: Annotated[Path, typer.Option(help="Checkpoint.",
-                                          show_default="the shipped chem/data/property_model.pt")
-                       ] = PROPERTY_MODEL,
+    smiles_file: Annotated[Path | None, typer.Option(
+        help="Molecules: one SMILES per line ('#' comments).")] = None,
+    cif_file: Annotated[Path | None, typer.Option(
+        help="Crystals: a CSV with a 'cif' column (one structure a row).")] = None,
+    weights: Annotated[Path | None, typer.Option(
+        help="Checkpoint.", show_default="the shipped chem/data/property_model.pt, or "
+                                         "materials/data/crystal_model.pt with --cif-file")
+                       ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Predict HOMO, LUMO and gap (eV) of molecules with the pretrained property model.
+    """Predict HOMO, LUMO and gap (eV) of molecules, or formation energy (eV/atom) and band gap
+    (eV) of crystals, with the pretrained property models.
 
-    The numbers are what B3LYP/6-31G(2df,p) would give on the molecule's B3LYP geometry (the
-    level of QM9, which the model was trained on), from an RDKit geometry made from each
-    SMILES, each with the ensemble's calibrated standard deviation; the model's error on
-    held-out QM9 molecules is printed with them.
+    Molecules: what B3LYP/6-31G(2df,p) would give on the molecule's B3LYP geometry (the level of
+    QM9, which the model was trained on), from an RDKit geometry made from each SMILES.
+    Crystals: what the perov-5 DFT (RPBE formation energy, GLLB-SC gap) would give, at the
+    structure as given. Each value comes with the ensemble's calibrated standard deviation, and
+    the model's error on held-out data is printed with them.
     """
+    if (smiles_file is None) == (cif_file is None):
+        fail("give --smiles-file (molecules) or --cif-file (crystals), one of them")
+    if cif_file is not None:
+        _predict_crystals(cif_file, weights or CRYSTAL_MODEL, as_json)
+        return
+    assert smiles_file is not None
+    weights = weights or PROPERTY_MODEL
     from chem.property_model import PropertyEnsemble
 
     if not smiles_file.is_file():
@@ -323,3 +336,79 @@ def predict(
                   f"training (mean absolute): {maes}; std is the ensemble's calibrated standard "
                   "deviation (90 % of held-out errors within 1.645 std). Molecules unlike QM9's "
                   "(over 9 heavy atoms, other elements) are extrapolation.", highlight=False)
+
+
+def _predict_crystals(cif_file: Path, weights: Path, as_json: bool) -> None:
+    """``invdes predict --cif-file``: one row per CSV row, its prediction or the reason."""
+    import csv
+    import warnings
+
+    import numpy as np
+
+    from materials.crystal_model import CrystalEnsemble
+    from materials.prior import predict_structures
+    from materials.structures import structure_from_text
+
+    if not cif_file.is_file():
+        fail(f"{cif_file}: file not found")
+    if not weights.is_file():
+        fail(f"no crystal-model checkpoint at {weights}; train one with "
+             "`invdes train crystal-model --data ...`")
+    csv.field_size_limit(10_000_000)
+    with cif_file.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        if "cif" not in (reader.fieldnames or []):
+            fail(f"{cif_file}: no 'cif' column; found {reader.fieldnames or 'none'}")
+        records = list(reader)
+    if not records:
+        fail(f"{cif_file}: no rows")
+    try:
+        model = CrystalEnsemble.load(weights)
+    except ValueError as exc:
+        fail(str(exc))
+    structures: list[Any] = []
+    problems: list[str] = []
+    for record in records:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                structures.append(structure_from_text(record["cif"] or ""))
+            problems.append("")
+        except ValueError as exc:
+            structures.append(None)
+            problems.append(str(exc))
+    mean, std, p_gap, reasons = predict_structures(model, structures)
+    rows: list[dict[str, object]] = []
+    for k, record in enumerate(records):
+        formula = structures[k].composition.reduced_formula if structures[k] is not None else None
+        row: dict[str, object] = {"row": k + 2, "formula": record.get("formula") or formula}
+        if problems[k] or reasons[k] or not np.isfinite(mean[k]).all():
+            row.update(status="failed", reason=problems[k] or reasons[k])
+        else:
+            row["status"] = "ok"
+            for j, prop in enumerate(model.properties):
+                row[f"{prop}_mean"] = round(float(mean[k, j]), 4)
+                row[f"{prop}_std"] = round(float(std[k, j]), 4)
+            row["p_nonmetal"] = round(float(p_gap[k]), 4)
+        rows.append(row)
+    held_out = {k: round(float(v), 4) for k, v in model.metrics.get("validation", {}).items()
+                if k.startswith(("mae_", "coverage90_", "roc_auc"))}
+    if as_json:
+        sys.stdout.write(json.dumps({"model": str(weights), "held_out_error": held_out,
+                                     "predictions": rows}, indent=2) + "\n")
+        return
+    columns = [("row", 0), ("formula", 0), *((f"{p} (mean ± std)", 0) for p in model.properties),
+               ("p_nonmetal", 1)]
+    cells = [[str(r["row"]), str(r["formula"]),
+              *(f"{r[f'{p}_mean']:.3f} ± {r[f'{p}_std']:.3f}" if r["status"] == "ok" else "-"
+                for p in model.properties),
+              f"{r['p_nonmetal']:.2f}" if r["status"] == "ok" else "-"] for r in rows]
+    out.print(fitted_table(f"predicted with {weights.name} (perov-5 DFT)", columns, cells))
+    for r in rows:
+        if r["status"] != "ok":
+            out.print(f"row {r['row']} ({r['formula']}): no prediction: {r['reason']}",
+                      highlight=False, markup=False)
+    if held_out:
+        out.print("Error on held-out compositions: " + ", ".join(
+            f"{k} {v}" for k, v in held_out.items()) + ". Elements other than the pool's anions "
+            "(O, N, F, S) are extrapolation.", highlight=False)

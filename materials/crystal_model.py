@@ -305,6 +305,12 @@ class CrystalEnsemble:
         return (f"CrystalEnsemble(members={len(self.members)}, features={self.config.features}, "
                 f"n_layers={self.config.n_layers}, cutoff={self.config.cutoff})")
 
+    def known_elements(self) -> frozenset[int]:
+        """Atomic numbers the members saw in training: their learnt embedding rows start at zero
+        and only training moves them."""
+        weight = self.members[0].embedding.weight.detach()
+        return frozenset(int(z) for z in torch.nonzero(weight.abs().sum(dim=1) > 0).flatten())
+
     @torch.no_grad()
     def predict_graphs(self, data: CrystalGraphs, batch_size: int = 256, calibrated: bool = True
                        ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64],

@@ -40,11 +40,17 @@ def load_crystal_model(weights: str | None = None) -> CrystalEnsemble:
                                                 TRAIN_COMMAND))
 
 
-def predict_structures(model: CrystalEnsemble, structures: Sequence[Structure | None]
+def predict_structures(model: CrystalEnsemble, structures: Sequence[Structure | None],
+                       allow_unseen: bool = False
                        ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64],
                                   npt.NDArray[np.float64], list[str]]:
     """Predictions for structures; a missing structure or one the model cannot read gets NaN
     and its reason.
+
+    A structure with an element the model never saw in training gets none either (unless
+    ``allow_unseen``): the shipped model, trained on oxides, nitrides, fluorides and sulfides,
+    predicted a zero band gap with near-zero uncertainty for every halide perovskite tried
+    (CsSnI3, Cs2AgBiBr6, ...), a confident extrapolation that must not steer a campaign.
 
     Returns:
         Mean and standard deviation (n, 2) in the columns of
@@ -59,12 +65,18 @@ def predict_structures(model: CrystalEnsemble, structures: Sequence[Structure | 
     p_gap = np.full(n, np.nan)
     reasons = ["no structure" if s is None else "" for s in structures]
     usable = []
+    known = model.known_elements()
     for i, s in enumerate(structures):
         if s is None:
             continue
         heavy = [site.specie.symbol for site in s if site.specie.Z > MAX_Z]
         if heavy:
             reasons[i] = f"element(s) {', '.join(sorted(set(heavy)))} beyond Z = {MAX_Z}"
+            continue
+        unseen = sorted({site.specie.symbol for site in s if site.specie.Z not in known})
+        if unseen and not allow_unseen:
+            reasons[i] = (f"element(s) {', '.join(unseen)} not in the model's training data "
+                          "(extrapolation refused)")
             continue
         usable.append(i)
     graphs = []

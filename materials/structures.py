@@ -182,7 +182,8 @@ def tilted_supercell(structure: Structure, rattle_angstrom: float = 0.05,
 def parse_formula(text: str) -> Structure:
     """The prototype cell of a perovskite named by its formula (``CsPbI3``, ``Cs2AgBiBr6``).
 
-    The anion is the element of :data:`materials.formability.ANION_STATES` with the most atoms; of the cations, the tool tries each as A and keeps the assignment it can assess with the
+    The anion is the element of :data:`materials.formability.ANION_STATES` with the most atoms;
+    of the cations, the tool tries each as A and keeps the assignment it can assess with the
     larger ion on A (then the lower tau).
 
     Raises:

@@ -40,9 +40,10 @@ Array = npt.NDArray[np.float64]
 
 
 def lowdin_transform(overlap: Array) -> Array:
-    """S^(1/2) of the AO overlap matrix, shape (n_ao, n_ao)."""
+    """S^(1/2) of the AO overlap matrix (real symmetric, or complex Hermitian at a k-point),
+    shape (n_ao, n_ao)."""
     eigval, eigvec = np.linalg.eigh(overlap)
-    return (eigvec * np.sqrt(eigval)) @ eigvec.T
+    return (eigvec * np.sqrt(eigval)) @ eigvec.conj().T
 
 
 def atom_shares(s_half: Array, density: Array, ao_slices: Array) -> Array:

@@ -156,6 +156,9 @@ class PySCFOracle:
         if candidate.geometry is None:
             raise ValueError(f"candidate {candidate.id} has no 3D geometry; the PySCF oracle "
                              "needs one (the molecules domain embeds one from the SMILES)")
+        if candidate.geometry.periodic:
+            raise ValueError(f"candidate {candidate.id} is a periodic crystal; the molecular "
+                             "PySCF oracle computes molecules (use the pyscf_pbc oracle)")
         return candidate.geometry
 
     def _request(self, geometry: Geometry) -> dict[str, Any]:

@@ -125,7 +125,7 @@ class PySCFPBCOracle:
         level: str = "pbe-dzvp"
         kmesh: tuple[int, int, int] | None = None
         fidelity: str | None = Field(default=None, min_length=1)
-        degeneracy_tol_ev: float = Field(default=0.01, ge=0.0, le=1.0)
+        degeneracy_tol_ev: float = Field(default=0.05, ge=0.0, le=1.0)
         max_scf_cycles: int = Field(default=60, ge=1, le=10_000)
         conv_tol: float = Field(default=1e-7, gt=0, le=1e-4)
         escalate: bool = True

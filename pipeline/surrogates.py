@@ -346,14 +346,13 @@ class PriorGPSurrogate:
             prior_x: features of every design the prior predicts (labelled and pool),
                 shape (m, d).
             prior_values: the prior's predictions for them, shape (m,), in the unit of y;
-                NaN rows are dropped.
+                NaN rows are dropped; when the prior predicts none (a crystal model asked about
+                elements it never saw), the GP has a constant mean, as without a prior.
         """
-        if prior_x is None or prior_values is None:
+        keep = np.isfinite(prior_values) if prior_values is not None else None
+        if prior_x is None or prior_values is None or keep is None or not keep.any():
             self._gp.fit(x, y)
             return self
-        keep = np.isfinite(prior_values)
-        if not keep.any():
-            raise ValueError("the prior predicts none of the designs")
         y_arr = np.asarray(y, dtype=np.float64)
         mu, sigma = float(np.mean(y_arr)), float(np.std(y_arr)) or 1.0
         standardised = (np.asarray(prior_values)[keep] - mu) / sigma

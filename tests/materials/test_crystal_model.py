@@ -48,7 +48,7 @@ def test_edges_reach_periodic_images() -> None:
     # Ti (site 1) has six O at a/2 = 1.95 Angstrom, two of them in other cells
     ti = edges[0] == 1
     assert np.sum(np.isclose(lengths[ti], 1.95, atol=1e-4)) == 6
-    with pytest.raises(ValueError, match="no neighbour within 1.0 Angstrom"):
+    with pytest.raises(ValueError, match=r"no neighbour within 1\.0 Angstrom"):
         structure_edges(cell, 1.0)
 
 

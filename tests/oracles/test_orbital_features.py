@@ -116,3 +116,17 @@ def test_averaged_density_ignores_mixing_and_phase_inside_a_degenerate_set() -> 
     single, *_ = frontier_densities(overlap, mixed, mf.mo_energy, mf.mo_occ, slices,
                                     degeneracy_tol_hartree=0.0)
     assert np.ptp(single[:6]) > 1e-3
+
+
+def test_lowdin_square_root_of_a_complex_overlap() -> None:
+    """At a k-point other than Gamma the Bloch overlap matrix is complex Hermitian."""
+    import numpy as np
+
+    from oracles.orbital_features import lowdin_transform
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(5, 5)) + 1j * rng.normal(size=(5, 5))
+    overlap = a @ a.conj().T + 5 * np.eye(5)
+    root = lowdin_transform(overlap)
+    assert np.allclose(root @ root, overlap)
+    assert np.allclose(root, root.conj().T)

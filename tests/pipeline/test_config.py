@@ -54,7 +54,7 @@ CASES = {
         ["objective.goal: Input should be 'maximize', 'minimize' or 'window'", "(got 'closest')"]),
     "unknown component": (
         _set(tiny_campaign(), "oracle.name", "pyscff"),
-        ["oracle.name: unknown oracle 'pyscff'; known: pyscf"]),
+        ["oracle.name: unknown oracle 'pyscff'; known: chgnet, pyscf, pyscf_pbc"]),
     "missing required key": (
         _drop(tiny_campaign(), "objective"), ["objective: required key is missing"]),
     "inconsistent window": (

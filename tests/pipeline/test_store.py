@@ -86,3 +86,18 @@ def test_a_failed_transaction_stores_nothing(store: Store) -> None:
     with pytest.raises(Exception, match="UNIQUE"):
         store.add_round_candidates("c", 0, dup)
     assert store.candidates("c") == [] and store.round("c", 0) is None
+
+
+def test_a_crystal_geometry_keeps_its_lattice(store: Store) -> None:
+    cell = Geometry(("Sr", "Ti", "O", "O", "O"),
+                    ((0, 0, 0), (1.95, 1.95, 1.95), (1.95, 1.95, 0), (1.95, 0, 1.95),
+                     (0, 1.95, 1.95)),
+                    lattice_angstrom=((3.9, 0, 0), (0, 3.9, 0), (0, 0, 3.9)))
+    store.add_round_candidates("c", 0, [CandidateRecord(
+        Candidate("r0-9", "SrTiO3 A:Sr B:Ti X:O3 Pm-3m", "cif text", 0, "seed", geometry=cell),
+        CandidateStatus.POOL)])
+    back = {r.candidate.id: r for r in store.candidates("c")}["r0-9"].candidate.geometry
+    assert back == cell and back is not None and back.periodic
+    assert "Lattice=\"3.90000000 0.00000000" in back.to_xyz()
+    with pytest.raises(ValueError, match="spans no volume"):
+        Geometry(("Na",), ((0, 0, 0),), lattice_angstrom=((1, 0, 0), (2, 0, 0), (0, 0, 1)))

@@ -181,8 +181,23 @@ def test_the_domain_fills_in_the_surrogate_and_the_pretrained_prior() -> None:
     other = parse_config(dipole)  # not a property the pretrained model predicts
     assert other.surrogate is not None and other.surrogate.name == "tanimoto_gp"
     assert other.prior is None
-    for path in sorted((REPO / "conf").glob("*.yaml")):  # shipped: the prior everywhere
+    for path in sorted((REPO / "conf").glob("*.yaml")):  # shipped molecules: the prior everywhere
         shipped = load_config(path)
+        if shipped.domain != "molecules":
+            continue
         assert shipped.prior is not None and shipped.prior.name == "pretrained_painn", path
         assert [f.name for f in shipped.filters][-1] == "embeddable"
         assert "plausible" in [f.name for f in shipped.filters]
+
+
+def test_shipped_perovskite_configs_load_with_their_domain_defaults() -> None:
+    demo = load_config(REPO / "conf" / "demo_perovskites.yaml")
+    assert demo.domain == "perovskites" and demo.oracle.name == "chgnet"
+    assert demo.surrogate is not None and demo.surrogate.name == "tanimoto_gp"
+    assert demo.prior is None  # CHGNet's decomposition energy is no property of the crystal model
+    pbc = load_config(REPO / "conf" / "perovskites_pbc.yaml")
+    assert pbc.prior is not None and pbc.prior.name == "crystal_painn"
+    assert pbc.oracle.name == "pyscf_pbc"
+    with pytest.raises(ConfigError, match="unknown domain 'crystals'; known: molecules, "
+                                          "perovskites"):
+        parse_config({**tiny_campaign(), "domain": "crystals"})

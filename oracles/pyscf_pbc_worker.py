@@ -20,7 +20,6 @@ reordering them leaves the shares of each site unchanged.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import Any
@@ -28,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from oracles.orbital_features import lowdin_transform
-from oracles.pyscf_worker import SCFNotConverged, limit_self
+from oracles.pyscf_worker import SCFNotConverged, serve
 
 HARTREE_TO_EV = 27.211386245988  # CODATA 2018
 
@@ -165,20 +164,7 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> int:
     """Reads the request from stdin, writes the result to stdout."""
-    limit_self()
-    request = json.loads(sys.stdin.read())
-    start = time.perf_counter()
-    try:
-        result = run(request)
-    except SCFNotConverged as exc:
-        result = {"status": "failed", "reason": str(exc)}
-    except MemoryError:
-        result = {"status": "failed", "reason": "out of memory (memory limit reached)"}
-    except Exception as exc:  # any PySCF failure becomes a failed result with its reason
-        result = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
-    result.setdefault("wall_s", time.perf_counter() - start)
-    sys.stdout.write(json.dumps(result))
-    return 0
+    return serve(run, (SCFNotConverged,))
 
 
 if __name__ == "__main__":

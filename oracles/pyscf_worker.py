@@ -20,6 +20,7 @@ import resource
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -231,14 +232,21 @@ def limit_self() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def main() -> int:
-    """Reads the request from stdin, writes the result to stdout."""
+def serve(run_request: Callable[[dict[str, Any]], dict[str, Any]],
+          expected: tuple[type[Exception], ...]) -> int:
+    """A worker's main: reads the request from stdin, writes the result to stdout.
+
+    Args:
+        run_request: the calculation; raises on failure.
+        expected: failures whose message is the whole reason (non-convergence); any other
+            exception is reported with its type.
+    """
     limit_self()
     request = json.loads(sys.stdin.read())
     start = time.perf_counter()
     try:
-        result = run(request)
-    except (SCFNotConverged, GeometryNotConverged) as exc:
+        result = run_request(request)
+    except expected as exc:
         result = {"status": "failed", "reason": str(exc)}
     except MemoryError:
         result = {"status": "failed", "reason": "out of memory (memory limit reached)"}
@@ -247,6 +255,11 @@ def main() -> int:
     result.setdefault("wall_s", time.perf_counter() - start)
     sys.stdout.write(json.dumps(result))
     return 0
+
+
+def main() -> int:
+    """Reads the request from stdin, writes the result to stdout."""
+    return serve(run, (SCFNotConverged, GeometryNotConverged))
 
 
 if __name__ == "__main__":

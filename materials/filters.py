@@ -32,6 +32,11 @@ rhenium and tellurium, the least abundant elements in the Earth's crust (below 0
 about 0.001). ``radioactive``: no stable isotope."""
 
 
+def _verdicts(reasons: Sequence[str]) -> FilterResult:
+    """One verdict per candidate: passed where its reason is empty."""
+    return FilterResult(tuple(not r for r in reasons), tuple(reasons))
+
+
 def _structure_or_reason(candidate: Candidate) -> tuple[Structure | None, str]:
     try:
         return candidate_structure(candidate), ""
@@ -119,8 +124,7 @@ class PerovskiteFormabilityFilter:
 
     def __call__(self, candidates: Sequence[Candidate]) -> FilterResult:
         """See :class:`pipeline.protocols.Filter`."""
-        reasons = tuple(self.reason(c) for c in candidates)
-        return FilterResult(tuple(not r for r in reasons), reasons)
+        return _verdicts([self.reason(c) for c in candidates])
 
 
 @FILTERS.register("crystal_elements")
@@ -187,8 +191,7 @@ class CrystalElementsFilter:
 
     def __call__(self, candidates: Sequence[Candidate]) -> FilterResult:
         """See :class:`pipeline.protocols.Filter`."""
-        reasons = tuple(self.reason(c) for c in candidates)
-        return FilterResult(tuple(not r for r in reasons), reasons)
+        return _verdicts([self.reason(c) for c in candidates])
 
 
 @FILTERS.register("crystal_geometry")
@@ -242,8 +245,7 @@ class CrystalGeometryFilter:
 
     def __call__(self, candidates: Sequence[Candidate]) -> FilterResult:
         """See :class:`pipeline.protocols.Filter`."""
-        reasons = tuple(self.reason(c) for c in candidates)
-        return FilterResult(tuple(not r for r in reasons), reasons)
+        return _verdicts([self.reason(c) for c in candidates])
 
 
 @FILTERS.register("crystal_predicted")
@@ -322,4 +324,4 @@ class CrystalPredictedFilter:
             out.append("" if prob >= p.min_probability else
                        f"P({p.property} in {window}) = {prob:.2f} < {p.min_probability} "
                        f"(predicted {m:.2f} ± {s:.2f})")
-        return FilterResult(tuple(not r for r in out), tuple(out))
+        return _verdicts(out)

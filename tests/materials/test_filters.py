@@ -78,3 +78,22 @@ def test_filters_say_why_a_design_has_no_structure() -> None:
         result = FILTERS.build(name)([junk])
         assert result.passed == (False,)
         assert result.reasons[0].startswith("no structure: ")
+
+
+def test_predicted_window_uses_the_shipped_model_and_refuses_unseen_elements() -> None:
+    from materials.filters import CrystalPredictedFilter
+
+    def window(low: float, high: float) -> CrystalPredictedFilter:
+        return CrystalPredictedFilter(CrystalPredictedFilter.Params(
+            property="formation_energy_ev_per_atom", min=low, max=high, min_probability=0.5))
+
+    designs = _candidates("SrTiO3", "CsSnI3")
+    wide = window(-5.0, 5.0)(designs)
+    assert wide.passed == (True, False)
+    assert wide.reasons[1] == ("no prediction: element(s) I not in the model's training data "
+                               "(extrapolation refused)")
+    far = window(3.0, 4.0)(designs[:1])
+    assert not far.passed[0] and far.reasons[0].startswith(
+        "P(formation_energy_ev_per_atom in [3.0, 4.0]) = 0.00 < 0.5 (predicted ")
+    with pytest.raises(ValidationError, match="the crystal model predicts"):
+        CrystalPredictedFilter.Params(property="gap_ev", min=1.0)

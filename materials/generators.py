@@ -216,7 +216,7 @@ class IonicSubstitutionGenerator:
                     continue
                 tilted = f.b2 is None and rng.random() < self.params.tilted_share
                 structure = _prototype(f, tilted, context.seed + i)
-                parent_formula = _prototype(parent, False, 0).composition.reduced_formula
+                parent_formula = _formula(parent)
                 candidate = structure_candidate(
                     structure, context.candidate_id(i), round_index=context.round_index,
                     origin=f"substitution:{site}:{element}->{new_el}", parents=(parent_formula,))
@@ -226,6 +226,14 @@ class IonicSubstitutionGenerator:
                 out.append(candidate)
                 break
         return out
+
+
+def _formula(f: Formability) -> str:
+    """Reduced formula of an assessed composition (without building its cell)."""
+    from pymatgen.core import Composition
+
+    text = f"{f.a}2{f.b}{f.b2}{f.x}6" if f.b2 else f"{f.a}{f.b}{f.x}3"
+    return Composition(text).reduced_formula
 
 
 def _formability_of_formula(formula: str) -> Formability:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +45,9 @@ from chem.flow_model import (
     add_self_conditioning,
     pair_index,
 )
+from pipeline.flow import Conditioning, FlowTraining, guide, time_grid, train_flow
+
+__all__ = ["FlowGenerator", "GeneratorTraining", "integrate", "time_grid", "train_generator"]
 
 FORMAT = "invdes-flow-generator-1"
 
@@ -236,16 +238,12 @@ class FlowGenerator:
         Raises:
             ValueError: a target for a property the generator does not know.
         """
-        values = torch.zeros(n, len(self.properties))
-        mask = torch.zeros(n, len(self.properties))
-        for name, value in (condition or {}).items():
-            if name not in self.properties:
-                raise ValueError(f"unknown condition {name!r}; the generator knows "
-                                 f"{', '.join(self.properties)}")
-            k = self.properties.index(name)
-            values[:, k] = (value - self.y_mean[k]) / self.y_std[k]
-            mask[:, k] = 1.0
-        return values, mask
+        return self.conditioning.tensor(n, condition)
+
+    @property
+    def conditioning(self) -> Conditioning:
+        """The conditioning properties and their training statistics."""
+        return Conditioning(self.properties, self.y_mean, self.y_std)
 
     @torch.no_grad()
     def sample(self, n: int, condition: dict[str, float] | None = None, steps: int = 50,
@@ -388,15 +386,6 @@ class SampledGraph:
         return found.types, self.positions, found.bonds
 
 
-def time_grid(steps: int, power: float = 1.0) -> npt.NDArray[np.float64]:
-    """Times 0 = t_0 < ... < t_steps = 1 of the Euler steps: t_k = 1 - (1 - k / steps)^power.
-
-    ``power`` 1 spaces them evenly; above 1 puts more of them late, where atom classes and bonds
-    are decided.
-    """
-    return 1.0 - (1.0 - np.arange(steps + 1) / steps) ** power
-
-
 @torch.no_grad()
 def integrate(model: FlowDenoiser, x: torch.Tensor, h: torch.Tensor, e: torch.Tensor,
               edges: torch.Tensor, batch: torch.Tensor, condition: torch.Tensor,
@@ -465,9 +454,9 @@ def integrate(model: FlowDenoiser, x: torch.Tensor, h: torch.Tensor, e: torch.Te
         if guided:
             assert previous_uncond is not None
             ux1, uh, ue = previous_uncond
-            x1 = x1 + guidance * (x1 - ux1)
-            h1 = (h1 + guidance * (h1 - uh)).clamp_min(0)
-            e1 = (e1 + guidance * (e1 - ue)).clamp_min(0)
+            x1 = guide(x1, ux1, guidance)
+            h1 = guide(h1, uh, guidance).clamp_min(0)
+            e1 = guide(e1, ue, guidance).clamp_min(0)
         scale = float((grid[k + 1] - grid[k]) / (1.0 - grid[k]))
         x = x + scale * (x1 - x)
         h = h + scale * (h1 - h)
@@ -498,11 +487,9 @@ def flow_loss(model: FlowDenoiser, b: Batch, y_mean: torch.Tensor, y_std: torch.
     e0 = sigma * symmetric_pair_noise(b.edges.cpu(), len(BOND_TYPES), gen).to(device)
     ta, te = t[b.batch][:, None], t[b.batch[b.edges[0]]][:, None]
     x_t, h_t, e_t = (1 - ta) * x0 + ta * b.x1, (1 - ta) * h0 + ta * h1, (1 - te) * e0 + te * e1
-    known = torch.isfinite(b.y)  # a campaign's labels may lack some properties
-    cond = torch.where(known, (b.y - y_mean) / y_std, torch.zeros_like(b.y))
-    keep = (torch.rand(g, 1, generator=gen) >= config.p_uncond).float().to(device)
-    each = (torch.rand(cond.shape, generator=gen) >= config.p_drop_property).float().to(device)
-    mask = keep.expand(-1, cond.shape[1]) * each * known.float()
+    # a campaign's labels may lack some properties: those are masked
+    cond, mask = Conditioning(PROPERTIES, y_mean, y_std).training_mask(
+        b.y, config.p_uncond, config.p_drop_property, gen)
     previous = None
     if config.self_condition and float(torch.rand(1, generator=gen)) < 0.5:
         with torch.no_grad():
@@ -557,67 +544,23 @@ def train_generator(data: MoleculeSet, config: GeneratorTraining,
         model.load_state_dict(weights)
         y_mean, y_std = init_from.y_mean.clone(), init_from.y_std.clone()
         earlier = {"init_from": {**init_from.metrics, "config": init_from.config.model_dump()}}
-    steps_per_epoch = math.ceil(len(data) / config.batch_size)
-    total = config.epochs * steps_per_epoch
-    opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total,
-                                                       eta_min=config.learning_rate / 100)
-    ema = copy.deepcopy(model)
-    for p in ema.parameters():
-        p.requires_grad_(False)
-    first_epoch, seconds_before = 0, 0.0
     identity = {"config": config.model_dump(), "n_molecules": len(data),
                 "init_from": earlier.get("init_from", {}).get("train_seconds")}
-    if state_path is not None and state_path.is_file():
-        state = torch.load(state_path, weights_only=True, map_location=device)
-        if state.get("identity") != identity:
-            raise ValueError(f"{state_path}: training state of other settings or data; remove it "
-                             "or choose another --state file")
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        first_epoch, seconds_before = int(state["epochs_done"]), float(state["seconds"])
-    task = progress.add_task("training generator", total=total,
-                             completed=first_epoch * steps_per_epoch) if progress else None
-    start = time.perf_counter()
-    last: dict[str, float] = {}
-    model.train()
-    for epoch in range(first_epoch, config.epochs):
-        rng = np.random.default_rng([config.seed, epoch])
-        gen = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
-        order = rng.permutation(len(data))
-        for s in range(steps_per_epoch):
-            b = make_batch(data, order[s * config.batch_size : (s + 1) * config.batch_size])
-            loss, last = flow_loss(model, b.to(device), y_mean.to(device), y_std.to(device),
-                                   config, gen)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            if config.ema_decay > 0:
-                done = epoch * steps_per_epoch + s + 1  # warm-up: early steps average less
-                decay = min(config.ema_decay, (1.0 + done) / (10.0 + done))
-                with torch.no_grad():
-                    for avg, now in zip(ema.parameters(), model.parameters(), strict=True):
-                        avg.lerp_(now, 1.0 - decay)
-            if progress is not None and task is not None:
-                progress.advance(task)
-        if state_path is not None:
-            tmp = state_path.with_suffix(".tmp")
-            torch.save({"identity": identity, "model": model.state_dict(),
-                        "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict(), "epochs_done": epoch + 1,
-                        "seconds": seconds_before + time.perf_counter() - start}, tmp)
-            tmp.replace(state_path)  # atomic: a kill leaves the previous epoch's state
-    if config.ema_decay > 0:
-        model.load_state_dict(ema.state_dict())
-    model.eval()
+    y_mean_d, y_std_d = y_mean.to(device), y_std.to(device)
+
+    def loss_fn(net: torch.nn.Module, index: npt.NDArray[np.int64], gen: torch.Generator
+                ) -> tuple[torch.Tensor, dict[str, float]]:
+        assert isinstance(net, FlowDenoiser)
+        return flow_loss(net, make_batch(data, index).to(device), y_mean_d, y_std_d, config, gen)
+
+    run = train_flow(model, len(data), loss_fn,
+                     FlowTraining(config.epochs, config.batch_size, config.learning_rate,
+                                  config.ema_decay, config.seed),
+                     identity=identity, state_path=state_path, progress=progress)
     sizes = torch.bincount(torch.as_tensor(data.atoms_per_molecule()))
     metrics = {"n_train": len(data), "epochs": config.epochs,
-               "train_seconds": seconds_before + time.perf_counter() - start,
-               "final_loss": last, "device": str(device), **earlier}
+               "train_seconds": run.seconds,
+               "final_loss": run.last_loss, "device": str(device), **earlier}
     return FlowGenerator(config, model.cpu(), y_mean, y_std, sizes, PROPERTIES, metrics,
                          tuple(str(s) for s in data.smiles))
 

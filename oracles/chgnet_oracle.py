@@ -196,9 +196,61 @@ class CHGNetOracle:
         return OracleResult(key, "chgnet", self.fidelity, EvaluationStatus.FAILED, reason, {},
                             dict(PROPERTIES), details, self.provenance())
 
+    def hull(self, structure: Structure, energy_ev_per_atom: float
+             ) -> tuple[float, float, list[tuple[Phase, OracleResult]]]:
+        """Places a structure of known energy on the hull of its competing phases.
+
+        Args:
+            structure: the (relaxed) structure.
+            energy_ev_per_atom: its CHGNet energy, eV/atom.
+
+        Returns:
+            The formation energy and the decomposition energy (eV/atom; negative: below the
+            hull of the other phases) and each competing phase with its result.
+
+        Raises:
+            ValueError: an element has no relaxed phase, or pymatgen finds no decomposition.
+        """
+        from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+
+        elements = sorted({site.specie.symbol for site in structure})
+        phase_results = [(p, self.phase_energy(p)) for p in competing_phases(elements)]
+        entries = [PDEntry(p.structure.composition, float(r.values["energy_ev_per_atom"])
+                           * p.structure.composition.num_atoms, name=p.name)
+                   for p, r in phase_results if r.ok]
+        missing = [el for el in elements
+                   if not any(e.composition.is_element and e.composition.elements[0].symbol == el
+                              for e in entries)]
+        if missing:
+            raise ValueError(f"no relaxed element phase for {', '.join(missing)}: the "
+                             "formation and decomposition energies need one")
+        design = PDEntry(structure.composition, energy_ev_per_atom * len(structure),
+                         name="design")
+        diagram = PhaseDiagram([*entries, design])
+        _, separation = diagram.get_decomp_and_phase_separation_energy(design)
+        if separation is None:
+            raise ValueError("pymatgen found no decomposition of the design")
+        return (float(diagram.get_form_energy_per_atom(design)), float(separation),
+                phase_results)
+
+    def static_stability(self, structure: Structure) -> dict[str, float]:
+        """Energy, formation and decomposition energy (eV/atom) at the given geometry, without
+        relaxation: for structures already relaxed by DFT (the perov-5 labels).
+
+        Raises:
+            ValueError: as :meth:`hull`, or a non-finite energy.
+        """
+        with _MODEL_LOCK, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            energy = float(_optimizer().calculator.model.predict_structure(structure)["e"])
+        if not np.isfinite(energy):
+            raise ValueError(f"CHGNet gave a non-finite energy ({energy})")
+        formation, decomposition, _ = self.hull(structure, energy)
+        return {"energy_ev_per_atom": energy, "formation_energy_ev_per_atom": formation,
+                "decomposition_energy_ev_per_atom": decomposition}
+
     def run(self, candidate: Candidate) -> OracleResult:
         """Relaxes the candidate and places it on the hull; a failure is a failed result."""
-        from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
         from pymatgen.io.cif import CifWriter
 
         try:
@@ -214,31 +266,17 @@ class CHGNetOracle:
             return self._failed(key, f"CHGNet relaxation failed: {type(exc).__name__}: {exc}")
         if not np.isfinite(energy):
             return self._failed(key, f"CHGNet gave a non-finite energy ({energy})")
-        elements = sorted({site.specie.symbol for site in final})
-        phase_results = [(p, self.phase_energy(p)) for p in competing_phases(elements)]
-        entries = [PDEntry(p.structure.composition, float(r.values["energy_ev_per_atom"])
-                           * p.structure.composition.num_atoms, name=p.name)
-                   for p, r in phase_results if r.ok]
-        missing = [el for el in elements
-                   if not any(e.composition.is_element and e.composition.elements[0].symbol == el
-                              for e in entries)]
-        if missing:
-            return self._failed(key, f"no relaxed element phase for {', '.join(missing)}: the "
-                                     "formation and decomposition energies need one")
-        design = PDEntry(final.composition, energy * len(final), name="design")
-        diagram = PhaseDiagram([*entries, design])
-        _, separation = diagram.get_decomp_and_phase_separation_energy(design)
-        formation = diagram.get_form_energy_per_atom(design)
-        if separation is None:
-            return self._failed(key, "pymatgen found no decomposition of the design")
-        decomposition = float(separation)
+        try:
+            formation, decomposition, phase_results = self.hull(final, energy)
+        except ValueError as exc:
+            return self._failed(key, str(exc))
         wall = time.perf_counter() - start
         converged = n_steps < self.params.max_steps
         details = {"relaxed_cif": str(CifWriter(final)), "steps": n_steps, "converged": converged,
                    "phases": {p.name: r.values.get("energy_ev_per_atom") for p, r in phase_results},
                    "phases_failed": [p.name for p, r in phase_results if not r.ok],
                    "volume_change": final.volume / structure.volume - 1.0, "wall_s": wall}
-        values = {"energy_ev_per_atom": energy, "formation_energy_ev_per_atom": float(formation),
+        values = {"energy_ev_per_atom": energy, "formation_energy_ev_per_atom": formation,
                   "decomposition_energy_ev_per_atom": decomposition,
                   "e_above_hull_ev_per_atom": max(0.0, decomposition)}
         return OracleResult(key, "chgnet", self.fidelity, EvaluationStatus.OK, "", values,

@@ -85,3 +85,31 @@ def screen(
                       f"{r['p_perovskite']:.2f}" if "p_perovskite" in r else "-",
                       r["verdict"] or "cannot assess", r["reason"]])
     out.print(fitted_table(f"{csv_file.name}: perovskite formability", columns, cells))
+
+
+@perovskite_app.command("label-stability")
+def label_stability_command(
+    data: Annotated[Path, typer.Option(help="perov-5 style CSV with material_id and cif (e.g. "
+                                            "the perov5 pool).")],
+    out_file: Annotated[Path, typer.Option("--out", help="Labels CSV to append to; a run "
+                                                          "stopped part-way continues.")],
+    store: Annotated[str | None, typer.Option(
+        help="Store (SQLAlchemy URL) that keeps the competing phases' relaxations; default: "
+             "the campaigns' store.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N rows.")] = None,
+) -> None:
+    """CHGNet stability labels of DFT-relaxed structures: energy, formation energy and
+    decomposition energy (eV/atom) at each structure's own geometry, against the competing
+    phases of the CHGNet oracle. The crystal generator is conditioned on them."""
+    from flows.cli.common import open_store, training_progress
+    from materials.datasets import read_perovskite_table
+    from oracles.chgnet_labels import label_stability
+
+    try:
+        table = read_perovskite_table(data, limit)
+        with training_progress() as progress:
+            counts = label_stability(table.ids, table.structures, out_file, open_store(store),
+                                     progress)
+    except (ValueError, OSError) as exc:
+        fail(f"{data}: {exc}")
+    print(json.dumps(counts))

@@ -1,0 +1,90 @@
+"""CHGNet stability labels for a table of DFT-relaxed structures (the perov-5 pool).
+
+Each structure gets CHGNet's energy at its own (DFT) geometry, its formation energy against
+the element phases and its decomposition energy against the competing phases of
+:mod:`oracles.competing_phases` (:meth:`oracles.chgnet_oracle.CHGNetOracle.static_stability`):
+the labels that the crystal generator is conditioned on for "stable by CHGNet". The phases are
+relaxed once and kept in a result cache (a store), and rows are appended to the output CSV as
+they are done, so a run that is stopped continues where it was.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from pymatgen.core import Structure
+from rich.progress import Progress
+
+from oracles.chgnet_oracle import CHGNetOracle
+from pipeline.protocols import ResultCache
+
+COLUMNS = ("material_id", "formula", "energy_ev_per_atom", "formation_energy_ev_per_atom",
+           "decomposition_energy_ev_per_atom", "reason")
+"""Columns of a labels file; ``reason`` is empty where the structure has its labels."""
+
+
+def done_ids(path: Path) -> set[str]:
+    """Material ids already in a labels file (none if it does not exist).
+
+    Raises:
+        ValueError: the file exists with other columns.
+    """
+    if not path.is_file():
+        return set()
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        if tuple(reader.fieldnames or ()) != COLUMNS:
+            raise ValueError(f"{path}: columns {reader.fieldnames}, expected {list(COLUMNS)}; "
+                             "choose another --out")
+        return {row["material_id"] for row in reader}
+
+
+def label_stability(ids: Sequence[str], structures: Sequence[Structure], out: Path,
+                    cache: ResultCache | None = None, progress: Progress | None = None
+                    ) -> dict[str, int]:
+    """Labels every structure not yet in ``out`` and appends its row.
+
+    Args:
+        ids: one material id per structure.
+        structures: DFT-relaxed structures.
+        out: the CSV to append to (made with its header when missing).
+        cache: keeps the competing phases' relaxations (a store); None: in memory only.
+        progress: gets a task advanced once per structure.
+
+    Returns:
+        Counts: ``labelled`` and ``failed`` in this call, ``skipped`` (already in ``out``).
+    """
+    if len(ids) != len(structures):
+        raise ValueError(f"{len(ids)} ids for {len(structures)} structures")
+    oracle = CHGNetOracle()
+    if cache is not None:
+        oracle.bind_cache(cache)
+    seen = done_ids(out)
+    todo = [k for k, i in enumerate(ids) if str(i) not in seen]
+    counts = {"labelled": 0, "failed": 0, "skipped": len(ids) - len(todo)}
+    task = (progress.add_task("CHGNet stability labels", total=len(ids),
+                              completed=counts["skipped"]) if progress is not None else None)
+    new_file = not out.is_file()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("a", newline="") as handle:
+        writer = csv.writer(handle)
+        if new_file:
+            writer.writerow(COLUMNS)
+        for k in todo:
+            s = structures[k]
+            try:
+                values = oracle.static_stability(s)
+                reason = ""
+                counts["labelled"] += 1
+            except ValueError as exc:
+                values, reason = {}, str(exc)
+                counts["failed"] += 1
+            writer.writerow([ids[k], s.composition.reduced_formula,
+                             *(f"{values.get(c, math.nan):.6f}" for c in COLUMNS[2:5]), reason])
+            handle.flush()  # a kill loses at most the structure being labelled
+            if progress is not None and task is not None:
+                progress.advance(task)
+    return counts

@@ -96,3 +96,26 @@ def composition_split(reduced_formulas: Sequence[str], test_percent: int = 15,
                       else "validation" if bucket < test_percent + validation_percent
                       else "train")
     return np.asarray(labels)
+
+
+def read_stability_labels(path: str | Path, ids: Sequence[str]) -> npt.NDArray[np.float64]:
+    """CHGNet decomposition energies (eV/atom) of ``ids`` from a labels file
+    (:mod:`oracles.chgnet_labels` columns); NaN where an id has none or its labelling failed.
+
+    Raises:
+        ValueError: the file lacks the columns, or a value is not a number (row named).
+    """
+    frame = pd.read_csv(path, dtype={"material_id": str})
+    needed = ("material_id", "decomposition_energy_ev_per_atom")
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}")
+    values: dict[str, float] = {}
+    for row, (mid, value) in enumerate(zip(frame["material_id"], frame[needed[1]],
+                                           strict=True), start=2):
+        try:
+            values[str(mid)] = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}: row {row}, column {needed[1]}: {value!r} is not a "
+                             "number") from None
+    return np.array([values.get(str(i), np.nan) for i in ids], dtype=np.float64)

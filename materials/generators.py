@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -29,7 +30,12 @@ from pipeline.protocols import GenerationContext
 from pipeline.registry import GENERATORS
 from pipeline.types import Candidate
 
+if TYPE_CHECKING:
+    from materials.crystal_generation import Condition
+
 SEED_PEROVSKITES = Path(__file__).resolve().parent / "data" / "seed_perovskites.txt"
+DEFAULT_CRYSTAL_GENERATOR = SEED_PEROVSKITES.with_name("crystal_generator.pt")
+"""The shipped crystal generator (see the README for its recipe)."""
 """Known perovskites (one formula a line) that substitution starts from."""
 RADIOACTIVE = frozenset({"Tc", "Pm", "Po", "At", "Rn", "Fr", "Ra", "Ac", "Th", "Pa", "U", "Np",
                          "Pu", "Am", "Cm", "Bk", "Cf", "Es", "Fm", "Md", "No", "Lr"})
@@ -313,3 +319,84 @@ class PerovskiteEnumerationGenerator:
                 out.append(candidate)
                 break
         return out
+
+
+@GENERATORS.register("crystal_flow")
+class CrystalFlowGenerator:
+    """The equivariant crystal generator (:mod:`materials.crystal_flow`) in a campaign: de novo
+    perovskite cells, steered by ``conditions`` or else by the campaign's targets on the
+    properties the generator knows (:meth:`campaign_conditions`).
+
+    Every cell with a lattice becomes a proposal; the filters judge them (charge balance,
+    formability, geometry).
+    """
+
+    class Params(BaseModel):
+        """Settings.
+
+        Attributes:
+            weights: generator checkpoint; default: the shipped one.
+            conditions: ``NAME=VALUE``, ``NAME<=VALUE`` or ``NAME>=VALUE`` over the generator's
+                properties; default: the campaign's target.
+            atoms: sites per cell (5, or 10 for the double-perovskite cell); default: the
+                training cells' sizes.
+            steps: integration steps.
+            guidance: classifier-free guidance weight.
+        """
+
+        model_config = ConfigDict(extra="forbid", frozen=True)
+        weights: str | None = None
+        conditions: list[str] | None = None
+        atoms: int | None = Field(default=None, ge=1, le=40)
+        steps: int = Field(default=100, ge=1, le=1000)
+        guidance: float = Field(default=1.0, ge=0.0, le=20.0)
+
+    def __init__(self, params: Params | None = None) -> None:
+        from materials.crystal_flow import CrystalGenerator
+        from materials.crystal_generation import parse_condition
+        from pipeline.checkpoints import checkpoint_file
+
+        self.params = params or self.Params()
+        self.generator = CrystalGenerator.load(checkpoint_file(
+            self.params.weights, DEFAULT_CRYSTAL_GENERATOR, "crystal generator",
+            "invdes train generator --domain perovskites --data ..."))
+        self.conditions = [parse_condition(c, self.generator.properties)
+                           for c in self.params.conditions or []]
+
+    def __repr__(self) -> str:
+        return f"CrystalFlowGenerator({self.params!r})"
+
+    def reference_keys(self) -> frozenset[str]:
+        """Design keys of the training cells (for novelty)."""
+        return self.generator.reference_keys()
+
+    def campaign_conditions(self, context: GenerationContext) -> list[Condition]:
+        """The campaign's targets on the generator's properties: a window's middle as ``=``,
+        a minimised objective's threshold as ``<=`` (a maximised one's as ``>=``), and the
+        constraints' bounds."""
+        from materials.crystal_generation import Condition
+
+        known = set(self.generator.properties)
+        out = [Condition(name, "=", value) for name, value in context.condition.items()
+               if name in known]
+        targeted = {c.name for c in out}
+        for name, (low, high) in context.bounds.items():
+            if name not in known or name in targeted:
+                continue
+            if low is not None:
+                out.append(Condition(name, ">=", low))
+            if high is not None:
+                out.append(Condition(name, "<=", high))
+        return out
+
+    def sample(self, n: int, *, context: GenerationContext) -> list[Candidate]:
+        """Samples ``n`` cells; those with a lattice become proposals."""
+        from materials.crystal_generation import generate_crystals
+
+        conditions = self.conditions or self.campaign_conditions(context)
+        samples, _ = generate_crystals(self.generator, n, conditions, context.seed % (2**63),
+                                       self.params.atoms, None, 1, self.params.guidance,
+                                       self.params.steps)
+        return [structure_candidate(s.structure, context.candidate_id(i),
+                                    round_index=context.round_index, origin="crystal_flow")
+                for i, s in enumerate(samples) if s.structure is not None]

@@ -257,6 +257,7 @@ class CampaignEngine:
                 population=population,
                 condition=self._condition(),
                 id_prefix=f"r{round_index}-g{gi}-",
+                bounds=self._bounds(),
             )
             proposals += generator.sample(n, context=context)
         self.timer.add("generate", start)
@@ -272,6 +273,17 @@ class CampaignEngine:
             assert obj.low is not None and obj.high is not None
             return {obj.property: 0.5 * (obj.low + obj.high)}
         return {}
+
+    def _bounds(self) -> dict[str, tuple[float | None, float | None]]:
+        obj = self.objective
+        bounds: dict[str, tuple[float | None, float | None]] = {}
+        if obj.threshold is not None and obj.goal == "minimize":
+            bounds[obj.property] = (None, obj.threshold)
+        elif obj.threshold is not None and obj.goal == "maximize":
+            bounds[obj.property] = (obj.threshold, None)
+        for c in self.config.constraints:
+            bounds[c.property] = (c.min, c.max)
+        return bounds
 
     def apply_filters(self, proposals: Sequence[Candidate]) -> list[CandidateRecord]:
         """Runs the validity filters in order, then drops designs the campaign has already seen.

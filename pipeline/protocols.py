@@ -43,6 +43,10 @@ class GenerationContext:
         population: designs measured so far, best first.
         condition: property targets the campaign asks for, for example ``{"gap_ev": 3.5}``.
         id_prefix: prefix of the ids the generator gives its candidates (``r2-g0-``).
+        bounds: limits the campaign puts on properties, (lowest, highest) with None where
+            open: a minimised objective's hit threshold as the highest (a maximised one's as the
+            lowest) and every outcome constraint, for example
+            ``{"decomposition_energy_ev_per_atom": (None, 0.0)}``.
     """
 
     round_index: int
@@ -50,6 +54,7 @@ class GenerationContext:
     population: tuple[ScoredDesign, ...] = ()
     condition: dict[str, float] = field(default_factory=dict)
     id_prefix: str = ""
+    bounds: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
 
     def candidate_id(self, i: int) -> str:
         """Returns the id of the ``i``-th proposal."""

@@ -50,6 +50,7 @@ REPO_DATA = Path(__file__).resolve().parents[2] / "chem" / "data"
 PROPERTY_MODEL = REPO_DATA / "property_model.pt"
 GENERATOR = REPO_DATA / "generator.pt"
 CRYSTAL_MODEL = Path(__file__).resolve().parents[2] / "materials" / "data" / "crystal_model.pt"
+CRYSTAL_GENERATOR = CRYSTAL_MODEL.with_name("crystal_generator.pt")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -1,0 +1,736 @@
+"""Flow matching over periodic cells: species, fractional coordinates and lattice.
+
+The crystal generator (DiffCSP / FlowMM family). A cell is encoded as
+* species: one row per site, a continuous one-hot state over the element vocabulary (noise:
+  Gaussian of standard deviation ``categorical_noise``, as the molecule generator's atom types);
+* fractional coordinates f in [0, 1)^3 on the flat torus: from uniform noise f_0, the path
+  f_t = f_0 + t v (mod 1) with v = w(f_1 - f_0) - mean_i w(f_1 - f_0), w(d) = d - round(d) (the
+  shortest way round; the mean is taken out because a crystal has no origin: the path ends at a
+  translate of f_1, the same crystal);
+* lattice: l = (ln a - ln(n)/3, ln b - ln(n)/3, ln c - ln(n)/3, alpha, beta, gamma), standardised
+  with the training statistics, from Gaussian noise along straight lines; the network predicts
+  the clean l_1 (velocity (l_1 - l_t) / (1 - t)), which keeps the regression target bounded.
+
+The denoiser (:class:`CrystalDenoiser`) reads only lattice parameters (rotation invariant) and
+Fourier features of the fractional differences f_j - f_i (invariant under translation and under
+the choice of periodic image), with messages over all pairs of sites summed by
+``torch_geometric.utils.scatter`` (invariant under site order); cells are put in a canonical
+setting before encoding (:func:`canonical_cell`), so the choice of an equivalent cell does not
+change what it sees. It predicts the coordinate and lattice velocities and the clean species.
+
+One network does both tasks: de novo generation (species generated) and crystal structure
+prediction (species given: their clean one-hot state and a flag, no species loss), each half of
+the training batches. Conditioning on property targets uses classifier-free guidance
+(:mod:`pipeline.flow`).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from pymatgen.core import Lattice, Structure
+from rich.progress import Progress
+from torch import nn
+from torch.nn import functional as F
+from torch_geometric.utils import scatter
+
+from pipeline.flow import Conditioning, FlowTraining, guide, time_grid, train_flow
+
+FORMAT = "invdes-crystal-generator-1"
+PROPERTIES = ("formation_energy_ev_per_atom", "band_gap_ev", "decomposition_energy_ev_per_atom")
+"""Conditioning properties: the pool's DFT formation energy and gap, CHGNet's decomposition
+energy (:mod:`oracles.chgnet_labels`)."""
+
+
+class CrystalFlowTraining(BaseModel):
+    """Architecture and training settings of the crystal generator.
+
+    Attributes:
+        features: width of the site features.
+        n_layers: message-passing layers.
+        n_frequencies: Fourier frequencies k = 1..K of the fractional differences.
+        epochs: passes over the training cells.
+        batch_size: cells per step.
+        learning_rate: Adam step size (cosine-annealed to 1 % of it).
+        p_uncond: probability of dropping all property targets of a cell.
+        p_drop_property: probability of dropping each target on its own.
+        p_csp: share of cells trained with their species given (structure prediction).
+        categorical_noise: standard deviation of the species states' noise.
+        weight_species: weight of the species cross-entropy.
+        weight_lattice: weight of the lattice velocity error.
+        double_share: share of the 5-atom cells that are also trained on as their 10-atom
+            rock-salt supercell (the double perovskite's cell), with the same labels; which
+            ones is fixed by the structure's position.
+        ema_decay: exponential moving average of the weights (:class:`pipeline.flow.FlowTraining`).
+        symprec: symmetry tolerance of :func:`canonical_cell`, Angstrom.
+        seed: initialisation, batches and noise.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    features: int = Field(default=128, ge=8, le=1024)
+    n_layers: int = Field(default=4, ge=1, le=16)
+    n_frequencies: int = Field(default=8, ge=1, le=64)
+    epochs: int = Field(default=200, ge=1, le=100_000)
+    batch_size: int = Field(default=128, ge=1, le=8192)
+    learning_rate: float = Field(default=1e-3, gt=0, le=1.0)
+    p_uncond: float = Field(default=0.1, ge=0.0, le=1.0)
+    p_drop_property: float = Field(default=0.3, ge=0.0, le=1.0)
+    p_csp: float = Field(default=0.5, ge=0.0, le=1.0)
+    categorical_noise: float = Field(default=2.0, gt=0.0, le=100.0)
+    weight_species: float = Field(default=1.0, ge=0.0)
+    weight_lattice: float = Field(default=1.0, ge=0.0)
+    double_share: float = Field(default=0.25, ge=0.0, le=1.0)
+    ema_decay: float = Field(default=0.999, ge=0.0, lt=1.0)
+    symprec: float = Field(default=0.01, gt=0.0, le=1.0)
+    seed: int = 0
+
+
+def canonical_cell(structure: Structure, symprec: float = 0.01) -> Structure:
+    """The cell the generator encodes, the same whatever cell, rotation, origin or site order
+    came in.
+
+    spglib's standard primitive cell fixes the lattice's setting and orientation (the Niggli
+    reduced cell where spglib gives up); what is left free is a symmetry operation of the
+    lattice (a cubic lattice's 48) and the origin. Of those, the one whose sorted list of
+    (element, fractional coordinates rounded to 1e-3) is smallest is taken, with an atom of the
+    alphabetically first element at the origin, and the sites in that sorted order: a cell of a
+    polar crystal and its image under a lattice symmetry (polar axis up or down) give one
+    encoding.
+
+    Args:
+        structure: any cell of the crystal.
+        symprec: symmetry tolerance, Angstrom (small: the positions are not idealised beyond it).
+    """
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cell = SpacegroupAnalyzer(structure, symprec=symprec).get_primitive_standard_structure()
+    except Exception:  # spglib gives up on some distorted cells
+        cell = structure.get_reduced_structure()
+    if len(cell) != len(structure.get_primitive_structure(tolerance=symprec)):
+        cell = structure.get_reduced_structure()
+    symbols = [site.specie.symbol for site in cell]
+    frac = np.mod(cell.frac_coords, 1.0)
+    first = min(symbols)
+    origins = [i for i, el in enumerate(symbols) if el == first]
+    best: tuple[Any, ...] | None = None
+    for rotation in _lattice_rotations(cell.lattice, symprec):
+        turned = frac @ rotation.T
+        for o in origins:
+            moved = np.round(np.mod(turned - turned[o], 1.0), 3) % 1.0
+            signature = tuple(sorted(zip(symbols, map(tuple, moved.tolist()), strict=True)))
+            if best is None or signature < best:
+                best = signature
+    assert best is not None
+    return Structure(cell.lattice, [el for el, _ in best], np.array([xyz for _, xyz in best]))
+
+
+def _lattice_rotations(lattice: Lattice, symprec: float) -> list[npt.NDArray[np.float64]]:
+    """The point-group operations of a lattice as integer matrices on fractional coordinates
+    (those of a one-atom crystal on it) that keep its metric to 1e-4."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ops = SpacegroupAnalyzer(Structure(lattice, ["H"], [[0, 0, 0]]), symprec=symprec
+                                 ).get_symmetry_operations(cartesian=False)
+    metric = lattice.metric_tensor
+    out = []
+    for op in ops:
+        r = np.round(op.rotation_matrix)
+        inv = np.linalg.inv(r)
+        if np.allclose(inv.T @ metric @ inv, metric, atol=1e-4 * float(np.abs(metric).max())):
+            out.append(r)
+    return out or [np.eye(3)]
+
+
+def rock_salt_supercell(structure: Structure) -> Structure:
+    """The 10-atom cell of a 5-atom perovskite cell whose two B sites are rock-salt ordered
+    (lattice vectors b + c, a + c, a + b), the cell of a double perovskite A2BB'X6."""
+    return structure * [[0, 1, 1], [1, 0, 1], [1, 1, 0]]
+
+
+def lattice_vector(lattice: Lattice, n_atoms: int) -> npt.NDArray[np.float64]:
+    """(6,) ln(lengths / Angstrom) - ln(n_atoms) / 3 and angles in radians."""
+    return np.array([*(math.log(x) - math.log(n_atoms) / 3 for x in lattice.abc),
+                     *(math.radians(x) for x in lattice.angles)])
+
+
+def lattice_from_vector(vector: npt.ArrayLike, n_atoms: int) -> Lattice:
+    """Inverse of :func:`lattice_vector` (angles clipped to 30-150 degrees)."""
+    v = np.asarray(vector, dtype=np.float64)
+    lengths = np.exp(v[:3] + math.log(n_atoms) / 3)
+    angles = np.clip(np.degrees(v[3:]), 30.0, 150.0)
+    return Lattice.from_parameters(*lengths, *angles)
+
+
+@dataclass(frozen=True)
+class CellSet:
+    """Encoded training cells.
+
+    Attributes:
+        species: per cell, (n,) element indices into the vocabulary.
+        frac: per cell, (n, 3) fractional coordinates.
+        lattice: (n_cells, 6) :func:`lattice_vector` of each cell.
+        y: (n_cells, n_properties) labels, NaN where unknown.
+    """
+
+    species: list[npt.NDArray[np.int64]]
+    frac: list[npt.NDArray[np.float64]]
+    lattice: npt.NDArray[np.float64]
+    y: npt.NDArray[np.float64]
+
+    def __len__(self) -> int:
+        return len(self.species)
+
+
+def encode_cells(structures: Sequence[Structure], y: npt.ArrayLike, vocabulary: Sequence[str],
+                 double_share: float = 0.0, symprec: float | None = 0.01,
+                 progress: Progress | None = None) -> CellSet:
+    """Canonical cells of ``structures`` as arrays (and their rock-salt supercells).
+
+    With ``symprec`` None, the structures are taken as canonical cells already.
+
+    Raises:
+        ValueError: an element outside ``vocabulary`` (the structure's index is named).
+    """
+    labels = np.asarray(y, dtype=np.float64)
+    index = {el: k for k, el in enumerate(vocabulary)}
+    species, frac, lattice, ys = [], [], [], []
+    task = progress.add_task("encoding cells", total=len(structures)) if progress else None
+    for i, s in enumerate(structures):
+        cells = [canonical_cell(s, symprec) if symprec is not None else s]
+        if len(cells[0]) == 5 and (i * 0.6180339887) % 1.0 < double_share:
+            cells.append(rock_salt_supercell(cells[0]))
+        for cell in cells:
+            try:
+                species.append(np.array([index[site.specie.symbol] for site in cell]))
+            except KeyError as exc:
+                raise ValueError(f"structure {i} ({s.composition.reduced_formula}): element "
+                                 f"{exc.args[0]} is not in the vocabulary") from None
+            frac.append(np.mod(cell.frac_coords, 1.0))
+            lattice.append(lattice_vector(cell.lattice, len(cell)))
+            ys.append(labels[i])
+        if progress is not None and task is not None:
+            progress.advance(task)
+    return CellSet(species, frac, np.array(lattice).reshape(-1, 6),
+                   np.array(ys).reshape(len(species), labels.shape[1]))
+
+
+def pair_edges(counts: torch.Tensor) -> torch.Tensor:
+    """(2, sum n(n-1)) all ordered pairs i != j of sites within each cell."""
+    edges, start = [], 0
+    for n in counts.tolist():
+        idx = torch.arange(n) + start
+        i, j = torch.meshgrid(idx, idx, indexing="ij")
+        keep = i != j
+        edges.append(torch.stack([i[keep], j[keep]]))
+        start += n
+    return torch.cat(edges, dim=1) if edges else torch.zeros(2, 0, dtype=torch.long)
+
+
+def wrap(d: torch.Tensor) -> torch.Tensor:
+    """The shortest periodic difference: d - round(d), in [-0.5, 0.5]."""
+    return d - torch.round(d)
+
+
+class CrystalDenoiser(nn.Module):
+    """Invariant message passing over all site pairs of a cell (CSPNet-like).
+
+    Args:
+        n_types: element vocabulary size.
+        n_conditions: conditioning properties.
+        features: site feature width.
+        n_layers: message-passing layers.
+        n_frequencies: Fourier frequencies of the fractional differences.
+    """
+
+    def __init__(self, n_types: int, n_conditions: int, features: int = 128, n_layers: int = 4,
+                 n_frequencies: int = 8) -> None:
+        super().__init__()
+        self.n_types, self.n_frequencies = n_types, n_frequencies
+        self.species_in = nn.Linear(n_types, features)
+        self.time_in = nn.Sequential(nn.Linear(16, features), nn.SiLU(),
+                                     nn.Linear(features, features))
+        self.cell_in = nn.Linear(6 + 2 * n_conditions + 2, features)
+        edge_dim = 6 * n_frequencies
+        self.messages = nn.ModuleList(
+            nn.Sequential(nn.Linear(3 * features + edge_dim, features), nn.SiLU(),
+                          nn.Linear(features, features), nn.SiLU()) for _ in range(n_layers))
+        self.updates = nn.ModuleList(
+            nn.Sequential(nn.Linear(2 * features, features), nn.SiLU(),
+                          nn.Linear(features, features)) for _ in range(n_layers))
+        self.norms = nn.ModuleList(nn.LayerNorm(features) for _ in range(n_layers))
+        self.coord_out = nn.Linear(features, 3)
+        self.species_out = nn.Linear(features, n_types)
+        self.lattice_out = nn.Sequential(nn.Linear(2 * features, features), nn.SiLU(),
+                                         nn.Linear(features, 6))
+
+    def forward(self, species: torch.Tensor, frac: torch.Tensor, lattice: torch.Tensor,
+                t: torch.Tensor, condition: torch.Tensor, mask: torch.Tensor,
+                given: torch.Tensor, batch: torch.Tensor, edges: torch.Tensor,
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Velocities and species logits.
+
+        Args:
+            species: (n_sites, n_types) species states.
+            frac: (n_sites, 3) fractional coordinates.
+            lattice: (n_cells, 6) standardised lattice states.
+            t: (n_cells,) times in [0, 1].
+            condition: (n_cells, n_conditions) standardised targets.
+            mask: (n_cells, n_conditions) 1 where a target is given.
+            given: (n_cells,) 1 where the species are given (structure prediction).
+            batch: (n_sites,) cell of each site.
+            edges: (2, n_pairs) :func:`pair_edges`.
+
+        Returns:
+            Coordinate velocities (n_sites, 3) with zero mean per cell, the predicted clean
+            standardised lattice (n_cells, 6) and species logits (n_sites, n_types).
+        """
+        n_cells = lattice.shape[0]
+        freqs = torch.arange(1, 9, dtype=t.dtype, device=t.device)
+        temb = torch.cat([torch.sin(math.pi * t[:, None] * freqs),
+                          torch.cos(math.pi * t[:, None] * freqs)], dim=-1)
+        n_sites = torch.bincount(batch, minlength=n_cells).to(t.dtype)
+        cell = torch.cat([lattice, condition * mask, mask, given[:, None],
+                          torch.log(n_sites)[:, None]], dim=-1)
+        cell_h = self.time_in(temb) + self.cell_in(cell)
+        h = self.species_in(species) + cell_h[batch]
+        src, dst = edges
+        d = frac[dst] - frac[src]
+        k = torch.arange(1, self.n_frequencies + 1, dtype=d.dtype, device=d.device)
+        angle = 2 * math.pi * d[:, :, None] * k
+        edge_feat = torch.cat([torch.sin(angle), torch.cos(angle)], dim=-1).flatten(1)
+        for message, update, norm in zip(self.messages, self.updates, self.norms, strict=True):
+            m = message(torch.cat([h[src], h[dst], cell_h[batch[src]], edge_feat], dim=-1))
+            agg = scatter(m, src, dim=0, dim_size=h.shape[0], reduce="mean")
+            h = norm(h + update(torch.cat([h, agg], dim=-1)))
+        v = self.coord_out(h)
+        v = v - scatter(v, batch, dim=0, dim_size=n_cells, reduce="mean")[batch]
+        pooled = scatter(h, batch, dim=0, dim_size=n_cells, reduce="mean")
+        return v, self.lattice_out(torch.cat([pooled, cell_h], dim=-1)), self.species_out(h)
+
+
+@dataclass
+class CellBatch:
+    """A mini-batch of encoded cells (tensors; see :class:`CellSet`)."""
+
+    species: torch.Tensor
+    frac: torch.Tensor
+    lattice: torch.Tensor
+    y: torch.Tensor
+    batch: torch.Tensor
+    counts: torch.Tensor
+    edges: torch.Tensor
+
+
+def make_cell_batch(data: CellSet, index: npt.NDArray[np.int64],
+                    lattice_mean: torch.Tensor, lattice_std: torch.Tensor) -> CellBatch:
+    """Packs cells ``index`` of ``data``, the lattice standardised."""
+    counts = torch.as_tensor([len(data.species[i]) for i in index])
+    lat = torch.as_tensor(data.lattice[index], dtype=torch.float32)
+    return CellBatch(
+        species=torch.as_tensor(np.concatenate([data.species[i] for i in index])),
+        frac=torch.as_tensor(np.concatenate([data.frac[i] for i in index]), dtype=torch.float32),
+        lattice=(lat - lattice_mean) / lattice_std,
+        y=torch.as_tensor(data.y[index], dtype=torch.float32),
+        batch=torch.repeat_interleave(torch.arange(len(index)), counts),
+        counts=counts, edges=pair_edges(counts))
+
+
+def flow_loss(model: CrystalDenoiser, b: CellBatch, conditioning: Conditioning,
+              config: CrystalFlowTraining, gen: torch.Generator | None = None
+              ) -> tuple[torch.Tensor, dict[str, float]]:
+    """The training loss of one batch and its parts (coordinate, lattice, species)."""
+    g = len(b.counts)
+    t = torch.rand(g, generator=gen)
+    given = (torch.rand(g, generator=gen) < config.p_csp).float()
+    f0 = torch.rand(b.frac.shape, generator=gen)
+    v = wrap(b.frac - f0)
+    v = v - scatter(v, b.batch, dim=0, dim_size=g, reduce="mean")[b.batch]
+    tb = t[b.batch][:, None]
+    f_t = torch.remainder(f0 + tb * v, 1.0)
+    l0 = torch.randn(b.lattice.shape, generator=gen)
+    l_t = (1 - t[:, None]) * l0 + t[:, None] * b.lattice
+    s1 = F.one_hot(b.species, model.n_types).float()
+    s0 = config.categorical_noise * torch.randn(s1.shape, generator=gen)
+    s_t = (1 - tb) * s0 + tb * s1
+    s_t = torch.where(given[b.batch][:, None] > 0, s1, s_t)
+    cond, mask = conditioning.training_mask(b.y, config.p_uncond, config.p_drop_property, gen)
+    v_hat, l_hat, logits = model(s_t, f_t, l_t, t, cond, mask, given, b.batch, b.edges)
+    coord = ((v_hat - v) ** 2).sum(-1).mean()
+    lattice = ((l_hat - b.lattice) ** 2).sum(-1).mean()
+    generated = given[b.batch] == 0
+    species = (F.cross_entropy(logits[generated], b.species[generated])
+               if bool(generated.any()) else torch.zeros(()))
+    loss = coord + config.weight_lattice * lattice + config.weight_species * species
+    return loss, {"coord_mse": float(coord.detach()), "lattice_mse": float(lattice.detach()),
+                  "species_ce": float(species.detach())}
+
+
+@dataclass(frozen=True)
+class GeneratedCell:
+    """One sampled cell.
+
+    Attributes:
+        structure: the cell (None where it could not be built, e.g. a degenerate lattice).
+        species_probs: (n, n_types) final species probabilities (de novo; empty when given).
+        reason: why there is no structure.
+    """
+
+    structure: Structure | None
+    species_probs: npt.NDArray[np.float32]
+    reason: str = ""
+
+
+class CrystalGenerator:
+    """A trained crystal generator with what sampling and reporting need.
+
+    Args:
+        config: architecture and training settings.
+        model: the trained denoiser.
+        vocabulary: element symbols of the species classes.
+        conditioning: conditioning properties and their statistics.
+        lattice_mean: (6,) mean of the training lattice vectors.
+        lattice_std: (6,) their standard deviation.
+        size_counts: training cells with n sites, index n.
+        reference: per training cell, (reduced formula, species symbols, frac (n, 3), lattice
+            vector (6,)): the cells novelty is judged against.
+        label_values: per property, the sorted known training labels (for the targets of
+            inequality conditions).
+        metrics: training facts for people.
+    """
+
+    def __init__(self, config: CrystalFlowTraining, model: CrystalDenoiser,
+                 vocabulary: tuple[str, ...], conditioning: Conditioning,
+                 lattice_mean: torch.Tensor, lattice_std: torch.Tensor,
+                 size_counts: torch.Tensor, reference: dict[str, Any],
+                 label_values: dict[str, npt.NDArray[np.float64]],
+                 metrics: dict[str, Any] | None = None) -> None:
+        self.config, self.model, self.vocabulary = config, model, vocabulary
+        self.conditioning = conditioning
+        self.lattice_mean, self.lattice_std = lattice_mean.float(), lattice_std.float()
+        self.size_counts = size_counts.long()
+        self.reference = reference
+        self.label_values = label_values
+        self.metrics = metrics or {}
+
+    def __repr__(self) -> str:
+        return (f"CrystalGenerator({len(self.vocabulary)} elements, "
+                f"properties={self.conditioning.properties})")
+
+    def reference_keys(self) -> frozenset[str]:
+        """Design keys (:func:`materials.structures.design_key`) of the training cells, from
+        the checkpoint or, for one without them, computed once."""
+        if "keys" not in self.reference:
+            from materials.structures import design_key
+
+            self.reference["keys"] = [design_key(s)
+                                      for s in reference_structures(self.reference)]
+        return frozenset(self.reference["keys"])
+
+    @property
+    def properties(self) -> tuple[str, ...]:
+        """Conditioning property names."""
+        return self.conditioning.properties
+
+    def save(self, path: str | Path) -> None:
+        """Writes the checkpoint (tensors and plain values only)."""
+        torch.save({
+            "format": FORMAT, "config": self.config.model_dump(),
+            "vocabulary": list(self.vocabulary), "properties": list(self.properties),
+            "y_mean": self.conditioning.mean, "y_std": self.conditioning.std,
+            "lattice_mean": self.lattice_mean, "lattice_std": self.lattice_std,
+            "size_counts": self.size_counts, "reference": self.reference,
+            "label_values": {k: torch.as_tensor(v) for k, v in self.label_values.items()},
+            "metrics": self.metrics,
+            "weights": {k: v.detach().cpu().half() if v.is_floating_point() else v.cpu()
+                        for k, v in self.model.state_dict().items()},
+        }, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> CrystalGenerator:
+        """Reads a checkpoint with ``torch.load(weights_only=True)``.
+
+        Raises:
+            ValueError: not a crystal generator checkpoint.
+        """
+        state = torch.load(path, weights_only=True, map_location="cpu")
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            raise ValueError(f"{path}: not an invdes crystal generator checkpoint ({FORMAT})")
+        config = CrystalFlowTraining.model_validate(state["config"])
+        vocabulary, properties = tuple(state["vocabulary"]), tuple(state["properties"])
+        model = _network(config, len(vocabulary), len(properties))
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                               for k, v in state["weights"].items()})
+        model.eval()
+        return cls(config, model, vocabulary,
+                   Conditioning(properties, state["y_mean"], state["y_std"]),
+                   state["lattice_mean"], state["lattice_std"], state["size_counts"],
+                   state["reference"],
+                   {k: v.numpy() for k, v in state["label_values"].items()}, state["metrics"])
+
+    def target_for(self, name: str, op: str, value: float) -> float:
+        """The guidance target of a condition: ``value`` itself for ``=``; for ``<=`` and
+        ``>=``, the median of the training labels on the allowed side (the bound where none
+        are), so that guidance aims inside the region rather than at its edge.
+
+        Raises:
+            ValueError: unknown property or operator.
+        """
+        if name not in self.properties:
+            raise ValueError(f"unknown condition {name!r}; the generator knows "
+                             f"{', '.join(self.properties)}")
+        if op == "=":
+            return value
+        labels = self.label_values.get(name, np.zeros(0))
+        if op == "<=":
+            side = labels[labels <= value]
+        elif op == ">=":
+            side = labels[labels >= value]
+        else:
+            raise ValueError(f"operator must be =, <= or >=, got {op!r}")
+        return float(np.median(side)) if len(side) else value
+
+    @torch.no_grad()
+    def sample(self, n_atoms: Sequence[int], species: Sequence[Sequence[str]] | None = None,
+               condition: dict[str, float] | None = None, steps: int = 100,
+               guidance: float = 1.0, seed: int = 0, batch_size: int = 512,
+               progress: Progress | None = None) -> list[GeneratedCell]:
+        """Samples cells.
+
+        Args:
+            n_atoms: sites of each cell to sample.
+            species: per cell, its element symbols (structure prediction; len = n_atoms of the
+                cell); None: de novo.
+            condition: standardisable targets, e.g. ``{"band_gap_ev": 1.5}``; None:
+                unconditional.
+            steps: Euler steps.
+            guidance: classifier-free guidance weight w (0: conditional prediction only).
+            seed: the same seed gives the same cells.
+            batch_size: cells integrated together.
+            progress: gets a task advanced once per step of each batch.
+
+        Raises:
+            ValueError: an element outside the vocabulary, or species that do not match
+                ``n_atoms``.
+        """
+        sizes = [int(n) for n in n_atoms]
+        index = {el: k for k, el in enumerate(self.vocabulary)}
+        given: list[npt.NDArray[np.int64]] | None = None
+        if species is not None:
+            if len(species) != len(sizes):
+                raise ValueError(f"{len(species)} species lists for {len(sizes)} cells")
+            given = []
+            for k, (els, n) in enumerate(zip(species, sizes, strict=True)):
+                unknown = sorted({e for e in els if e not in index})
+                if unknown:
+                    raise ValueError(f"cell {k}: element(s) {', '.join(unknown)} not known to "
+                                     f"the generator (trained on {len(self.vocabulary)} "
+                                     "elements of the perov-5 pool)")
+                if len(els) != n:
+                    raise ValueError(f"cell {k}: {len(els)} species for {n} sites")
+                given.append(np.array([index[e] for e in els]))
+        gen = torch.Generator().manual_seed(seed)
+        n_batches = math.ceil(len(sizes) / batch_size)
+        task = (progress.add_task("sampling cells", total=steps * n_batches)
+                if progress is not None else None)
+
+        def advance() -> None:
+            if progress is not None and task is not None:
+                progress.advance(task)
+
+        out: list[GeneratedCell] = []
+        for start in range(0, len(sizes), batch_size):
+            part = sizes[start : start + batch_size]
+            part_given = given[start : start + batch_size] if given is not None else None
+            out += self._sample_batch(part, part_given, condition, steps, guidance, gen,
+                                      advance)
+        return out
+
+    def _sample_batch(self, sizes: list[int], given: list[npt.NDArray[np.int64]] | None,
+                      condition: dict[str, float] | None, steps: int, guidance: float,
+                      gen: torch.Generator, on_step: Callable[[], None]) -> list[GeneratedCell]:
+        g = len(sizes)
+        counts = torch.as_tensor(sizes)
+        batch = torch.repeat_interleave(torch.arange(g), counts)
+        edges = pair_edges(counts)
+        n = len(batch)
+        frac = torch.rand(n, 3, generator=gen)
+        lattice = torch.randn(g, 6, generator=gen)
+        s = self.config.categorical_noise * torch.randn(n, len(self.vocabulary), generator=gen)
+        flag = torch.zeros(g)
+        if given is not None:
+            s = F.one_hot(torch.as_tensor(np.concatenate(given)), len(self.vocabulary)).float()
+            flag = torch.ones(g)
+        cond, mask = self.conditioning.tensor(g, condition)
+        guided = condition is not None and guidance != 0.0
+        grid = time_grid(steps)
+        probs = torch.zeros(n, len(self.vocabulary))
+        for k in range(steps):
+            t = torch.full((g,), float(grid[k]))
+            v, l1, logits = self.model(s, frac, lattice, t, cond, mask, flag, batch, edges)
+            p = logits.softmax(-1)
+            if guided:
+                uv, ul1, ulogits = self.model(s, frac, lattice, t, cond, torch.zeros_like(mask),
+                                              flag, batch, edges)
+                v, l1 = guide(v, uv, guidance), guide(l1, ul1, guidance)
+                p = guide(p, ulogits.softmax(-1), guidance).clamp_min(0)
+            dt = float(grid[k + 1] - grid[k])
+            scale = dt / (1.0 - float(grid[k]))
+            frac = torch.remainder(frac + dt * v, 1.0)
+            lattice = lattice + scale * (l1 - lattice)
+            if given is None:
+                s = s + scale * (p - s)
+                probs = p
+            on_step()
+        lattice_vectors = (lattice * self.lattice_std + self.lattice_mean).numpy()
+        species_idx = s.argmax(-1).numpy()
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        cells = []
+        for i, size in enumerate(sizes):
+            a, b = int(starts[i]), int(starts[i + 1])
+            p_i = (probs[a:b].numpy().astype(np.float32) if given is None
+                   else np.zeros((0, len(self.vocabulary)), dtype=np.float32))
+            try:
+                lat = lattice_from_vector(lattice_vectors[i], size)
+                if not np.isfinite(lat.volume) or lat.volume <= 0:
+                    raise ValueError(f"degenerate lattice (volume {lat.volume:.3g})")
+                structure = Structure(lat, [self.vocabulary[j] for j in species_idx[a:b]],
+                                      frac[a:b].numpy().astype(np.float64))
+                cells.append(GeneratedCell(structure, p_i))
+            except ValueError as exc:
+                cells.append(GeneratedCell(None, p_i, f"no cell: {exc}"))
+        return cells
+
+
+def reference_cells(cells: Sequence[Structure]) -> dict[str, Any]:
+    """Compact copies of cells for novelty checks (checkpoint-friendly: lists and tensors):
+    species symbols, design keys, fractional coordinates padded to the largest cell, lattice
+    lengths (Angstrom) and angles (degrees)."""
+    width = max(len(c) for c in cells)
+    frac = np.zeros((len(cells), width, 3), dtype=np.float32)
+    for i, c in enumerate(cells):
+        frac[i, : len(c)] = np.mod(c.frac_coords, 1.0)
+    from materials.structures import design_key
+
+    return {"species": [[site.specie.symbol for site in c] for c in cells],
+            "keys": [design_key(c) for c in cells],
+            "frac": torch.as_tensor(frac),
+            "lattice": torch.as_tensor(np.array([c.lattice.abc + c.lattice.angles for c in cells]),
+                                       dtype=torch.float32)}
+
+
+def reference_structures(reference: dict[str, Any]) -> list[Structure]:
+    """The cells of :func:`reference_cells`."""
+    out = []
+    for species, frac, lat in zip(reference["species"], reference["frac"], reference["lattice"],
+                                  strict=True):
+        out.append(Structure(Lattice.from_parameters(*lat.tolist()), species,
+                             frac[: len(species)].numpy().astype(np.float64)))
+    return out
+
+
+def _network(config: CrystalFlowTraining, n_types: int, n_conditions: int) -> CrystalDenoiser:
+    return CrystalDenoiser(n_types, n_conditions, config.features, config.n_layers,
+                           config.n_frequencies)
+
+
+def train_crystal_generator(structures: Sequence[Structure], labels: npt.ArrayLike,
+                            config: CrystalFlowTraining, properties: tuple[str, ...] = PROPERTIES,
+                            progress: Progress | None = None, state_path: Path | None = None,
+                            init_from: CrystalGenerator | None = None) -> CrystalGenerator:
+    """Trains the crystal generator.
+
+    Args:
+        structures: training cells (the pool's training compositions).
+        labels: (n, len(properties)) conditioning labels, NaN where unknown.
+        config: settings.
+        properties: names of the label columns.
+        progress: progress bars (encoding, training).
+        state_path: resumable training state (:func:`pipeline.flow.train_flow`).
+        init_from: a further stage: start from this generator's weights, vocabulary and
+            lattice statistics (same architecture), e.g. with newly labelled properties.
+
+    Raises:
+        ValueError: fewer than 2 structures, labels of another shape, or ``init_from`` of
+            another architecture or without an element of the structures.
+    """
+    y = np.asarray(labels, dtype=np.float64)
+    if len(structures) < 2:
+        raise ValueError(f"training needs at least 2 structures, got {len(structures)}")
+    if y.shape != (len(structures), len(properties)):
+        raise ValueError(f"labels of shape {y.shape}; expected {(len(structures), len(properties))}")
+    vocabulary = tuple(sorted({site.specie.symbol for s in structures for site in s},
+                              key=lambda el: (len(el), el)))
+    if init_from is not None:
+        arch = ("features", "n_layers", "n_frequencies")
+        if any(getattr(init_from.config, a) != getattr(config, a) for a in arch):
+            raise ValueError("--init-from has another architecture: "
+                             + ", ".join(f"{a}={getattr(init_from.config, a)}" for a in arch))
+        if init_from.properties != properties:
+            raise ValueError(f"--init-from is conditioned on {init_from.properties}, not "
+                             f"{properties}")
+        unknown = sorted(set(vocabulary) - set(init_from.vocabulary))
+        if unknown:
+            raise ValueError(f"--init-from does not know {', '.join(unknown)}")
+        vocabulary = init_from.vocabulary
+    originals = [canonical_cell(s, config.symprec) for s in structures]
+    data = encode_cells(originals, y, vocabulary, config.double_share, None, progress)
+    lattice = torch.as_tensor(data.lattice, dtype=torch.float32)
+    lattice_mean = lattice.mean(0)
+    lattice_std = lattice.std(0).clamp_min(0.02)
+    conditioning = Conditioning.from_labels(properties, y)
+    torch.manual_seed(config.seed)
+    model = _network(config, len(vocabulary), len(properties))
+    earlier: dict[str, Any] = {}
+    if init_from is not None:
+        model.load_state_dict(init_from.model.state_dict())
+        lattice_mean, lattice_std = init_from.lattice_mean, init_from.lattice_std
+        known = [torch.isfinite(init_from.conditioning.mean[k]) and
+                 init_from.metrics.get("labelled", {}).get(name, 0) > 0
+                 for k, name in enumerate(properties)]
+        # properties the earlier stage had labels for keep its statistics (the network's
+        # inputs mean the same); newly labelled ones get this data's
+        conditioning = Conditioning(
+            properties,
+            torch.where(torch.tensor(known), init_from.conditioning.mean, conditioning.mean),
+            torch.where(torch.tensor(known), init_from.conditioning.std, conditioning.std))
+        earlier = {"init_from": {k: v for k, v in init_from.metrics.items()
+                                 if k != "init_from"}}
+
+    def loss_fn(net: nn.Module, index: npt.NDArray[np.int64], gen: torch.Generator
+                ) -> tuple[torch.Tensor, dict[str, float]]:
+        assert isinstance(net, CrystalDenoiser)
+        return flow_loss(net, make_cell_batch(data, index, lattice_mean, lattice_std),
+                         conditioning, config, gen)
+
+    identity = {"config": config.model_dump(), "n_cells": len(data),
+                "vocabulary": list(vocabulary),
+                "init_from": earlier.get("init_from", {}).get("train_seconds")}
+    run = train_flow(model, len(data), loss_fn,
+                     FlowTraining(config.epochs, config.batch_size, config.learning_rate,
+                                  config.ema_decay, config.seed),
+                     identity=identity, state_path=state_path, progress=progress,
+                     label="training crystal generator")
+    reference = reference_cells(originals)
+    sizes = torch.bincount(torch.as_tensor([len(s) for s in structures]))
+    label_values = {name: np.sort(y[:, k][np.isfinite(y[:, k])])
+                    for k, name in enumerate(properties)}
+    metrics = {"n_structures": len(structures), "n_cells": len(data),
+               "train_seconds": run.seconds, "final_loss": run.last_loss, **earlier,
+               "labelled": {name: int(np.isfinite(y[:, k]).sum())
+                            for k, name in enumerate(properties)}}
+    return CrystalGenerator(config, model, vocabulary, conditioning, lattice_mean, lattice_std,
+                            sizes, reference, label_values, metrics)

@@ -1,0 +1,238 @@
+"""The crystal generator: invariances of its encoding and network, training, sampling (de novo
+and structure prediction), validity checks and the command line."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pymatgen.core import Lattice, Structure
+from pymatgen.core.operations import SymmOp
+from typer.testing import CliRunner
+
+from materials.crystal_flow import (
+    PROPERTIES,
+    CrystalDenoiser,
+    CrystalFlowTraining,
+    CrystalGenerator,
+    canonical_cell,
+    lattice_from_vector,
+    lattice_vector,
+    pair_edges,
+    rock_salt_supercell,
+    train_crystal_generator,
+)
+from materials.crystal_generation import (
+    composition_species,
+    generate_crystals,
+    parse_condition,
+    predict_crystal_structures,
+    summarize,
+)
+from materials.validity import composition_valid, structure_problem
+
+
+def polar_cell(a: str = "Sr", b: str = "Ti", x: str = "O", length: float = 3.95) -> Structure:
+    """A tetragonal (P4mm) perovskite cell with its B and X sites shifted along c."""
+    return Structure(Lattice.cubic(length), [a, b, x, x, x],
+                     [[0, 0, 0.02], [0.5, 0.5, 0.53], [0.5, 0.5, 0.0], [0.5, 0, 0.47],
+                      [0, 0.5, 0.47]])
+
+
+def encoding(structure: Structure) -> tuple[np.ndarray, list[str], np.ndarray]:
+    cell = canonical_cell(structure)
+    return (lattice_vector(cell.lattice, len(cell)), [s.specie.symbol for s in cell],
+            np.mod(cell.frac_coords, 1.0))
+
+
+@pytest.mark.parametrize("rattle", [0.0, 0.04])
+def test_equivalent_descriptions_of_a_crystal_encode_alike(rattle: float) -> None:
+    base = polar_cell()
+    if rattle:
+        base.perturb(rattle, rattle * 0.5)  # no symmetry left (P1)
+    rotated = base.copy()
+    rotated.apply_operation(SymmOp.from_axis_angle_and_translation([1, 2, 3], 37.0, False,
+                                                                   [0.4, -1.0, 2.0]))
+    sheared = Structure(Lattice(np.array([[1, 1, 0], [0, 1, 0], [0, 0, 1]]) @ base.lattice.matrix),
+                        base.species, base.cart_coords, coords_are_cartesian=True)
+    order = [4, 2, 0, 3, 1]
+    shuffled = Structure(base.lattice, [base.species[i] for i in order],
+                         base.frac_coords[order] + np.array([0.3, 1.1, -0.7]))
+    flipped = base.copy()  # the polar axis down instead of up: the same crystal turned over
+    flipped.apply_operation(SymmOp.from_axis_angle_and_translation([1, 0, 0], 180.0))
+    ref_lattice, ref_species, ref_frac = encoding(base)
+    for other in (rotated, sheared, shuffled, flipped):
+        lattice, species, frac = encoding(other)
+        np.testing.assert_allclose(lattice, ref_lattice, atol=1e-5)
+        assert species == ref_species
+        np.testing.assert_allclose(frac, ref_frac, atol=2e-3)
+
+
+def _denoiser_outputs(frac: np.ndarray, species: list[int]) -> tuple[torch.Tensor, ...]:
+    torch.manual_seed(0)
+    net = CrystalDenoiser(n_types=4, n_conditions=2, features=16, n_layers=2, n_frequencies=3)
+    net.eval()
+    counts = torch.tensor([len(species)])
+    s = torch.nn.functional.one_hot(torch.tensor(species), 4).float()
+    with torch.no_grad():
+        return net(s, torch.as_tensor(frac, dtype=torch.float32),
+                   torch.tensor([[0.1, -0.2, 0.05, 0.3, 0.0, -0.1]]), torch.tensor([0.4]),
+                   torch.tensor([[0.5, -1.0]]), torch.tensor([[1.0, 0.0]]), torch.tensor([0.0]),
+                   torch.zeros(len(species), dtype=torch.long), pair_edges(counts))
+
+
+def test_denoiser_is_invariant_to_origin_periodic_images_and_site_order() -> None:
+    rng = np.random.default_rng(1)
+    frac = rng.random((5, 3))
+    species = [0, 1, 2, 2, 3]
+    v, lat, logits = _denoiser_outputs(frac, species)
+    assert torch.allclose(v.sum(0), torch.zeros(3), atol=1e-5)  # no drift of the whole cell
+    shifted = frac + np.array([0.31, -0.52, 0.77])  # another origin
+    imaged = frac + np.array([[1, 0, -2], [0, 0, 0], [3, 1, 0], [0, -1, 0], [0, 0, 5]])
+    for moved in (shifted, imaged):
+        v2, lat2, logits2 = _denoiser_outputs(moved, species)
+        assert torch.allclose(v2, v, atol=1e-4)
+        assert torch.allclose(lat2, lat, atol=1e-4)
+        assert torch.allclose(logits2, logits, atol=1e-4)
+    order = [3, 0, 4, 1, 2]
+    v3, lat3, logits3 = _denoiser_outputs(frac[order], [species[i] for i in order])
+    assert torch.allclose(v3, v[order], atol=1e-4)
+    assert torch.allclose(lat3, lat, atol=1e-4)
+    assert torch.allclose(logits3, logits[order], atol=1e-4)
+
+
+def test_lattice_vector_round_trip_and_double_cell() -> None:
+    lattice = Lattice.from_parameters(4.1, 4.2, 5.9, 88.0, 91.0, 120.0)
+    back = lattice_from_vector(lattice_vector(lattice, 5), 5)
+    np.testing.assert_allclose(back.parameters, lattice.parameters, atol=1e-8)
+    double = rock_salt_supercell(polar_cell())
+    assert len(double) == 10
+    np.testing.assert_allclose(double.lattice.angles, [60.0, 60.0, 60.0], atol=1e-6)
+    assert abs(double.volume - 2 * polar_cell().volume) < 1e-6
+
+
+def test_validity_follows_cdvae_definitions() -> None:
+    assert composition_valid(["Sr", "Ti", "O", "O", "O"])
+    assert composition_valid(["Cs", "Pb", "I", "I", "I"])
+    assert not composition_valid(["Na", "K", "I", "I", "I"])  # +1 +1 against -3
+    assert composition_valid(["Cu", "Zn"])  # an alloy
+    assert structure_problem(polar_cell()) == ""
+    squeezed = Structure(Lattice.cubic(4.0), ["Sr", "Ti"], [[0, 0, 0], [0.98, 0.0, 0.05]])
+    assert "apart, below 0.5" in structure_problem(squeezed)
+
+
+def test_conditions_parse_and_name_their_problem() -> None:
+    c = parse_condition("band_gap_ev>=1.5", PROPERTIES)
+    assert (c.name, c.op, c.value) == ("band_gap_ev", ">=", 1.5)
+    assert c.violation(1.0) == pytest.approx(0.5) and c.violation(2.0) == 0.0
+    with pytest.raises(ValueError, match="unknown property 'gap'"):
+        parse_condition("gap=1", PROPERTIES)
+    with pytest.raises(ValueError, match="expected NAME=VALUE"):
+        parse_condition("band_gap_ev~1", PROPERTIES)
+    assert composition_species("Cs2AgBiBr6").count("Br") == 6
+    with pytest.raises(ValueError, match="fractional amount"):
+        composition_species("SrTiO2.5")
+
+
+@pytest.fixture(scope="module")
+def tiny_generator(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cells = [polar_cell(a, b, x, length) for a, b, x, length in (
+        ("Sr", "Ti", "O", 3.9), ("Ba", "Ti", "O", 4.0), ("Ca", "Zr", "O", 4.1),
+        ("K", "Nb", "O", 4.0), ("Na", "Ta", "O", 3.95), ("La", "Al", "O", 3.8))]
+    labels = np.array([[-3.0, 1.8, np.nan], [-3.1, 1.6, -0.1], [-3.5, 3.5, np.nan],
+                       [-2.8, 1.5, 0.05], [-3.0, 2.5, np.nan], [-3.6, 4.0, -0.2]])
+    config = CrystalFlowTraining(features=16, n_layers=2, n_frequencies=3, epochs=3,
+                                 batch_size=4, double_share=0.5)
+    generator = train_crystal_generator(cells, labels, config)
+    path = tmp_path_factory.mktemp("crystal_generator") / "generator.pt"
+    generator.save(path)
+    return path
+
+
+def test_training_saving_and_sampling(tiny_generator: Path) -> None:
+    generator = CrystalGenerator.load(tiny_generator)
+    assert generator.properties == PROPERTIES
+    assert set(generator.vocabulary) == {"Sr", "Ba", "Ca", "K", "Na", "La", "Ti", "Zr", "Nb",
+                                         "Ta", "Al", "O"}
+    assert generator.metrics["labelled"]["decomposition_energy_ev_per_atom"] == 3
+    assert generator.metrics["n_cells"] == 10  # 6 cells and 4 double cells
+    # bounds aim at the median of the training labels inside them
+    assert generator.target_for("band_gap_ev", ">=", 2.0) == pytest.approx(3.5)
+    assert generator.target_for("band_gap_ev", "=", 2.0) == 2.0
+    first = generator.sample([5, 10], steps=4, seed=3)
+    again = generator.sample([5, 10], steps=4, seed=3)
+    for a, b in zip(first, again, strict=True):
+        assert a.structure is not None and b.structure is not None
+        assert len(a.structure) in (5, 10)
+        np.testing.assert_allclose(a.structure.frac_coords, b.structure.frac_coords)
+    predicted = predict_crystal_structures(generator, ["SrTiO3", "Ba2TiZrO6"], 2, seed=1, steps=4)
+    assert [s.formula for s in predicted] == ["SrTiO3"] * 2 + ["Ba2TiZrO6"] * 2
+    for s in predicted:
+        assert s.structure is not None and s.composition_valid
+        assert s.structure.composition.reduced_formula == s.formula or len(s.structure) == 10
+    with pytest.raises(ValueError, match=r"formula 2: .*not known to the generator|Br"):
+        predict_crystal_structures(generator, ["SrTiO3", "CsPbBr3"], 1, steps=2)
+    samples, drawn = generate_crystals(generator, 6, [parse_condition(
+        "decomposition_energy_ev_per_atom<=0", generator.properties)], seed=2, steps=4)
+    assert drawn == 6 and len(samples) == 6
+    summary = summarize(samples, drawn, 1.0, generator)
+    assert 0.0 <= summary["validity"] <= 1.0
+    assert set(summary) >= {"composition_validity", "structure_validity", "uniqueness",
+                            "novelty", "samples_per_s", "failures"}
+
+
+def test_generate_command_writes_valid_cifs(tiny_generator: Path, tmp_path: Path) -> None:
+    from flows.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "cells.csv"
+    result = runner.invoke(app, ["generate", "perovskites", "--n", "5", "--steps", "4",
+                                 "--weights", str(tiny_generator), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    assert summary["mode"] == "de novo" and summary["samples"] == 5
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == summary["rows_written"] > 0
+    for row in rows:
+        cell = Structure.from_str(row["cif"], fmt="cif")
+        assert cell.composition.reduced_formula == row["generated_formula"]
+    formulas = tmp_path / "formulas.txt"
+    formulas.write_text("# two compositions\nSrTiO3\nBaZrO3\n")
+    result = runner.invoke(app, ["generate", "perovskites", "--compositions", str(formulas),
+                                 "--per-composition", "2", "--steps", "4", "--weights",
+                                 str(tiny_generator), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert [r["formula"] for r in rows] == ["SrTiO3", "SrTiO3", "BaZrO3", "BaZrO3"]
+    formulas.write_text("SrTiO3\nSr(Ti\n")
+    result = runner.invoke(app, ["generate", "perovskites", "--compositions", str(formulas),
+                                 "--weights", str(tiny_generator), "--out", str(out)])
+    assert result.exit_code == 2 and "formula 2" in result.output
+    result = runner.invoke(app, ["generate", "perovskites", "--n", "2", "--condition", "gap=1",
+                                 "--weights", str(tiny_generator), "--out", str(out)])
+    assert result.exit_code == 2 and "unknown property 'gap'" in result.output
+
+
+def test_campaign_generator_uses_the_campaigns_targets(tiny_generator: Path) -> None:
+    from materials.generators import CrystalFlowGenerator
+    from pipeline.protocols import GenerationContext
+
+    generator = CrystalFlowGenerator(CrystalFlowGenerator.Params(weights=str(tiny_generator),
+                                                                 steps=4))
+    context = GenerationContext(0, 5, condition={"band_gap_ev": 2.0, "gap_ev": 1.0},
+                                id_prefix="r0-g0-",
+                                bounds={"decomposition_energy_ev_per_atom": (None, 0.0),
+                                        "band_gap_ev": (1.0, 3.0)})
+    assert [str(c) for c in generator.campaign_conditions(context)] == [
+        "band_gap_ev=2", "decomposition_energy_ev_per_atom<=0"]
+    proposals = generator.sample(4, context=context)
+    assert 0 < len(proposals) <= 4
+    assert all(c.origin == "crystal_flow" and c.id.startswith("r0-g0-") for c in proposals)
+    assert all(c.geometry is not None and c.geometry.lattice_angstrom is not None
+               for c in proposals)
+    assert len(generator.reference_keys()) == 6

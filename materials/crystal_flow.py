@@ -481,6 +481,19 @@ class CrystalGenerator:
                    state["reference"],
                    {k: v.numpy() for k, v in state["label_values"].items()}, state["metrics"])
 
+    def labelled(self, name: str) -> bool:
+        """Whether the generator was trained with labels of ``name`` (guidance on a property
+        it never saw labelled would steer nowhere in particular)."""
+        return int(self.metrics.get("labelled", {}).get(name, 0)) > 0
+
+    def guidance_targets(self, conditions: Sequence[Any]) -> dict[str, float] | None:
+        """Targets for :meth:`sample` from conditions (objects with ``name``, ``op``,
+        ``value``), leaving out properties the generator has no labels of; None if none is
+        left."""
+        targets = {c.name: self.target_for(c.name, c.op, c.value) for c in conditions
+                   if self.labelled(c.name)}
+        return targets or None
+
     def target_for(self, name: str, op: str, value: float) -> float:
         """The guidance target of a condition: ``value`` itself for ``=``; for ``<=`` and
         ``>=``, the median of the training labels on the allowed side (the bound where none

@@ -3,7 +3,8 @@ selection by the property model, and the summary (validity, uniqueness, novelty,
 
 Conditions are ``NAME=VALUE``, ``NAME<=VALUE`` or ``NAME>=VALUE`` over the generator's
 properties (:data:`materials.crystal_flow.PROPERTIES`). Guidance aims at the value, or for a
-bound at the median of the training labels inside it (:meth:`CrystalGenerator.target_for`).
+bound at the median of the training labels inside it (:meth:`CrystalGenerator.target_for`);
+a property the generator was trained without labels of is not guided on.
 Where the crystal property model predicts the property (formation energy, band gap),
 ``oversample`` times as many cells are drawn and the ones the model predicts best inside the
 conditions are kept: violations first, then distance to the ``=`` targets; the selection step
@@ -185,8 +186,7 @@ def generate_crystals(generator: CrystalGenerator, n: int,
         sizes = rng.choice(len(counts), size=drawn, p=counts / counts.sum())
     else:
         sizes = np.full(drawn, n_atoms)
-    target = ({c.name: generator.target_for(c.name, c.op, c.value) for c in conditions}
-              if conditions else None)
+    target = generator.guidance_targets(conditions)
     cells = generator.sample(sizes.tolist(), condition=target, steps=steps, guidance=guidance,
                              seed=seed, progress=progress)
     samples = []
@@ -244,8 +244,7 @@ def predict_crystal_structures(generator: CrystalGenerator, formulas: Sequence[s
             raise ValueError(f"formula {line} ({f}): element(s) {', '.join(unknown)} not known "
                              f"to the generator (trained on {len(known)} elements)")
     repeated = [s for s in species for _ in range(per_composition)]
-    target = ({c.name: generator.target_for(c.name, c.op, c.value) for c in conditions}
-              if conditions else None)
+    target = generator.guidance_targets(conditions)
     cells = generator.sample([len(s) for s in repeated], species=repeated, condition=target,
                              steps=steps, guidance=guidance, seed=seed, progress=progress)
     requested = [f for f in formulas for _ in range(per_composition)]

@@ -324,7 +324,7 @@ class PerovskiteEnumerationGenerator:
 @GENERATORS.register("crystal_flow")
 class CrystalFlowGenerator:
     """The equivariant crystal generator (:mod:`materials.crystal_flow`) in a campaign: de novo
-    perovskite cells, steered by ``conditions`` or else by the campaign's targets on the
+    perovskite cells, steered by ``conditions`` and by the campaign's targets on the
     properties the generator knows (:meth:`campaign_conditions`).
 
     Every cell with a lattice becomes a proposal; the filters judge them (charge balance,
@@ -337,7 +337,8 @@ class CrystalFlowGenerator:
         Attributes:
             weights: generator checkpoint; default: the shipped one.
             conditions: ``NAME=VALUE``, ``NAME<=VALUE`` or ``NAME>=VALUE`` over the generator's
-                properties; default: the campaign's target.
+                properties; the campaign's targets (:meth:`campaign_conditions`) on the other
+                properties are added.
             atoms: sites per cell (5, or 10 for the double-perovskite cell); default: the
                 training cells' sizes.
             steps: integration steps.
@@ -393,7 +394,9 @@ class CrystalFlowGenerator:
         """Samples ``n`` cells; those with a lattice become proposals."""
         from materials.crystal_generation import generate_crystals
 
-        conditions = self.conditions or self.campaign_conditions(context)
+        explicit = {c.name for c in self.conditions}
+        conditions = self.conditions + [c for c in self.campaign_conditions(context)
+                                        if c.name not in explicit]
         samples, _ = generate_crystals(self.generator, n, conditions, context.seed % (2**63),
                                        self.params.atoms, None, 1, self.params.guidance,
                                        self.params.steps)

@@ -81,7 +81,8 @@ def _fingerprints(structures: list[Any]) -> tuple[np.ndarray, np.ndarray]:
             np.array(comp))
 
 
-def bench_denovo(data: Path, weights: Path | None, n: int, seed: int) -> dict[str, Any]:
+def bench_denovo(data: Path, weights: Path | None, n: int, seed: int, steps: int,
+                 anneal: float) -> dict[str, Any]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -98,7 +99,7 @@ def bench_denovo(data: Path, weights: Path | None, n: int, seed: int) -> dict[st
     table, train, test = _split(data)
     generator = CrystalGenerator.load(weights or CRYSTAL_GENERATOR)
     start = time.perf_counter()
-    samples, drawn = generate_crystals(generator, n, seed=seed)
+    samples, drawn = generate_crystals(generator, n, seed=seed, steps=steps, anneal=anneal)
     wall = time.perf_counter() - start
     summary = summarize(samples, drawn, wall, generator)
     valid = [s.structure for s in samples if s.valid]
@@ -139,7 +140,7 @@ def bench_denovo(data: Path, weights: Path | None, n: int, seed: int) -> dict[st
     fig.savefig(RESULTS / "crystal_generator_denovo.png", dpi=120)
     n_valid = len(valid)
     return {
-        "n": n, "seed": seed, "wall_s": wall,
+        "n": n, "seed": seed, "steps": steps, "anneal": anneal, "wall_s": wall,
         "valid_per_s": n_valid / wall if wall else None,
         "structure_validity": summary["structure_validity"],
         "composition_validity": summary["composition_validity"],
@@ -160,8 +161,8 @@ def bench_denovo(data: Path, weights: Path | None, n: int, seed: int) -> dict[st
     }
 
 
-def bench_csp(data: Path, weights: Path | None, k: int, seed: int, limit: int | None
-              ) -> dict[str, Any]:
+def bench_csp(data: Path, weights: Path | None, k: int, seed: int, limit: int | None,
+              steps: int, anneal: float) -> dict[str, Any]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -182,7 +183,8 @@ def bench_csp(data: Path, weights: Path | None, k: int, seed: int, limit: int | 
     species = [[site.specie.symbol for site in s] for s in gt]
     start = time.perf_counter()
     repeated = [sp for sp in species for _ in range(k)]
-    cells = generator.sample([len(sp) for sp in repeated], species=repeated, seed=seed)
+    cells = generator.sample([len(sp) for sp in repeated], species=repeated, seed=seed,
+                             steps=steps, anneal=anneal)
     wall = time.perf_counter() - start
     sm = matcher()
     rms = np.full((len(gt), k), np.nan)
@@ -209,6 +211,7 @@ def bench_csp(data: Path, weights: Path | None, k: int, seed: int, limit: int | 
     fig.tight_layout()
     fig.savefig(RESULTS / "crystal_generator_csp.png", dpi=120)
     return {"n_compositions": len(gt), "samples_per_composition": k, "seed": seed,
+            "steps": steps, "anneal": anneal,
             "sampling_wall_s": wall,
             "match_rate_1": float(np.isfinite(one).mean()),
             "rmse_1": float(np.nanmean(one)) if np.isfinite(one).any() else None,
@@ -313,11 +316,18 @@ def main() -> None:
     parser.add_argument("--n-chgnet", type=int, default=60,
                         help="condition: cells relaxed by CHGNet per setting")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=100, help="integration steps")
+    parser.add_argument("--anneal", type=float, default=None,
+                        help="coordinate velocity scaling (default: the product's)")
     args = parser.parse_args()
+    from materials.crystal_generation import ANNEAL
+
+    anneal = ANNEAL if args.anneal is None else args.anneal
     if args.part == "denovo":
-        report = bench_denovo(args.data, args.weights, args.n, args.seed)
+        report = bench_denovo(args.data, args.weights, args.n, args.seed, args.steps, anneal)
     elif args.part == "csp":
-        report = bench_csp(args.data, args.weights, args.k, args.seed, args.limit)
+        report = bench_csp(args.data, args.weights, args.k, args.seed, args.limit, args.steps,
+                           anneal)
     else:
         report = bench_condition(args.data, args.weights, min(args.n, 300), args.seed,
                                  args.n_chgnet)

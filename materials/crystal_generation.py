@@ -31,6 +31,8 @@ from materials.validity import composition_valid, structure_problem
 _CONDITION = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|=)\s*([-+0-9.eE]+)\s*$")
 MAX_SITES = 40
 """Largest cell that structure prediction takes (sites)."""
+ANNEAL = 5.0
+"""Default coordinate velocity scaling 1 + anneal t in sampling (see the README's measurements)."""
 
 
 def matcher() -> Any:
@@ -156,7 +158,8 @@ def generate_crystals(generator: CrystalGenerator, n: int,
                       conditions: Sequence[Condition] = (), seed: int = 0,
                       n_atoms: int | None = None, property_model: Any = None,
                       oversample: int = 4, guidance: float = 1.0, steps: int = 100,
-                      progress: Progress | None = None) -> tuple[list[CrystalSample], int]:
+                      progress: Progress | None = None, anneal: float = ANNEAL
+                      ) -> tuple[list[CrystalSample], int]:
     """De novo cells.
 
     Args:
@@ -171,6 +174,7 @@ def generate_crystals(generator: CrystalGenerator, n: int,
         guidance: classifier-free guidance weight.
         steps: integration steps.
         progress: progress bars.
+        anneal: coordinate velocity scaling (:meth:`CrystalGenerator.sample`).
 
     Returns:
         The samples (kept ones, each judged) and how many were drawn.
@@ -188,7 +192,7 @@ def generate_crystals(generator: CrystalGenerator, n: int,
         sizes = np.full(drawn, n_atoms)
     target = generator.guidance_targets(conditions)
     cells = generator.sample(sizes.tolist(), condition=target, steps=steps, guidance=guidance,
-                             seed=seed, progress=progress)
+                             seed=seed, progress=progress, anneal=anneal)
     samples = []
     for c in cells:
         formula = c.structure.composition.reduced_formula if c.structure is not None else ""
@@ -225,7 +229,8 @@ def predict_crystal_structures(generator: CrystalGenerator, formulas: Sequence[s
                                per_composition: int = 1, seed: int = 0,
                                property_model: Any = None, steps: int = 100,
                                conditions: Sequence[Condition] = (), guidance: float = 1.0,
-                               progress: Progress | None = None) -> list[CrystalSample]:
+                               progress: Progress | None = None, anneal: float = ANNEAL
+                               ) -> list[CrystalSample]:
     """Structure prediction: ``per_composition`` cells for each formula, with its species.
 
     Raises:
@@ -246,7 +251,8 @@ def predict_crystal_structures(generator: CrystalGenerator, formulas: Sequence[s
     repeated = [s for s in species for _ in range(per_composition)]
     target = generator.guidance_targets(conditions)
     cells = generator.sample([len(s) for s in repeated], species=repeated, condition=target,
-                             steps=steps, guidance=guidance, seed=seed, progress=progress)
+                             steps=steps, guidance=guidance, seed=seed, progress=progress,
+                             anneal=anneal)
     requested = [f for f in formulas for _ in range(per_composition)]
     samples = [_judge(f, c.structure, c.reason) for f, c in zip(requested, cells, strict=True)]
     if property_model is not None:

@@ -180,6 +180,8 @@ def generate_perovskites(
                             "default: the training cells' sizes.")] = None,
     steps: Annotated[int, typer.Option(min=1, max=1000, help="Integration steps.")] = 100,
     guidance: Annotated[float, typer.Option(help="Classifier-free guidance weight.")] = 1.0,
+    anneal: Annotated[float, typer.Option(
+        min=0.0, help="Coordinate velocity scaled by 1 + anneal t (sharper sites).")] = 5.0,
     oversample: Annotated[int, typer.Option(
         min=1, help="De novo with a condition the property model predicts: draw this many "
                     "times --n and keep the --n it predicts best inside the conditions.")] = 4,
@@ -230,19 +232,23 @@ def generate_perovskites(
             if compositions is not None:
                 samples, wall = timed(predict_crystal_structures, generator, formulas,
                                       per_composition, seed, judge, steps, conditions,
-                                      guidance, progress)
+                                      guidance, progress, anneal)
                 drawn = len(samples)
             else:
                 assert n is not None
                 (samples, drawn), wall = timed(generate_crystals, generator, n, conditions,
                                                seed, atoms, judge, oversample, guidance, steps,
-                                               progress)
+                                               progress, anneal)
         except ValueError as exc:
             fail(f"{compositions}: {exc}" if compositions is not None else str(exc))
     summary = summarize(samples, drawn, wall, generator)
     summary.update({"mode": "structure prediction" if compositions is not None else "de novo",
                     "conditions": [str(c) for c in conditions], "seed": seed, "steps": steps,
-                    "guidance": guidance, "out": str(csv_out)})
+                    "guidance": guidance, "anneal": anneal, "out": str(csv_out)})
+    unguided = [str(c) for c in conditions if not generator.labelled(c.name)]
+    if unguided:
+        summary["not_guided"] = {c: "the generator was trained without labels of this "
+                                    "property" for c in unguided}
     for c in conditions:
         values = [s.predicted[c.name][0] for s in samples if c.name in s.predicted]
         if values:

@@ -496,25 +496,30 @@ class CrystalGenerator:
 
     def target_for(self, name: str, op: str, value: float) -> float:
         """The guidance target of a condition: ``value`` itself for ``=``; for ``<=`` and
-        ``>=``, the median of the training labels on the allowed side (the bound where none
-        are), so that guidance aims inside the region rather than at its edge.
+        ``>=``, the median of the training labels on the allowed side, so that guidance aims
+        inside the region rather than at its edge.
 
         Raises:
-            ValueError: unknown property or operator.
+            ValueError: unknown property or operator, or a target the training labels do not
+                reach (``=`` more than a quarter of their span outside it; a bound with no label
+                on its allowed side): guidance there gave nonsense (cells of one element).
         """
         if name not in self.properties:
             raise ValueError(f"unknown condition {name!r}; the generator knows "
                              f"{', '.join(self.properties)}")
-        if op == "=":
-            return value
-        labels = self.label_values.get(name, np.zeros(0))
-        if op == "<=":
-            side = labels[labels <= value]
-        elif op == ">=":
-            side = labels[labels >= value]
-        else:
+        if op not in ("=", "<=", ">="):
             raise ValueError(f"operator must be =, <= or >=, got {op!r}")
-        return float(np.median(side)) if len(side) else value
+        labels = self.label_values.get(name, np.zeros(0))
+        if not len(labels):
+            return value
+        low, high = float(labels[0]), float(labels[-1])
+        margin = 0.25 * (high - low)
+        side = labels[labels <= value] if op == "<=" else labels[labels >= value]
+        outside = (not low - margin <= value <= high + margin) if op == "=" else not len(side)
+        if outside:
+            raise ValueError(f"{name}{op}{value:g} lies outside what the generator was trained "
+                             f"on: its {len(labels)} labels span {low:.3g} to {high:.3g}")
+        return value if op == "=" else float(np.median(side))
 
     @torch.no_grad()
     def sample(self, n_atoms: Sequence[int], species: Sequence[Sequence[str]] | None = None,

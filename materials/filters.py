@@ -197,7 +197,10 @@ class CrystalElementsFilter:
 @FILTERS.register("crystal_geometry")
 class CrystalGeometryFilter:
     """Geometry sanity: no two atoms (periodic images included) closer than
-    ``min_distance_angstrom`` and a volume per atom in a sane range."""
+    ``min_distance_angstrom``, a volume per atom in a sane range, and (``require_sites``) a
+    cell that reads as a perovskite: five sites per formula unit with every element on one
+    kind of site (:func:`materials.structures.assign_sites`), which the site fingerprints
+    need; generated cells can fail it."""
 
     class Params(BaseModel):
         """Settings.
@@ -205,11 +208,13 @@ class CrystalGeometryFilter:
         Attributes:
             min_distance_angstrom: smallest interatomic distance allowed, Angstrom.
             volume_per_atom_range: [low, high] cubic Angstrom per atom.
+            require_sites: the A, B and X sites must be assignable.
         """
 
         model_config = ConfigDict(extra="forbid", frozen=True)
         min_distance_angstrom: float = Field(default=1.0, gt=0.0, le=5.0)
         volume_per_atom_range: tuple[float, float] = (5.0, 100.0)
+        require_sites: bool = True
 
     def __init__(self, params: Params | None = None) -> None:
         self.params = params or self.Params()
@@ -241,6 +246,13 @@ class CrystalGeometryFilter:
         low, high = self.params.volume_per_atom_range
         if not low <= per_atom <= high:
             reasons.append(f"volume {per_atom:.1f} A^3 per atom outside [{low}, {high}]")
+        if self.params.require_sites:
+            from materials.structures import assign_sites
+
+            try:
+                assign_sites(structure)
+            except ValueError as exc:
+                reasons.append(f"no perovskite sites: {exc}")
         return "; ".join(reasons)
 
     def __call__(self, candidates: Sequence[Candidate]) -> FilterResult:

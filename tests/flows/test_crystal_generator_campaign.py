@@ -22,11 +22,10 @@ def tiny_generator_campaign() -> dict:
                       "threshold": 0.0},
         "generators": [{"name": "crystal_flow", "n_proposals": 12,
                         "params": {"steps": 30, "atoms": 5,
-                                   "conditions": ["formation_energy_ev_per_atom<=-1.5"]}}],
-        "filters": [
-            {"name": "perovskite_formability", "params": {"min_probability": 0.3}},
-            {"name": "crystal_geometry"},
-        ],
+                                   "conditions": ["formation_energy_ev_per_atom<=0.2"]}}],
+        # the generator's cells are mostly mixed-anion (as the pool: ABO2N, ABO2F, ...), which
+        # perovskite_formability does not assess
+        "filters": [{"name": "crystal_geometry"}],
         "featurizer": {"name": "perovskite_sites"},
         "surrogate": {"name": "tanimoto_gp"},
         "acquisition": {"name": "qlognei", "batch_size": 1, "initial_batch": "maxmin",

@@ -164,6 +164,10 @@ def test_training_saving_and_sampling(tiny_generator: Path) -> None:
     # bounds aim at the median of the training labels inside them
     assert generator.target_for("band_gap_ev", ">=", 2.0) == pytest.approx(3.5)
     assert generator.target_for("band_gap_ev", "=", 2.0) == 2.0
+    with pytest.raises(ValueError, match=r"labels span -3\.6 to -2\.8"):
+        generator.target_for("formation_energy_ev_per_atom", "<=", -4.0)
+    with pytest.raises(ValueError, match="outside what the generator was trained on"):
+        generator.target_for("band_gap_ev", "=", 9.0)
     first = generator.sample([5, 10], steps=4, seed=3)
     again = generator.sample([5, 10], steps=4, seed=3)
     for a, b in zip(first, again, strict=True):
@@ -236,3 +240,16 @@ def test_campaign_generator_uses_the_campaigns_targets(tiny_generator: Path) -> 
     assert all(c.geometry is not None and c.geometry.lattice_angstrom is not None
                for c in proposals)
     assert len(generator.reference_keys()) == 6
+
+
+def test_geometry_filter_rejects_cells_without_perovskite_sites() -> None:
+    from materials.domain import structure_candidate
+    from materials.filters import CrystalGeometryFilter
+
+    odd = Structure(Lattice.cubic(4.0), ["V", "S", "S", "O", "O"],
+                    [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    result = CrystalGeometryFilter()([structure_candidate(polar_cell(), "a"),
+                                      structure_candidate(odd, "b")])
+    assert list(result.passed) == [True, False]
+    assert "no perovskite sites" in result.reasons[1] and "both a cation and an anion" in \
+        result.reasons[1]

@@ -295,7 +295,7 @@ def unique_and_novel(samples: Sequence[CrystalSample], generator: CrystalGenerat
                 assert st is not None
                 novel[i] = not any(sm.fit(st, ref_structures[k]) for k in reference[formula])
         else:
-            novel[[i for i in members]] = True
+            novel[members] = True
     return unique, novel
 
 

@@ -171,3 +171,59 @@ def embed_dataset(frame: pd.DataFrame, properties: Sequence[str] = PROPERTIES, *
         method=method,
         failures={smiles[i]: r for i, r in enumerate(results) if isinstance(r, str)},
     )
+
+
+@dataclass(frozen=True)
+class XYZRecord:
+    """One structure of a concatenated XYZ file.
+
+    Attributes:
+        fields: the comment line's ``key=value`` pairs (QM9 pool: ``qm9_index``, ``smiles``, ...).
+        symbols: element symbols, length n_atoms.
+        positions_angstrom: coordinates, shape (n_atoms, 3), Angstrom.
+    """
+
+    fields: dict[str, str]
+    symbols: tuple[str, ...]
+    positions_angstrom: npt.NDArray[np.float64]
+
+
+def read_xyz_records(path: str | Path) -> Iterator[XYZRecord]:
+    """The structures of a concatenated XYZ file (gzip-compressed when it ends in ``.gz``), in
+    file order, with the ``key=value`` pairs of each comment line.
+
+    Raises:
+        ValueError: naming the file and line of a block that does not parse.
+    """
+    import gzip
+
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt") as handle:  # type: ignore[operator]
+            lines = handle.read().splitlines()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read: {exc}") from None
+    lineno = 0
+    while lineno < len(lines):
+        header = lines[lineno].strip()
+        if not header:
+            lineno += 1
+            continue
+        if not header.isdigit():
+            raise ValueError(f"{path}:{lineno + 1}: expected the number of atoms, got {header!r}")
+        n_atoms = int(header)
+        fields = dict(part.split("=", 1) for part in lines[lineno + 1].split() if "=" in part)
+        symbols, positions = [], []
+        for k in range(lineno + 2, lineno + 2 + n_atoms):
+            parts = lines[k].split() if k < len(lines) else []
+            try:
+                if len(parts) < 4:
+                    raise ValueError
+                positions.append([float(v) for v in parts[1:4]])
+            except ValueError:
+                raise ValueError(f"{path}:{k + 1}: expected 'SYMBOL X Y Z' (Angstrom), got "
+                                 f"{lines[k] if k < len(lines) else 'end of file'!r}") from None
+            symbols.append(parts[0].capitalize())
+        yield XYZRecord(fields, tuple(symbols), np.array(positions, dtype=float))
+        lineno += 2 + n_atoms

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
@@ -162,3 +163,68 @@ def read_xyz(path: str | Path, *, charge: int = 0, multiplicity: int = 1) -> Geo
     if (electrons + multiplicity - 1) % 2:
         raise ValueError(f"{path}: {electrons} electrons cannot have multiplicity {multiplicity}")
     return Geometry(tuple(symbols), tuple(positions), charge=charge, multiplicity=multiplicity)
+
+
+def heavy_atom_order(smiles: str, symbols: Sequence[str],
+                     positions_angstrom: Sequence[Sequence[float]]) -> tuple[int, ...]:
+    """Which atom of a geometry each heavy atom of a SMILES is.
+
+    The geometry's bonds come from its interatomic distances (RDKit's connectivity
+    perception); the SMILES's heavy-atom graph is then matched onto the geometry's with bond
+    orders ignored, so element and connectivity decide (a geometry may have extra short
+    contacts, as in strained cages, but must have every bond of the SMILES). Atoms that symmetry makes equivalent
+    may be matched either way.
+
+    Args:
+        smiles: the molecule; its heavy atoms in RDKit's parse order.
+        symbols: the geometry's elements, length n_atoms.
+        positions_angstrom: the geometry's coordinates, (n_atoms, 3), Angstrom.
+
+    Returns:
+        For each heavy atom of the SMILES, the index of the same atom in the geometry.
+
+    Raises:
+        ValueError: the SMILES does not parse, or its graph is not the geometry's.
+    """
+    from rdkit.Chem import rdDetermineBonds
+
+    mol = mol_from_smiles(smiles)
+    if mol is None:
+        raise ValueError(f"SMILES {smiles!r} does not parse")
+    frame = Chem.RWMol()
+    for symbol in symbols:
+        frame.AddAtom(Chem.Atom(symbol))
+    conformer = Chem.Conformer(len(symbols))
+    for i, xyz in enumerate(positions_angstrom):
+        conformer.SetAtomPosition(i, [float(v) for v in xyz])
+    frame.AddConformer(conformer, assignId=True)
+    try:
+        rdDetermineBonds.DetermineConnectivity(frame)
+    except (ValueError, RuntimeError) as exc:
+        raise ValueError(f"{smiles}: no connectivity from the geometry ({exc})") from None
+    heavy = [a.GetIdx() for a in frame.GetAtoms() if a.GetAtomicNum() > 1]
+    skeleton = Chem.RWMol()
+    index = {}
+    for i in heavy:
+        index[i] = skeleton.AddAtom(Chem.Atom(frame.GetAtomWithIdx(i).GetAtomicNum()))
+    for bond in frame.GetBonds():
+        a, b = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
+        if a in index and b in index:
+            skeleton.AddBond(index[a], index[b], Chem.BondType.SINGLE)
+    query = Chem.RWMol(Chem.RemoveHs(mol))
+    for bond in query.GetBonds():
+        bond.SetBondType(Chem.BondType.SINGLE)
+        bond.SetIsAromatic(False)
+    for atom in query.GetAtoms():
+        atom.SetIsAromatic(False)
+        atom.SetFormalCharge(0)  # zwitterion SMILES: the geometry has no charges to match
+        atom.SetNumExplicitHs(0)
+    if skeleton.GetNumAtoms() != query.GetNumAtoms():
+        raise ValueError(f"{smiles}: the geometry has {skeleton.GetNumAtoms()} heavy atoms, the "
+                         f"SMILES {query.GetNumAtoms()}")
+    skeleton.UpdatePropertyCache(strict=False)
+    # Strained cages can show an extra distance-based bond: every SMILES bond must be there.
+    match = skeleton.GetSubstructMatch(query, useChirality=False)
+    if not match:
+        raise ValueError(f"{smiles}: its heavy-atom graph does not match the geometry's")
+    return tuple(heavy[m] for m in match)

@@ -21,12 +21,36 @@ Definitions (all per atom A, with Löwdin-orthogonalised atomic orbitals):
   and cation at the same geometry (Yang and Mortier, 1986). ``frontier``: the frozen-orbital
   approximation f+ = LUMO density, f- = HOMO density (Fukui). Both sum to 1 over the atoms.
 * **Dual descriptor.** Delta f_A = f+_A - f-_A (Morell, Grand and Toro-Labbé, 2005); sums to 0.
+
+Orbital-location descriptors (what campaigns, the property model and the generator steer by):
+
+* **Heavy-atom shares.** p_H(i), p_L(i): the HOMO (LUMO) share of heavy atom i plus the shares of
+  the hydrogens bonded to it (each hydrogen goes to its nearest heavy atom), so that they sum to 1
+  over the heavy atoms.
+* ``homo_share_E``, ``lumo_share_E`` for E in C, N, O, F: sum of p over the heavy atoms of
+  element E.
+* ``homo_pr``, ``lumo_pr``: participation ratio 1 / sum_i p(i)^2, the number of heavy atoms the
+  orbital spreads over (1 on one atom, n spread evenly over n).
+* ``frontier_overlap``: sum_i sqrt(p_H(i) p_L(i)), the Bhattacharyya coefficient of the two
+  distributions: 1 when HOMO and LUMO sit on the same atoms in the same proportions, 0 when they
+  share none.
+
+The arithmetic from shares to descriptors is :func:`pipeline.orbital_shares.orbital_descriptors`
+(re-exported here), so that the property model and the generator compute them as the oracle
+does. All of them inherit the invariances of the Löwdin shares (rotation, translation, atom order,
+orbital sign, mixing inside a degenerate set).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+
+from pipeline.orbital_shares import DESCRIPTORS, SHARE_ELEMENTS, orbital_descriptors
+
+__all__ = ["ATOM_FEATURES", "DESCRIPTORS", "GLOBAL_FEATURES", "SHARE_ELEMENTS", "atom_shares",
+           "degenerate_set", "feature_arrays", "frontier_densities", "heavy_atom_shares",
+           "lowdin_transform", "molecule_descriptors", "orbital_descriptors"]
 
 ATOM_FEATURES = ("homo_density", "lumo_density", "fukui_plus", "fukui_minus", "dual_descriptor",
                  "charge")
@@ -125,3 +149,51 @@ def feature_arrays(
     per_atom = np.array([[np.nan if atom[k] is None else float(atom[k]) for k in ATOM_FEATURES]
                          for atom in atoms])
     return global_vector, per_atom.reshape(len(atoms), len(ATOM_FEATURES))
+
+
+def heavy_atom_shares(symbols: list[str], positions_angstrom: Array, shares: Array
+                      ) -> tuple[npt.NDArray[np.intp], Array]:
+    """Folds each hydrogen's share into its nearest heavy atom.
+
+    Args:
+        symbols: element symbols, length n_atoms.
+        positions_angstrom: coordinates, shape (n_atoms, 3), Angstrom.
+        shares: per-atom shares of one orbital (set), shape (n_atoms,) or (n_atoms, k).
+
+    Returns:
+        The indices of the heavy atoms, shape (n_heavy,), and their shares with the hydrogens'
+        added, shape (n_heavy,) or (n_heavy, k), clipped at 0 and normalised to sum 1.
+
+    Raises:
+        ValueError: no heavy atom, or lengths that differ.
+    """
+    positions = np.asarray(positions_angstrom, dtype=float)
+    values = np.asarray(shares, dtype=float)
+    if not len(symbols) == len(positions) == len(values):
+        raise ValueError(f"{len(symbols)} symbols, {len(positions)} positions and "
+                         f"{len(values)} shares")
+    heavy = np.array([i for i, s in enumerate(symbols) if s != "H"], dtype=np.intp)
+    if len(heavy) == 0:
+        raise ValueError("no heavy atom: orbital-location descriptors need one")
+    folded = values[heavy].copy()
+    for i, symbol in enumerate(symbols):
+        if symbol == "H":
+            nearest = int(np.argmin(np.linalg.norm(positions[heavy] - positions[i], axis=1)))
+            folded[nearest] += values[i]
+    folded = np.clip(folded, 0.0, None)
+    return heavy, folded / folded.sum(axis=0, keepdims=True)
+
+
+def molecule_descriptors(symbols: list[str], positions_angstrom: Array, homo_density: Array,
+                         lumo_density: Array) -> tuple[npt.NDArray[np.intp], Array, Array,
+                                                       dict[str, float]]:
+    """Heavy-atom shares and descriptors from all-atom HOMO and LUMO shares.
+
+    Returns:
+        Heavy-atom indices (n_heavy,), p_H (n_heavy,), p_L (n_heavy,) and the descriptors.
+    """
+    both = np.stack([np.asarray(homo_density, float), np.asarray(lumo_density, float)], axis=1)
+    heavy, folded = heavy_atom_shares(symbols, np.asarray(positions_angstrom, float), both)
+    heavy_symbols = [symbols[i] for i in heavy]
+    return heavy, folded[:, 0], folded[:, 1], orbital_descriptors(heavy_symbols, folded[:, 0],
+                                                                   folded[:, 1])

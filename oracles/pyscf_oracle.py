@@ -20,18 +20,23 @@ import pyscf
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from oracles.levels import LEVELS, Level
+from oracles.orbital_features import DESCRIPTORS, molecule_descriptors
 from oracles.worker_process import run_worker
 from pipeline.registry import ORACLES
 from pipeline.types import Candidate, Evaluation, EvaluationStatus, Geometry, OracleResult
 
-PROPERTIES = {
+SCF_PROPERTIES = {
     "energy_hartree": "Hartree",
     "homo_ev": "eV",
     "lumo_ev": "eV",
     "gap_ev": "eV",
     "dipole_debye": "Debye",
 }
-"""Scalar properties the oracle returns, with units."""
+"""Scalar properties of the SCF solution, with units."""
+
+PROPERTIES = {**SCF_PROPERTIES, **DESCRIPTORS}
+"""Scalar properties the oracle returns, with units: the SCF's and the orbital-location
+descriptors of :mod:`oracles.orbital_features` (molecules with at least one heavy atom)."""
 
 def _version(package: str) -> str:
     """Installed version of a distribution, or ``missing``."""
@@ -243,6 +248,20 @@ class PySCFOracle:
                                           "versions", "wall_s")}
         provenance = {**self.provenance(), "remedy": result["remedy"],
                       "wall_s": result["wall_s"], "versions": result["versions"]}
+        values = {prop: float(result[prop]) for prop in SCF_PROPERTIES}
+        values.update(descriptor_values(result["atoms"], result["positions_angstrom"]))
         return OracleResult(key, "pyscf", self.fidelity, EvaluationStatus.OK, "",
-                            {prop: float(result[prop]) for prop in PROPERTIES},
-                            dict(PROPERTIES), details, provenance)
+                            values, dict(PROPERTIES), details, provenance)
+
+
+def descriptor_values(atoms: list[dict[str, Any]], positions_angstrom: list[list[float]]
+                      ) -> dict[str, float]:
+    """Orbital-location descriptors of an oracle result's per-atom details (none for a molecule
+    without heavy atoms)."""
+    symbols = [a["symbol"] for a in atoms]
+    if all(s == "H" for s in symbols):
+        return {}
+    _, _, _, descriptors = molecule_descriptors(
+        symbols, positions_angstrom, [a["homo_density"] for a in atoms],  # type: ignore[arg-type]
+        [a["lumo_density"] for a in atoms])  # type: ignore[arg-type]
+    return descriptors

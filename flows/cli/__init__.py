@@ -7,14 +7,15 @@
 | :mod:`flows.cli.oracle` | ``oracle molecule`` |
 | :mod:`flows.cli.generate` | ``generate molecules`` |
 | :mod:`flows.cli.models` | ``train surrogate``, ``train generator``, ``predict`` |
-| :mod:`flows.cli.perovskite` | ``perovskite screen`` |
+| :mod:`flows.cli.perovskite` | ``perovskite screen``, ``perovskite label-stability`` |
+| :mod:`flows.cli.labels` | ``label orbitals`` |
 """
 
 from __future__ import annotations
 
 import typer
 
-from flows.cli import campaigns, generate, models, oracle, perovskite, results
+from flows.cli import campaigns, generate, labels, models, oracle, perovskite, results
 
 app = typer.Typer(
     help=(
@@ -37,6 +38,7 @@ app.add_typer(results.results_app, name="results")
 app.add_typer(generate.generate_app, name="generate")
 app.add_typer(models.train_app, name="train")
 app.add_typer(perovskite.perovskite_app, name="perovskite")
+app.add_typer(labels.label_app, name="label")
 
 
 def main() -> None:

@@ -6,7 +6,8 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -49,7 +50,7 @@ def oracle_molecule(
     """Compute one molecule: energy, HOMO, LUMO, gap, dipole and per-atom frontier densities,
     condensed Fukui functions and charges. Identical requests are answered from the store."""
     from chem.molecules import embed_geometry, read_xyz
-    from oracles.pyscf_oracle import PySCFOracle
+    from oracles.pyscf_oracle import SCF_PROPERTIES, PySCFOracle
     from pipeline.types import Candidate
 
     if (smiles is None) == (xyz is None):
@@ -92,7 +93,8 @@ def oracle_molecule(
     report: dict[str, object] = {
         "status": result.status.value, "reason": result.reason, "level": params.level,
         "method": oracle.level.method, "basis": oracle.level.basis, "fidelity": result.fidelity,
-        **{k: result.values.get(k) for k in oracle.properties()},
+        **{k: result.values.get(k) for k in SCF_PROPERTIES},
+        **_orbital_location(result.values, result.details),
         "homo_degeneracy": result.details.get("homo_degeneracy"),
         "lumo_degeneracy": result.details.get("lumo_degeneracy"),
         "atoms": result.details.get("atoms", []),
@@ -105,6 +107,23 @@ def oracle_molecule(
         _print_oracle(report)
     if not result.ok:
         raise typer.Exit(1)
+
+
+def _orbital_location(values: Mapping[str, float], details: Mapping[str, Any]
+                      ) -> dict[str, object]:
+    """``descriptors`` and per-heavy-atom ``heavy_atoms`` shares of a successful result."""
+    from oracles.orbital_features import DESCRIPTORS, molecule_descriptors
+
+    atoms = details.get("atoms") or []
+    if not atoms or all(a["symbol"] == "H" for a in atoms):
+        return {"descriptors": {}, "heavy_atoms": []}
+    heavy, p_h, p_l, descriptors = molecule_descriptors(
+        [a["symbol"] for a in atoms], details["positions_angstrom"],
+        [a["homo_density"] for a in atoms], [a["lumo_density"] for a in atoms])
+    return {"descriptors": {k: values.get(k, descriptors[k]) for k in DESCRIPTORS},
+            "heavy_atoms": [{"index": int(i), "symbol": atoms[i]["symbol"],
+                             "p_homo": float(h), "p_lumo": float(lu)}
+                            for i, h, lu in zip(heavy, p_h, p_l, strict=True)]}
 
 
 def _print_oracle(report: dict[str, object]) -> None:
@@ -128,3 +147,8 @@ def _print_oracle(report: dict[str, object]) -> None:
         table.add_row(f"{i} {atom['symbol']}",
                       *["-" if atom[k] is None else f"{atom[k]:.4f}" for k in keys])
     out.print(table)
+    descriptors = report.get("descriptors")
+    if isinstance(descriptors, dict) and descriptors:
+        out.print("orbital location: " + ", ".join(
+            f"{k} {v:.3f}" for k, v in descriptors.items() if v or not k.startswith(
+                ("homo_share", "lumo_share"))))

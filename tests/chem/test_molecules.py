@@ -44,3 +44,22 @@ def test_morgan_fingerprint_shapes_and_errors() -> None:
     assert not np.array_equal(x[0], x[2])
     with pytest.raises(ValueError, match="cannot featurise"):
         fp([Candidate("bad", "C1CC", "C1CC", 0, "t")])
+
+
+def test_heavy_atom_order_maps_smiles_atoms_onto_a_geometry_in_another_order() -> None:
+    from chem.molecules import embed_geometry, heavy_atom_order
+
+    geometry = embed_geometry("OCC#N")  # atoms O, C, C, N, then hydrogens
+    order = [5, 3, 6, 0, 1, 2, 4]  # shuffle all seven atoms
+    symbols = [geometry.symbols[i] for i in order]
+    positions = [geometry.positions_angstrom[i] for i in order]
+    mapping = heavy_atom_order("OCC#N", symbols, positions)
+    assert [order[i] for i in mapping] == [0, 1, 2, 3]
+    # a zwitterion SMILES matches its neutral-looking geometry by element and bonds alone
+    glycine = embed_geometry("NCC(=O)O")
+    assert len(heavy_atom_order("[NH3+]CC(=O)[O-]", glycine.symbols,
+                                glycine.positions_angstrom)) == 5
+    with pytest.raises(ValueError, match="does not match"):
+        heavy_atom_order("CC(=O)N", symbols, positions)  # same elements, branched
+    with pytest.raises(ValueError, match="heavy atoms"):
+        heavy_atom_order("CCC#N", symbols, positions)

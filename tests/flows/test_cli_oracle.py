@@ -34,9 +34,15 @@ def test_xyz_is_used_as_given_and_the_second_run_is_cached(tmp_path: Path, home:
     for atom_key in ("homo_density", "lumo_density", "fukui_plus", "fukui_minus", "charge"):
         assert atom_key in report["atoms"][0]
     assert report["cached"] is False
+    # water: one heavy atom holds both frontier orbitals, hydrogens folded into it
+    assert report["descriptors"]["homo_share_O"] == __import__("pytest").approx(1.0)
+    assert report["descriptors"]["frontier_overlap"] == __import__("pytest").approx(1.0)
+    assert report["descriptors"]["lumo_pr"] == __import__("pytest").approx(1.0)
+    assert [(a["index"], a["symbol"]) for a in report["heavy_atoms"]] == [(0, "O")]
     second = json.loads(runner.invoke(app, ["oracle", "molecule", "--xyz", str(xyz), "--level",
                                             "fast", "--json"]).stdout)
     assert second["cached"] is True and second["gap_ev"] == report["gap_ev"]
+    assert second["descriptors"] == report["descriptors"]
     table = runner.invoke(app, ["oracle", "molecule", "--smiles", "O", "--method", "hf",
                                 "--basis", "sto-3g"])
     assert table.exit_code == 0 and "per atom" in table.stdout

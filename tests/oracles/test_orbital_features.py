@@ -9,9 +9,13 @@ from scipy.spatial.transform import Rotation
 
 from oracles.orbital_features import (
     ATOM_FEATURES,
+    DESCRIPTORS,
     GLOBAL_FEATURES,
     feature_arrays,
     frontier_densities,
+    heavy_atom_shares,
+    molecule_descriptors,
+    orbital_descriptors,
 )
 from oracles.pyscf_oracle import PySCFOracle
 from pipeline.types import Candidate, Geometry
@@ -130,3 +134,88 @@ def test_lowdin_square_root_of_a_complex_overlap() -> None:
     root = lowdin_transform(overlap)
     assert np.allclose(root @ root, overlap)
     assert np.allclose(root, root.conj().T)
+
+
+# --- orbital-location descriptors -------------------------------------------------------------
+
+FORMALDEHYDE = Geometry(
+    symbols=("C", "O", "H", "H"),
+    positions_angstrom=((0.0, 0.0, 0.0), (0.0, 0.0, 1.205), (0.0, 0.943, -0.587),
+                        (0.0, -0.943, -0.587)),
+)
+
+
+def _descriptors(geometry: Geometry) -> tuple[dict[str, float], dict[str, object]]:
+    oracle = PySCFOracle(PySCFOracle.Params(level="fast", conv_tol=1e-11))
+    result = oracle.run(Candidate("m", "x", "x", 0, "test", geometry=geometry))
+    assert result.ok, result.reason
+    return {k: result.values[k] for k in DESCRIPTORS}, dict(result.details)
+
+
+def test_descriptors_are_oracle_properties_with_units() -> None:
+    oracle = PySCFOracle(PySCFOracle.Params(level="fast"))
+    props = oracle.properties()
+    assert props["frontier_overlap"] == "fraction"
+    assert props["homo_pr"] == "atoms"
+    assert {f"lumo_share_{e}" for e in "CNOF"} <= set(props)
+
+
+def test_formaldehyde_lumo_sits_on_the_carbonyl_pair_with_more_on_carbon() -> None:
+    values, details = _descriptors(FORMALDEHYDE)
+    atoms = details["atoms"]
+    assert isinstance(atoms, list)
+    lumo = np.array([a["lumo_density"] for a in atoms])
+    # the pi* orbital: the hydrogens have almost none of it, carbon more than oxygen
+    assert lumo[:2].sum() > 0.95
+    assert lumo[0] > lumo[1]
+    assert values["lumo_share_C"] == pytest.approx(lumo[0] + lumo[2] + lumo[3], abs=1e-9)
+    assert values["lumo_share_C"] + values["lumo_share_O"] == pytest.approx(1.0, abs=1e-9)
+    # the HOMO is oxygen's lone pair
+    assert values["homo_share_O"] > 0.5
+    assert 1.0 < values["lumo_pr"] < 2.0
+    assert values["lumo_share_N"] == values["lumo_share_F"] == 0.0
+
+
+def test_benzene_carbons_share_homo_and_lumo_equally() -> None:
+    values, details = _descriptors(_benzene())
+    atoms = details["atoms"]
+    assert isinstance(atoms, list)
+    _, p_h, p_l, _ = molecule_descriptors(
+        [a["symbol"] for a in atoms], np.array(details["positions_angstrom"]),
+        np.array([a["homo_density"] for a in atoms]), np.array([a["lumo_density"] for a in atoms]))
+    np.testing.assert_allclose(p_h, 1 / 6, atol=1e-6)
+    np.testing.assert_allclose(p_l, 1 / 6, atol=1e-6)
+    assert values["homo_pr"] == pytest.approx(6.0, abs=1e-4)
+    assert values["lumo_pr"] == pytest.approx(6.0, abs=1e-4)
+    assert values["frontier_overlap"] == pytest.approx(1.0, abs=1e-6)
+    assert values["homo_share_C"] == pytest.approx(1.0, abs=1e-9)
+
+
+def test_descriptors_are_invariant_to_rotation_translation_and_atom_order() -> None:
+    reference, _ = _descriptors(FORMAMIDE)
+    order = [4, 2, 0, 5, 1, 3]
+    moved = _moved(FORMAMIDE, 3)
+    shuffled = Geometry(tuple(moved.symbols[i] for i in order),
+                        tuple(moved.positions_angstrom[i] for i in order))
+    values, _ = _descriptors(shuffled)
+    for key, value in reference.items():
+        assert values[key] == pytest.approx(value, abs=1e-5), key
+
+
+def test_heavy_atom_shares_fold_each_hydrogen_into_its_nearest_heavy_atom() -> None:
+    symbols = ["H", "C", "O", "H"]
+    positions = np.array([[-1.1, 0, 0], [0, 0, 0], [1.2, 0, 0], [2.1, 0, 0]])
+    heavy, folded = heavy_atom_shares(symbols, positions, np.array([0.1, 0.3, 0.4, 0.2]))
+    assert heavy.tolist() == [1, 2]
+    np.testing.assert_allclose(folded, [0.4, 0.6])
+    with pytest.raises(ValueError, match="no heavy atom"):
+        heavy_atom_shares(["H", "H"], positions[:2], np.array([0.5, 0.5]))
+
+
+def test_descriptor_arithmetic_on_literal_shares() -> None:
+    d = orbital_descriptors(["C", "N", "O"], np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.5, 0.5]))
+    assert d["frontier_overlap"] == 0.0  # no atom in common
+    assert d["homo_pr"] == 1.0 and d["lumo_pr"] == 2.0
+    assert d["lumo_share_N"] == d["lumo_share_O"] == 0.5
+    same = orbital_descriptors(["C", "C"], np.array([0.25, 0.75]), np.array([0.25, 0.75]))
+    assert same["frontier_overlap"] == pytest.approx(1.0)

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from oracles.orbital_features import DESCRIPTORS
 from oracles.pyscf_oracle import PySCFOracle
 from pipeline.types import Candidate, EvaluationStatus, Geometry
 
@@ -25,7 +26,8 @@ def _hf(**changes: object) -> PySCFOracle:
 
 def test_water_hf_sto3g_matches_reference_values() -> None:
     results = {e.property: e for e in _hf()([_water()])}
-    assert set(results) == {"energy_hartree", "homo_ev", "lumo_ev", "gap_ev", "dipole_debye"}
+    assert set(results) == {"energy_hartree", "homo_ev", "lumo_ev", "gap_ev", "dipole_debye",
+                            *DESCRIPTORS}
     assert all(e.ok and e.fidelity == "dft-fast" for e in results.values())
     # RHF/STO-3G water near its equilibrium geometry: E = -74.963 Hartree, HOMO about -10.6 eV
     assert results["energy_hartree"].value == pytest.approx(-74.963, abs=2e-3)

@@ -62,4 +62,4 @@ def test_heavy_atom_order_maps_smiles_atoms_onto_a_geometry_in_another_order() -
     with pytest.raises(ValueError, match="does not match"):
         heavy_atom_order("CC(=O)N", symbols, positions)  # same elements, branched
     with pytest.raises(ValueError, match="heavy atoms"):
-        heavy_atom_order("CCC#N", symbols, positions)
+        heavy_atom_order("CCCC#N", symbols, positions)

@@ -85,9 +85,9 @@ class PaiNN(nn.Module):
             if isinstance(module, nn.Linear):
                 module.reset_parameters()
 
-    def forward(self, z: torch.Tensor, pos: torch.Tensor,
-                batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Predicts each molecule's properties.
+    def atom_features(self, z: torch.Tensor, pos: torch.Tensor,
+                      batch: torch.Tensor) -> torch.Tensor:
+        """The invariant (scalar) features of every atom after the interaction blocks.
 
         Args:
             z: (n_atoms,) atomic numbers.
@@ -95,7 +95,7 @@ class PaiNN(nn.Module):
             batch: (n_atoms,) molecule index, sorted, 0..n_molecules-1.
 
         Returns:
-            Mean and variance, each (n_molecules, n_outputs), in the properties' units.
+            (n_atoms, features).
 
         Raises:
             ValueError: an element the network does not know.
@@ -112,6 +112,24 @@ class PaiNN(nn.Module):
         v = torch.zeros(s.shape[0], 3, s.shape[1], dtype=s.dtype, device=s.device)
         for layer in self.layers:
             s, v = layer(s, v, edges, rbf, unit)
+        return s
+
+    def forward(self, z: torch.Tensor, pos: torch.Tensor,
+                batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predicts each molecule's properties.
+
+        Args:
+            z: (n_atoms,) atomic numbers.
+            pos: (n_atoms, 3) Angstrom.
+            batch: (n_atoms,) molecule index, sorted, 0..n_molecules-1.
+
+        Returns:
+            Mean and variance, each (n_molecules, n_outputs), in the properties' units.
+
+        Raises:
+            ValueError: an element the network does not know.
+        """
+        s = self.atom_features(z, pos, batch)
         n_molecules = int(batch.max()) + 1 if batch.numel() else 0
         out = scatter(self.readout(s), batch, dim=0, dim_size=n_molecules, reduce="mean")
         mean_std, raw_var = out.split(self.n_outputs, dim=-1)

@@ -49,6 +49,7 @@ REPO_DATA = Path(__file__).resolve().parents[2] / "chem" / "data"
 """Where the shipped checkpoints lie (read without importing the chem package and torch)."""
 PROPERTY_MODEL = REPO_DATA / "property_model.pt"
 GENERATOR = REPO_DATA / "generator.pt"
+ORBITAL_MODEL = REPO_DATA / "orbital_model.pt"
 CRYSTAL_MODEL = Path(__file__).resolve().parents[2] / "materials" / "data" / "crystal_model.pt"
 CRYSTAL_GENERATOR = CRYSTAL_MODEL.with_name("crystal_generator.pt")
 

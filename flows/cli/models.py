@@ -15,6 +15,7 @@ from flows.cli.common import (
     CRYSTAL_GENERATOR,
     CRYSTAL_MODEL,
     GENERATOR,
+    ORBITAL_MODEL,
     PROPERTY_MODEL,
     err,
     fail,
@@ -154,6 +155,63 @@ def train_crystal_model(
     ensemble.save(out)
     err.print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); validation: "
               + ", ".join(f"{k} {v:.4f}" for k, v in ensemble.metrics["validation"].items()))
+
+
+@train_app.command("orbital-model")
+def train_orbital_model(
+    labels: Annotated[Path, typer.Option(help="Orbital labels CSV (`invdes label orbitals`).")],
+    out_path: Annotated[Path, typer.Option("--out", help="Checkpoint to write.",
+                                           show_default="the shipped chem/data/orbital_model.pt")
+                        ] = ORBITAL_MODEL,
+    test_fraction: Annotated[float, typer.Option(
+        min=0.0, max=0.5, help="Share of the labelled molecules (chosen by a hash of their id) "
+                               "never trained on, for bench/surrogate.py.")] = 0.1,
+    epochs: Annotated[int, typer.Option(min=1)] = 60,
+    members: Annotated[int, typer.Option(min=2, help="Networks in the ensemble.")] = 4,
+    features: Annotated[int, typer.Option(min=8)] = 64,
+    layers: Annotated[int, typer.Option(min=1)] = 3,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    learning_rate: Annotated[float, typer.Option()] = 5e-4,
+    seed: Annotated[int, typer.Option()] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+) -> None:
+    """Train the orbital-location model: a PaiNN ensemble predicting each heavy atom's share of
+    the HOMO and of the LUMO (a softmax over the heavy atoms) and, from them, the descriptors
+    (frontier_overlap, homo_pr, lumo_share_N, ...) with calibrated uncertainty."""
+    from chem.orbital_model import (
+        OrbitalTrainingConfig,
+        is_test_id,
+        share_dataset,
+        train_orbital_ensemble,
+    )
+    from oracles.orbital_labels import read_labels
+
+    try:
+        rows = read_labels(labels)
+        config = OrbitalTrainingConfig(epochs=epochs, members=members, features=features,
+                                       n_layers=layers, batch_size=batch_size,
+                                       learning_rate=learning_rate, seed=seed, device=device)
+    except (ValueError, OSError, ValidationError) as exc:
+        fail(str(exc))
+    train_rows = [r for r in rows if not is_test_id(str(r["id"]), test_fraction)]
+    with training_progress() as progress:
+        data = share_dataset([str(r["smiles"]) for r in train_rows],
+                             [r["p_homo"] for r in train_rows],  # type: ignore[misc]
+                             [r["p_lumo"] for r in train_rows],  # type: ignore[misc]
+                             progress=progress)
+        try:
+            ensemble = train_orbital_ensemble(data, config, progress)
+        except ValueError as exc:
+            fail(f"{labels}: {exc}")
+    ensemble.metrics.update({"labels": labels.name, "labelled_rows": len(rows),
+                             "test_fraction": test_fraction, "not_embedded": len(data.failures)})
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    ensemble.save(out_path)
+    v = ensemble.metrics["validation"]
+    err.print(f"wrote {out_path} ({out_path.stat().st_size / 1e6:.1f} MB) from {len(data)} "
+              f"molecules; validation: share MAE {v['share_mae']:.3f}, frontier_overlap MAE "
+              f"{v.get('frontier_overlap_mae', float('nan')):.3f}, share coverage "
+              f"{v['share_coverage90']:.2f}")
 
 
 @train_app.command("generator")
@@ -334,9 +392,13 @@ def predict(
         help="Checkpoint.", show_default="the shipped chem/data/property_model.pt, or "
                                          "materials/data/crystal_model.pt with --cif-file")
                        ] = None,
+    orbital_weights: Annotated[Path | None, typer.Option(
+        help="Orbital-location checkpoint for molecules.",
+        show_default="the shipped chem/data/orbital_model.pt, when there is one")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Predict HOMO, LUMO and gap (eV) of molecules, or formation energy (eV/atom) and band gap
+    """Predict HOMO, LUMO and gap (eV) and where the HOMO and LUMO sit (per-heavy-atom shares,
+    frontier_overlap, participation ratios, element shares) of molecules, or formation energy (eV/atom) and band gap
     (eV) of crystals, with the pretrained property models.
 
     Molecules: what B3LYP/6-31G(2df,p) would give on the molecule's B3LYP geometry (the level of
@@ -366,6 +428,7 @@ def predict(
     except ValueError as exc:
         fail(str(exc))
     predicted, failures = ensemble.predict_smiles_report([s for _, s in lines])
+    orbitals, orbital_metrics = _predict_orbitals([s for _, s in lines], orbital_weights)
     rows: list[dict[str, object]] = []
     for lineno, smi in lines:
         row: dict[str, object] = {"line": lineno, "smiles": smi}
@@ -377,6 +440,8 @@ def predict(
             for j, prop in enumerate(ensemble.properties):
                 row[f"{prop}_mean"] = round(float(mean[j]), 4)
                 row[f"{prop}_std"] = round(float(std[j]), 4)
+            if smi in orbitals:
+                row.update(orbitals[smi])
         rows.append(row)
     held_out = {k: round(float(v), 4) for k, v in ensemble.metrics.get("validation", {}).items()
                 if k.startswith(("mae_", "coverage90_"))}
@@ -385,6 +450,7 @@ def predict(
              else f"that of its training data ({ensemble.metrics.get('data', 'unknown')})")
     if as_json:
         report = {"model": str(weights), "level": level,
+                  "orbital_model_validation": orbital_metrics.get("validation", {}),
                   "geometry": f"RDKit ETKDG + MMFF94 from the SMILES"
                               f"{' + GFN2-xTB' if ensemble.config.geometry == 'xtb' else ''}",
                   "held_out_error": held_out, "predictions": rows}
@@ -395,6 +461,17 @@ def predict(
     cells = [[str(row["line"]), str(row["smiles"]),
               *(f"{row[f'{p}_mean']:.3f} ± {row[f'{p}_std']:.3f}" if row["status"] == "ok"
                 else "-" for p in ensemble.properties)] for row in rows]
+    if orbitals:
+        columns += [("frontier_overlap", 0), ("HOMO on", 0), ("LUMO on", 0)]
+        for row, cell in zip(rows, cells, strict=True):
+            if "descriptors" in row:
+                d = row["descriptors"]
+                assert isinstance(d, dict)
+                overlap = d["frontier_overlap"]
+                cell += [f"{overlap['mean']:.2f} ± {overlap['std']:.2f}",
+                         _main_sites(row, "p_homo"), _main_sites(row, "p_lumo")]
+            else:
+                cell += ["-", "-", "-"]
     out.print(fitted_table(f"predicted with {weights.name}: {level}", columns, cells))
     for row in rows:
         if row["status"] != "ok":
@@ -407,6 +484,51 @@ def predict(
                   f"training (mean absolute): {maes}; std is the ensemble's calibrated standard "
                   "deviation (90 % of held-out errors within 1.645 std). Molecules unlike QM9's "
                   "(over 9 heavy atoms, other elements) are extrapolation.", highlight=False)
+    v = orbital_metrics.get("validation", {})
+    if v:
+        out.print(f"Orbital location (B3LYP/def2-SVP Löwdin shares, hydrogens folded into their "
+                  f"heavy atom), error on {orbital_metrics.get('n_validation')} held-out "
+                  f"molecules: per-atom share {v['share_mae']:.3f}, frontier_overlap "
+                  f"{v.get('frontier_overlap_mae', float('nan')):.3f}; atoms numbered as in "
+                  "the SMILES.", highlight=False)
+
+
+def _predict_orbitals(smiles: list[str], weights: Path | None
+                      ) -> tuple[dict[str, dict[str, object]], dict[str, Any]]:
+    """Orbital-location predictions per SMILES (``descriptors`` and ``heavy_atoms``) and the
+    model's metrics, or none when no orbital model is given or shipped."""
+    from chem.orbital_model import OrbitalShareEnsemble
+
+    if weights is None:
+        if not ORBITAL_MODEL.is_file():
+            return {}, {}
+        weights = ORBITAL_MODEL
+    if not weights.is_file():
+        fail(f"no orbital-model checkpoint at {weights}; train one with "
+             "`invdes train orbital-model --labels ...`")
+    try:
+        model = OrbitalShareEnsemble.load(weights)
+    except ValueError as exc:
+        fail(str(exc))
+    predicted, _ = model.predict_smiles(smiles)
+    return {smi: {
+        "descriptors": {k: {"mean": round(m, 4), "std": round(sd, 4)}
+                        for k, (m, sd) in p.descriptors.items()},
+        "heavy_atoms": [{"index": i, "symbol": sym, "p_homo": round(float(p.p_homo[i]), 4),
+                         "p_homo_std": round(float(p.p_homo_std[i]), 4),
+                         "p_lumo": round(float(p.p_lumo[i]), 4),
+                         "p_lumo_std": round(float(p.p_lumo_std[i]), 4)}
+                        for i, sym in enumerate(p.heavy_symbols)],
+    } for smi, p in predicted.items()}, model.metrics
+
+
+def _main_sites(row: dict[str, object], key: str, top: int = 2) -> str:
+    """The heavy atoms holding most of an orbital, as ``O3 0.72, C1 0.10`` (SMILES atom
+    numbers from 1)."""
+    atoms = row["heavy_atoms"]
+    assert isinstance(atoms, list)
+    best = sorted(atoms, key=lambda a: -a[key])[:top]
+    return ", ".join(f"{a['symbol']}{a['index'] + 1} {a[key]:.2f}" for a in best)
 
 
 def _predict_crystals(cif_file: Path, weights: Path, as_json: bool) -> None:

@@ -87,9 +87,10 @@ def run(
         fail(str(exc))
     store = Store(result.store_url)
     prop = config.objective.property
-    print_ranked(ranked_rows(rank_candidates(store, config.name, config)[:top], config, [prop]),
+    shown = [prop, *(c.property for c in config.constraints)]
+    print_ranked(ranked_rows(rank_candidates(store, config.name, config)[:top], config, shown),
                  f"Top {top} of {config.name}", prop,
-                 f"{config.name}: no candidate passed the filters")
+                 f"{config.name}: no candidate passed the filters", also=shown[1:])
     me = invdes_command()
     mlflow = str(Path(me).with_name("mlflow")) if "/" in me else "mlflow"
     out.print(f"\nTarget: {config.objective.describe()}. Store: {result.store_url}")
@@ -197,7 +198,10 @@ def candidates(
         sys.stdout.write(rows_to_csv(rows))
     else:
         print_ranked(rows, f"{campaign}: top {top}", config.objective.property,
-                     f"{campaign}: no candidate passed the filters yet")
+                     f"{campaign}: no candidate passed the filters yet",
+                     also=[*(c.property for c in config.constraints),
+                           *(o.property for o in config.pareto_with),
+                           *config.predict_properties])
 
 
 def filter_designs(

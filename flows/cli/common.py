@@ -8,6 +8,7 @@ them, so that ``invdes --help`` and ``invdes status`` start at once.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 import shutil
 import sys
 from pathlib import Path
@@ -163,27 +164,38 @@ def fitted_table(title: str, columns: list[tuple[str, int]], rows: list[list[str
     return t
 
 
-def print_ranked(rows: list[dict[str, object]], title: str, prop: str, empty: str) -> None:
-    """Compact ranked table: id, SMILES, round, status, prediction and oracle value of ``prop``.
+def print_ranked(rows: list[dict[str, object]], title: str, prop: str, empty: str,
+                 also: Sequence[str] = ()) -> None:
+    """Compact ranked table: id, SMILES, round, status, prediction and oracle value of ``prop``,
+    and a column per property in ``also`` (the constraints': oracle value, or ``~`` and the
+    prediction where there is none).
 
     Args:
         rows: flat rows of :func:`pipeline.engine.ranked_rows`.
         title: the table's title.
         prop: the objective property.
         empty: what to say when there are no rows.
+        also: further properties to show (constraints, ``predict_properties``).
     """
     if not rows:
         out.print(empty)
         return
     rep = "smiles" if "smiles" in rows[0] else "design"
+    also = [p for p in dict.fromkeys(also) if p != prop]
     columns = [("rank", 0), ("id", 0), (rep, 0), ("round", 3), ("status", 2),
-               (f"predicted {prop}", 1), (f"oracle {prop}", 0), ("hit", 0)]
+               (f"predicted {prop}", 1), (f"oracle {prop}", 0), *((p, 1) for p in also),
+               ("hit", 0)]
     cells = []
     for row in rows:
         mean, std = row.get(f"{prop}_pred_mean"), row.get(f"{prop}_pred_std")
         predicted = "-" if mean is None else f"{mean:.2f} ± {std:.2f}"
         value = row.get(prop)
+        extra = []
+        for p in also:
+            known, guess = row.get(p), row.get(f"{p}_pred_mean")
+            extra.append(f"{known:.3f}" if isinstance(known, float) else
+                         f"~{guess:.2f}" if isinstance(guess, float) else "-")
         cells.append([str(row["rank"]), str(row["id"]), str(row.get(rep)), str(row["round"]),
                       str(row["status"]), predicted, "-" if value is None else f"{value:.3f}",
-                      "yes" if row["hit"] else ""])
+                      *extra, "yes" if row["hit"] else ""])
     out.print(fitted_table(title, columns, cells))

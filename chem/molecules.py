@@ -172,8 +172,8 @@ def heavy_atom_order(smiles: str, symbols: Sequence[str],
     The geometry's bonds come from its interatomic distances (RDKit's connectivity
     perception); the SMILES's heavy-atom graph is then matched onto the geometry's with bond
     orders ignored, so element and connectivity decide (a geometry may have extra short
-    contacts, as in strained cages, but must have every bond of the SMILES). Atoms that symmetry makes equivalent
-    may be matched either way.
+    contacts, as in strained cages, but must have every bond of the SMILES). Atoms that
+    symmetry makes equivalent may be matched either way.
 
     Args:
         smiles: the molecule; its heavy atoms in RDKit's parse order.

@@ -13,7 +13,6 @@ of classifier guidance, as for molecules (:mod:`chem.conditioned`).
 
 from __future__ import annotations
 
-import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -27,8 +26,8 @@ from rich.progress import Progress
 
 from materials.crystal_flow import CrystalGenerator, canonical_cell, reference_structures
 from materials.validity import composition_valid, structure_problem
+from pipeline.conditions import Condition
 
-_CONDITION = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|=)\s*([-+0-9.eE]+)\s*$")
 MAX_SITES = 40
 """Largest cell that structure prediction takes (sites)."""
 ANNEAL = 5.0
@@ -41,46 +40,6 @@ def matcher() -> Any:
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
     return StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3)
-
-
-@dataclass(frozen=True)
-class Condition:
-    """One condition: ``name op value`` with op one of ``=``, ``<=``, ``>=``."""
-
-    name: str
-    op: str
-    value: float
-
-    def __str__(self) -> str:
-        return f"{self.name}{self.op}{self.value:g}"
-
-    def violation(self, x: float) -> float:
-        """How far ``x`` is outside the condition (0 inside; for ``=``, the distance)."""
-        if self.op == "<=":
-            return max(0.0, x - self.value)
-        if self.op == ">=":
-            return max(0.0, self.value - x)
-        return abs(x - self.value)
-
-
-def parse_condition(text: str, properties: Sequence[str]) -> Condition:
-    """Parses ``NAME=VALUE``, ``NAME<=VALUE`` or ``NAME>=VALUE``.
-
-    Raises:
-        ValueError: malformed, or a property the generator is not conditioned on.
-    """
-    m = _CONDITION.match(text)
-    if m is None:
-        raise ValueError(f"condition {text!r}: expected NAME=VALUE, NAME<=VALUE or NAME>=VALUE")
-    name, op, value = m.group(1), m.group(2), m.group(3)
-    if name not in properties:
-        raise ValueError(f"condition {text!r}: unknown property {name!r}; the generator knows "
-                         f"{', '.join(properties)}")
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError(f"condition {text!r}: {value!r} is not a number") from None
-    return Condition(name, op, number)
 
 
 @dataclass

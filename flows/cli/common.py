@@ -8,9 +8,9 @@ them, so that ``invdes --help`` and ``invdes status`` start at once.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 

@@ -398,8 +398,8 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Predict HOMO, LUMO and gap (eV) and where the HOMO and LUMO sit (per-heavy-atom shares,
-    frontier_overlap, participation ratios, element shares) of molecules, or formation energy (eV/atom) and band gap
-    (eV) of crystals, with the pretrained property models.
+    frontier_overlap, participation ratios, element shares) of molecules, or formation energy
+    (eV/atom) and band gap (eV) of crystals, with the pretrained property models.
 
     Molecules: what B3LYP/6-31G(2df,p) would give on the molecule's B3LYP geometry (the level of
     QM9, which the model was trained on), from an RDKit geometry made from each SMILES.

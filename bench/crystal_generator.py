@@ -228,8 +228,9 @@ def bench_condition(data: Path, weights: Path | None, n: int, seed: int,
 
     from flows.cli.common import CRYSTAL_GENERATOR
     from materials.crystal_flow import CrystalGenerator
-    from materials.crystal_generation import Condition, generate_crystals
+    from materials.crystal_generation import generate_crystals
     from materials.prior import load_crystal_model
+    from pipeline.conditions import Condition
 
     torch.set_num_threads(2)
     generator = CrystalGenerator.load(weights or CRYSTAL_GENERATOR)
@@ -277,9 +278,10 @@ def bench_condition(data: Path, weights: Path | None, n: int, seed: int,
 
 
 def _stability(generator: Any, n: int, seed: int) -> dict[str, Any]:
-    from materials.crystal_generation import Condition, generate_crystals
+    from materials.crystal_generation import generate_crystals
     from materials.domain import structure_candidate
     from oracles.chgnet_oracle import CHGNetOracle
+    from pipeline.conditions import Condition
 
     oracle = CHGNetOracle(CHGNetOracle.Params(max_steps=200))
     report: dict[str, Any] = {}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +22,10 @@ from rich.progress import Progress
 
 from chem.generated import GeneratedMolecule, RelaxationFailed, relax_molecule
 from chem.property_model import PropertyEnsemble
+from pipeline.conditions import Condition, selection_score
+
+if TYPE_CHECKING:
+    from chem.orbital_model import OrbitalShareEnsemble
 
 JudgedGeometry = Literal["embedded", "generated"]
 """The geometry the property model judges a molecule at: ``embedded``, a new embedding of its
@@ -55,6 +59,7 @@ class Selection:
     properties: tuple[str, ...]
     distance_ev: npt.NDArray[np.float64]
     n_judged: int
+    predicted_std: npt.NDArray[np.float64] | None = None
 
 
 def select_closest(molecules: Sequence[GeneratedMolecule], condition: dict[str, float],
@@ -126,3 +131,86 @@ def _predict_generated(molecules: dict[str, GeneratedMolecule], model: PropertyE
             progress.advance(task)
     mean, std = model.predict_molecules(list(relaxed.values()))
     return {s: (mean[k], std[k]) for k, s in enumerate(relaxed)}
+
+
+def guidance_point(condition: Condition, mean: float, std: float) -> float:
+    """Where guidance aims for a condition on a property the generator was trained on: the
+    value of ``=``; for ``<=`` (``>=``) half a label standard deviation inside the bound, or
+    the labels' mean when that already lies inside, so that guidance aims inside the window
+    rather than at its edge.
+
+    Args:
+        condition: the condition.
+        mean, std: the generator's training-label mean and standard deviation of the property.
+    """
+    if condition.op == "=":
+        return condition.value
+    if condition.op == "<=":
+        return min(condition.value - 0.5 * std, mean)
+    return max(condition.value + 0.5 * std, mean)
+
+
+def judge_molecules(smiles: Sequence[str], model: PropertyEnsemble,
+                    orbital_model: OrbitalShareEnsemble | None = None,
+                    progress: Progress | None = None
+                    ) -> dict[str, tuple[dict[str, float], dict[str, float]]]:
+    """Predicted mean and standard deviation of every property the models predict (energies,
+    and the orbital-location descriptors with ``orbital_model``), per SMILES the energy model
+    can read, from embedded geometries."""
+    energies = model.predict_smiles(list(smiles), progress)
+    orbital = orbital_model.predict_smiles(list(energies))[0] if orbital_model else {}
+    out = {}
+    for smi, (mean, std) in energies.items():
+        m = dict(zip(model.properties, map(float, mean), strict=True))
+        sd = dict(zip(model.properties, map(float, std), strict=True))
+        if smi in orbital:
+            for name, (dm, ds) in orbital[smi].descriptors.items():
+                m[name], sd[name] = dm, ds
+        out[smi] = (m, sd)
+    return out
+
+
+def select_for_conditions(molecules: Sequence[GeneratedMolecule],
+                          conditions: Sequence[Condition], model: PropertyEnsemble, keep: int,
+                          orbital_model: OrbitalShareEnsemble | None = None,
+                          progress: Progress | None = None) -> Selection:
+    """Keeps the ``keep`` distinct valid molecules whose predictions best meet ``conditions``
+    (points and windows, on energies and, with ``orbital_model``, on descriptors), judged from
+    embedded geometries.
+
+    The order is :func:`pipeline.conditions.selection_score`: distance to a point target in
+    units of the model's held-out error, -log of the predicted probability of meeting a
+    window. ``distance_ev`` of the result holds that score.
+
+    Raises:
+        ValueError: a condition on a property neither model predicts, or ``keep`` < 1.
+    """
+    if keep < 1:
+        raise ValueError(f"keep must be >= 1, got {keep}")
+    properties = (*model.properties, *(orbital_model.properties if orbital_model else ()))
+    unknown = [c.name for c in conditions if c.name not in properties]
+    if unknown:
+        raise ValueError(f"no property model predicts {', '.join(unknown)}; they predict "
+                         f"{', '.join(properties)}")
+    first: dict[str, GeneratedMolecule] = {}
+    for m in molecules:
+        if m.valid and m.smiles not in first:
+            first[m.smiles] = m
+    if not first:
+        return Selection([], np.zeros((0, len(properties))), properties, np.zeros(0), 0,
+                         np.zeros((0, len(properties))))
+    judged = judge_molecules(list(first), model, orbital_model, progress)
+    validation = model.metrics.get("validation", {})
+    scale = {p: float(validation.get(f"mae_{p}", 1.0)) for p in model.properties}
+    if orbital_model is not None:
+        v = orbital_model.metrics.get("validation", {})
+        scale.update({p: float(v.get(f"{p}_mae", 1.0)) for p in orbital_model.properties})
+    names = list(judged)
+    scores = np.array([selection_score(conditions, *judged[s], scale) for s in names])
+    order = [i for i in np.argsort(scores, kind="stable")[:keep] if np.isfinite(scores[i])]
+    mean = np.array([[judged[names[i]][0].get(p, np.nan) for p in properties] for i in order]
+                    ).reshape(len(order), len(properties))
+    std = np.array([[judged[names[i]][1].get(p, np.nan) for p in properties] for i in order]
+                   ).reshape(len(order), len(properties))
+    return Selection([first[names[i]] for i in order], mean, properties, scores[order],
+                     len(names), std)

@@ -200,7 +200,7 @@ def read_xyz_records(path: str | Path) -> Iterator[XYZRecord]:
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt") as handle:  # type: ignore[operator]
+        with opener(path, "rt") as handle:
             lines = handle.read().splitlines()
     except OSError as exc:
         raise ValueError(f"{path}: cannot read: {exc}") from None

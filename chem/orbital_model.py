@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,7 +169,9 @@ def share_dataset(smiles: Sequence[str], p_homo: Sequence[Array] | None = None,
         np.asarray(kept, dtype=np.str_), failures)
 
 
-def _batches(data: ShareDataset, batch_size: int, rng: np.random.Generator | None = None):  # type: ignore[no-untyped-def]
+def _batches(data: ShareDataset, batch_size: int, rng: np.random.Generator | None = None
+             ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                                 npt.NDArray[np.int64]]]:
     """Mini-batches (z, pos, batch, shares, molecule indices)."""
     order = rng.permutation(len(data)) if rng is not None else np.arange(len(data))
     for start in range(0, len(data), batch_size):

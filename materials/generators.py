@@ -31,7 +31,7 @@ from pipeline.registry import GENERATORS
 from pipeline.types import Candidate
 
 if TYPE_CHECKING:
-    from materials.crystal_generation import Condition
+    from pipeline.conditions import Condition
 
 SEED_PEROVSKITES = Path(__file__).resolve().parent / "data" / "seed_perovskites.txt"
 DEFAULT_CRYSTAL_GENERATOR = SEED_PEROVSKITES.with_name("crystal_generator.pt")
@@ -356,8 +356,8 @@ class CrystalFlowGenerator:
 
     def __init__(self, params: Params | None = None) -> None:
         from materials.crystal_flow import CrystalGenerator
-        from materials.crystal_generation import parse_condition
         from pipeline.checkpoints import checkpoint_file
+        from pipeline.conditions import parse_condition
 
         self.params = params or self.Params()
         self.generator = CrystalGenerator.load(checkpoint_file(
@@ -377,7 +377,7 @@ class CrystalFlowGenerator:
         """The campaign's targets on the generator's properties: a window's middle as ``=``,
         a minimised objective's threshold as ``<=`` (a maximised one's as ``>=``), and the
         constraints' bounds."""
-        from materials.crystal_generation import Condition
+        from pipeline.conditions import Condition
 
         known = set(self.generator.properties)
         out = [Condition(name, "=", value) for name, value in context.condition.items()

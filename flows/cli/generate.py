@@ -14,6 +14,7 @@ from flows.cli.common import (
     CRYSTAL_GENERATOR,
     CRYSTAL_MODEL,
     GENERATOR,
+    ORBITAL_MODEL,
     PROPERTY_MODEL,
     fail,
     out,
@@ -38,7 +39,9 @@ def generate_molecules(
     n: Annotated[int, typer.Option("--n", min=1, help="Molecules to sample.")],
     sdf: Annotated[Path, typer.Option("--out", help="SDF file for the valid molecules (3D).")],
     condition: Annotated[list[str] | None, typer.Option(
-        help="Property target NAME=VALUE (eV), repeatable, e.g. gap_ev=6.5.")] = None,
+        help="Target NAME=VALUE, NAME<=VALUE or NAME>=VALUE, repeatable: energies (gap_ev=6.5, "
+             "eV) and orbital-location descriptors (frontier_overlap<=0.3, lumo_share_N>=0.5)."
+    )] = None,
     seed: Annotated[int, typer.Option()] = 0,
     steps: Annotated[int, typer.Option(min=1, max=1000, help="Integration steps.")] = 50,
     guidance: Annotated[float, typer.Option(help="Classifier-free guidance weight.")] = 6.0,
@@ -50,22 +53,30 @@ def generate_molecules(
     property_model: Annotated[Path | None, typer.Option(
         help="Property model that judges conditioned samples (default: the shipped one).")
     ] = None,
+    orbital_model: Annotated[Path | None, typer.Option(
+        help="Orbital-location model that judges descriptor conditions and annotates the SDF "
+             "(default: the shipped one, when there is one).")] = None,
     geometry: Annotated[Geometry, typer.Option(
         help="Coordinates written: mmff (MMFF94 relaxation from the generated coordinates), "
              "xtb (GFN2-xTB relaxation, about 0.2 s per molecule) or raw (as generated: not "
              "at a minimum; B3LYP gaps on them were up to 2.7 eV off).")] = Geometry.mmff,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Sample 3D molecules, optionally conditioned on HOMO/LUMO/gap targets; write the valid
-    ones to SDF and print validity, uniqueness, novelty, stability and time.
+    """Sample 3D molecules, optionally conditioned on HOMO/LUMO/gap targets and on where the
+    frontier orbitals sit; write the valid ones to SDF and print validity, uniqueness,
+    novelty, stability and time.
 
     The sample metrics (validity, stability, ...) are over every sample drawn; with
     --condition and --oversample K > 1, K x N are drawn and the SDF gets the N closest to the
-    targets by the property model, each with its predicted properties. The SDF holds every
+    targets by the property models, each with its predicted properties (energies and, with
+    an orbital model, the orbital-location descriptors). Windows (<=, >=) guide towards a point
+    inside them and keep the molecules most likely to lie inside; conditions the generator is
+    not trained on (listed as not_guided) are met by selection alone. The SDF holds every
     hydrogen and coordinates relaxed from the generated ones (--geometry); a molecule whose
     relaxation fails (it would change its bonds) is left out and counted."""
     import time
 
+    import numpy as np
     from rdkit import Chem
 
     from chem.flow_matching import FlowGenerator
@@ -74,20 +85,41 @@ def generate_molecules(
     path = weights or GENERATOR
     if not path.is_file():
         fail(f"no generator checkpoint at {path}; train one with `invdes train generator`")
-    targets: dict[str, float] = {}
-    for item in condition or []:
-        name, _, value = item.partition("=")
-        try:
-            targets[name.strip()] = float(value)
-        except ValueError:
-            fail(f"--condition {item!r}: expected NAME=VALUE with a number, e.g. gap_ev=6.5")
     try:
         generator = FlowGenerator.load(path)
     except ValueError as exc:
         fail(str(exc))
-    select = bool(targets) and oversample > 1
+    orbital_path = orbital_model or ORBITAL_MODEL
+    orbital = None
+    if orbital_path.is_file():
+        from chem.orbital_model import OrbitalShareEnsemble
+
+        orbital = OrbitalShareEnsemble.load(orbital_path)
+    elif orbital_model is not None:
+        fail(f"no orbital model at {orbital_model}; train one with `invdes train orbital-model`")
+    from chem.conditioned import guidance_point
+    from pipeline.conditions import parse_condition
+    from pipeline.orbital_shares import DESCRIPTORS
+
+    known = list(dict.fromkeys([*generator.properties, *(DESCRIPTORS if orbital else ())]))
+    try:
+        conditions = [parse_condition(item, known) for item in condition or []]
+    except ValueError as exc:
+        descriptor = any(name in item for item in condition or [] for name in DESCRIPTORS)
+        hint = ("; conditions on orbital-location descriptors need an orbital model (`invdes "
+                "train orbital-model`)" if descriptor and orbital is None else "")
+        fail(f"--condition: {exc}{hint}")
+    stats = generator.conditioning
+    targets = {c.name: guidance_point(c, float(stats.mean[stats.properties.index(c.name)]),
+                                      float(stats.std[stats.properties.index(c.name)]))
+               for c in conditions if c.name in generator.properties}
+    not_guided = [str(c) for c in conditions if c.name not in generator.properties]
+    select = bool(conditions) and oversample > 1
+    if not_guided and not select:
+        fail(f"--condition {', '.join(not_guided)}: the generator is not trained on them, so "
+             "only selection by the property model can meet them; use --oversample 2 or more")
     judge = None
-    if select:
+    if select or orbital is not None:
         from chem.property_model import PropertyEnsemble
 
         judge_path = property_model or PROPERTY_MODEL
@@ -104,29 +136,46 @@ def generate_molecules(
         except ValueError as exc:
             fail(str(exc))
         molecules = [build_molecule(*sample) for sample in samples]
-        if judge is not None:
-            from chem.conditioned import select_closest
+        if select:
+            from chem.conditioned import select_for_conditions
 
+            assert judge is not None
             try:
-                chosen = select_closest(molecules, targets, judge, n, progress=progress)
+                chosen = select_for_conditions(molecules, conditions, judge, n, orbital,
+                                               progress=progress)
             except ValueError as exc:
                 fail(str(exc))
+        elif judge is not None:  # every valid molecule, annotated with what the models predict
+            from chem.conditioned import judge_molecules
+
+            judged = judge_molecules(list(dict.fromkeys(m.smiles for m in molecules if m.valid)),
+                                     judge, orbital, progress)
     summary = summarise(molecules, generator.reference_smiles)
     kept = [m for m in molecules if m.valid]
     predicted: list[dict[str, float]] = [{} for _ in kept]
-    if judge is not None:
+    if select:
         kept = chosen.molecules
-        predicted = [dict(zip(chosen.properties, map(float, row), strict=True))
-                     for row in chosen.predicted]
+        predicted = [{p: float(v) for p, v in zip(chosen.properties, row, strict=True)
+                      if np.isfinite(v)} for row in chosen.predicted]
         summary["n_selected"] = len(kept)
-        for name, target in targets.items():
-            summary[f"selected_predicted_{name}_mae"] = (
-                sum(abs(p[name] - target) for p in predicted) / len(kept) if kept else None)
+    elif judge is not None:
+        predicted = [dict(judged[m.smiles][0]) if m.smiles in judged else {} for m in kept]
+    if judge is not None:
+        for c in conditions:
+            values = [p[c.name] for p in predicted if c.name in p]
+            if c.op == "=":
+                summary[f"selected_predicted_{c.name}_mae"] = (
+                    sum(abs(v - c.value) for v in values) / len(values) if values else None)
+            else:
+                summary[f"selected_predicted_meeting_{c}"] = (
+                    sum(c.met(v) for v in values) / len(values) if values else None)
+    summary["not_guided"] = not_guided
     wall_s = time.perf_counter() - start
     summary = {"n_requested": n, "n_sampled": n_sampled,
                **{k: v for k, v in summary.items() if k != "n_requested"}}
     n_valid = sum(m.valid for m in molecules)
-    summary.update({"condition": targets, "steps": steps, "seed": seed, "wall_s": wall_s,
+    summary.update({"condition": [str(c) for c in conditions], "guidance_targets": targets,
+                    "steps": steps, "seed": seed, "wall_s": wall_s,
                     "valid_per_second": n_valid / wall_s if wall_s else None, "out": str(sdf)})
     relax_start = time.perf_counter()
     relaxed: list[tuple[Chem.Mol, dict[str, float], str]] = []
@@ -145,8 +194,8 @@ def generate_molecules(
         for k, (mol, props, smiles) in enumerate(relaxed):
             mol.SetProp("_Name", f"sample-{k}")
             mol.SetProp("smiles", smiles)
-            for prop, predicted_ev in props.items():
-                mol.SetDoubleProp(f"predicted_{prop}", predicted_ev)
+            for prop, predicted_value in props.items():
+                mol.SetDoubleProp(f"predicted_{prop}", predicted_value)
             writer.write(mol)
     if as_json:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
@@ -201,13 +250,13 @@ def generate_perovskites(
     from materials.crystal_generation import (
         canonical_cif,
         generate_crystals,
-        parse_condition,
         predict_crystal_structures,
         summarize,
         timed,
     )
     from materials.crystal_model import PROPERTIES as MODEL_PROPERTIES
     from materials.prior import load_crystal_model
+    from pipeline.conditions import parse_condition
 
     if (n is None) == (compositions is None):
         fail("give either --n (de novo) or --compositions FILE (structure prediction)")

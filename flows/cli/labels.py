@@ -55,12 +55,13 @@ def label_orbitals_command(
             if smiles is None:
                 fail(f"{data}: structure {k + 1} has no smiles=... on its comment line")
             try:
-                order = heavy_atom_order(smiles, record.symbols, record.positions_angstrom)
+                order = heavy_atom_order(smiles, record.symbols,
+                                         record.positions_angstrom.tolist())
             except ValueError as exc:
                 skipped.append(f"{ident}: {exc}")
                 continue
-            geometry = Geometry(record.symbols,
-                                tuple(tuple(map(float, p)) for p in record.positions_angstrom))
+            geometry = Geometry(record.symbols, tuple((float(x), float(y), float(z))
+                                                      for x, y, z in record.positions_angstrom))
             jobs.append(LabelJob(ident, smiles, geometry, order))
         with training_progress() as progress:
             counts = label_orbitals(jobs, out_file, oracle, open_store(store), workers, progress)

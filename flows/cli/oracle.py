@@ -112,14 +112,16 @@ def oracle_molecule(
 def _orbital_location(values: Mapping[str, float], details: Mapping[str, Any]
                       ) -> dict[str, object]:
     """``descriptors`` and per-heavy-atom ``heavy_atoms`` shares of a successful result."""
+    import numpy as np
+
     from oracles.orbital_features import DESCRIPTORS, molecule_descriptors
 
     atoms = details.get("atoms") or []
     if not atoms or all(a["symbol"] == "H" for a in atoms):
         return {"descriptors": {}, "heavy_atoms": []}
     heavy, p_h, p_l, descriptors = molecule_descriptors(
-        [a["symbol"] for a in atoms], details["positions_angstrom"],
-        [a["homo_density"] for a in atoms], [a["lumo_density"] for a in atoms])
+        [a["symbol"] for a in atoms], np.asarray(details["positions_angstrom"], dtype=float),
+        np.array([a["homo_density"] for a in atoms]), np.array([a["lumo_density"] for a in atoms]))
     return {"descriptors": {k: values.get(k, descriptors[k]) for k in DESCRIPTORS},
             "heavy_atoms": [{"index": int(i), "symbol": atoms[i]["symbol"],
                              "p_homo": float(h), "p_lumo": float(lu)}

@@ -95,3 +95,33 @@ def test_the_model_reads_the_coordinates_it_is_given(model: PropertyEnsemble) ->
         model.predict_molecules([Chem.MolFromMolBlock(Chem.MolToMolBlock(
             Chem.RemoveHs(_two_carbons(3, 1).mol)))])
     assert model.predict_molecules([])[0].shape == (0, len(model.properties))
+
+
+def test_windows_keep_the_molecules_most_likely_inside(model: PropertyEnsemble) -> None:
+    from chem.conditioned import select_for_conditions
+    from pipeline.conditions import Condition
+
+    ethane, ethene, ethyne = _two_carbons(3, 1), _two_carbons(2, 2), _two_carbons(1, 3)
+    everything = select_for_conditions([ethane, ethene, ethyne], [], model, keep=3)
+    gaps = dict(zip([m.smiles for m in everything.molecules],
+                    everything.predicted[:, everything.properties.index("gap_ev")], strict=True))
+    assert gaps["CC"] > gaps["C=C"]  # ethane's gap is the largest
+    wide = select_for_conditions([ethyne, ethene, ethane], [Condition("gap_ev", ">=", 9.0)],
+                                 model, keep=1)
+    assert [m.smiles for m in wide.molecules] == ["CC"]
+    assert wide.predicted_std is not None and wide.predicted_std.shape == (1, 3)
+    narrow = select_for_conditions([ethane, ethene, ethyne], [Condition("gap_ev", "<=", 8.0)],
+                                   model, keep=3)
+    assert narrow.molecules[-1].smiles == "CC" and np.all(np.diff(narrow.distance_ev) >= 0)
+    with pytest.raises(ValueError, match="no property model predicts frontier_overlap"):
+        select_for_conditions([ethane], [Condition("frontier_overlap", "<=", 0.3)], model, 1)
+
+
+def test_guidance_aims_inside_a_window() -> None:
+    from chem.conditioned import guidance_point
+    from pipeline.conditions import Condition
+
+    assert guidance_point(Condition("gap_ev", "=", 6.5), 6.9, 1.3) == 6.5
+    assert guidance_point(Condition("gap_ev", "<=", 5.0), 6.9, 1.3) == pytest.approx(4.35)
+    assert guidance_point(Condition("gap_ev", "<=", 9.0), 6.9, 1.3) == pytest.approx(6.9)
+    assert guidance_point(Condition("gap_ev", ">=", 8.0), 6.9, 1.3) == pytest.approx(8.65)

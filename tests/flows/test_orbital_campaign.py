@@ -104,3 +104,37 @@ def test_campaign_minimises_frontier_overlap_inside_a_gap_window(
         if v is not None:
             assert ranked.hit == (v["frontier_overlap"] <= 0.6 and 10.0 <= v["gap_ev"] <= 20.0)
     store.close()
+
+
+def test_generator_meets_descriptor_windows_by_selection(weights: tuple[Path, Path],
+                                                         tmp_path: Path) -> None:
+    import json
+
+    from rdkit import Chem
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    energy, orbital = weights
+    sdf = tmp_path / "ct.sdf"
+    result = CliRunner().invoke(app, [
+        "generate", "molecules", "--n", "4", "--out", str(sdf), "--steps", "10", "--seed", "1",
+        "--condition", "frontier_overlap<=0.9", "--condition", "gap_ev>=5",
+        "--oversample", "3", "--property-model", str(energy), "--orbital-model", str(orbital),
+        "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["not_guided"] == ["frontier_overlap<=0.9"]
+    assert set(summary["guidance_targets"]) == {"gap_ev"}
+    assert summary["guidance_targets"]["gap_ev"] > 5.0  # aimed inside the window
+    written = list(Chem.SDMolSupplier(str(sdf)))
+    assert written and all(m.HasProp("predicted_frontier_overlap") for m in written)
+    assert all(m.HasProp("predicted_lumo_share_N") for m in written)
+    meeting = summary["selected_predicted_meeting_frontier_overlap<=0.9"]
+    predicted = [m.GetDoubleProp("predicted_frontier_overlap") for m in written]
+    assert meeting == pytest.approx(sum(p <= 0.9 for p in predicted) / len(predicted))
+    # a descriptor condition cannot be met without selection
+    alone = CliRunner().invoke(app, [
+        "generate", "molecules", "--n", "2", "--out", str(sdf), "--oversample", "1",
+        "--condition", "frontier_overlap<=0.3", "--orbital-model", str(orbital)])
+    assert alone.exit_code == 2 and "only selection by the property model" in alone.output

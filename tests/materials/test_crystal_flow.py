@@ -30,11 +30,11 @@ from materials.crystal_flow import (
 from materials.crystal_generation import (
     composition_species,
     generate_crystals,
-    parse_condition,
     predict_crystal_structures,
     summarize,
 )
 from materials.validity import composition_valid, structure_problem
+from pipeline.conditions import parse_condition
 
 
 def polar_cell(a: str = "Sr", b: str = "Ti", x: str = "O", length: float = 3.95) -> Structure:

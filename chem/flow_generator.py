@@ -93,10 +93,30 @@ class EquivariantFlowGenerator:
         return frozenset(self.base.reference_smiles)
 
     def condition(self, context: GenerationContext) -> dict[str, float]:
-        """The targets a round samples at: ``condition`` if set, else the campaign's."""
+        """The targets a round samples at: ``condition`` if set, else the campaign's: a target
+        window's middle, and for the limits the campaign puts on the generator's properties
+        (a constraint such as a gap window while the objective is an orbital-location
+        descriptor, a threshold) a point inside them (:func:`chem.conditioned.guidance_point`).
+        Properties the generator is not trained on are left to the surrogate's selection."""
         if self.params.condition is not None:
             return dict(self.params.condition)
-        return {k: v for k, v in context.condition.items() if k in self.base.properties}
+        from chem.conditioned import guidance_point
+        from pipeline.conditions import Condition
+
+        known = self.base.properties
+        out = {k: v for k, v in context.condition.items() if k in known}
+        stats = self.base.conditioning
+        for name, (low, high) in context.bounds.items():
+            if name not in known or name in out:
+                continue
+            if low is not None and high is not None:
+                out[name] = 0.5 * (low + high)
+                continue
+            k = stats.properties.index(name)
+            bound = (Condition(name, "<=", high) if high is not None
+                     else Condition(name, ">=", low))  # type: ignore[arg-type]
+            out[name] = guidance_point(bound, float(stats.mean[k]), float(stats.std[k]))
+        return out
 
     def _maybe_fine_tune(self, context: GenerationContext) -> None:
         labelled = [d for d in context.population

@@ -30,9 +30,12 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, MoleculeSet]:
 
 
 def _context(condition: dict[str, float] | None = None,
-             population: tuple[ScoredDesign, ...] = ()) -> GenerationContext:
+             population: tuple[ScoredDesign, ...] = (),
+             bounds: dict[str, tuple[float | None, float | None]] | None = None
+             ) -> GenerationContext:
     return GenerationContext(round_index=1, seed=11, population=population,
-                             condition=condition or {}, id_prefix="r1-g0-")
+                             condition=condition or {}, id_prefix="r1-g0-",
+                             bounds=bounds or {})
 
 
 def test_every_sample_is_proposed_and_invalid_ones_keep_their_graph(
@@ -54,6 +57,11 @@ def test_condition_comes_from_the_campaign_unless_configured(tiny: tuple[Path, M
     fixed = EquivariantFlowGenerator(EquivariantFlowGenerator.Params(
         weights=str(tiny[0]), condition={"lumo_ev": 0.5}))
     assert fixed.condition(_context({"gap_ev": 6.5})) == {"lumo_ev": 0.5}
+    # an orbital-location objective with a gap window: guidance on the window's middle only
+    ct = _context(bounds={"frontier_overlap": (None, 0.45), "gap_ev": (3.0, 5.0)})
+    assert campaign.condition(ct) == {"gap_ev": 4.0}
+    one_sided = campaign.condition(_context(bounds={"gap_ev": (None, 3.0)}))
+    assert one_sided["gap_ev"] < 3.0
     with pytest.raises(ValueError, match=r"condition on \['mu'\]"):
         EquivariantFlowGenerator(EquivariantFlowGenerator.Params(weights=str(tiny[0]),
                                                                  condition={"mu": 1.0}))

@@ -51,6 +51,9 @@ Array = npt.NDArray[np.float64]
 class OrbitalTrainingConfig(BaseModel):
     """How the orbital-share ensemble is built and trained.
 
+    The defaults match the shipped energy model's trunk (:mod:`chem.property_model`), which
+    the members start from (:func:`trunk_states`).
+
     Attributes:
         features: PaiNN feature width.
         n_layers: interaction blocks.
@@ -68,7 +71,7 @@ class OrbitalTrainingConfig(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    features: int = Field(default=64, ge=8, le=512)
+    features: int = Field(default=96, ge=8, le=512)
     n_layers: int = Field(default=3, ge=1, le=8)
     n_rbf: int = Field(default=20, ge=4, le=64)
     cutoff: float = Field(default=5.0, gt=1.0, le=12.0)
@@ -384,11 +387,22 @@ def _device(config: OrbitalTrainingConfig) -> torch.device:
 
 
 def _train_member(index: int, train: ShareDataset, config: OrbitalTrainingConfig,
-                  progress: Progress | None, task: Any) -> OrbitalShareNet:
-    """One member trained by cross-entropy against the target shares."""
+                  progress: Progress | None, task: Any,
+                  trunk: dict[str, torch.Tensor] | None = None) -> OrbitalShareNet:
+    """One member trained by cross-entropy against the target shares, its trunk starting from
+    ``trunk`` (a PaiNN state dict of the same width and depth) when given."""
     torch.manual_seed(config.seed * 1000 + index)
     device = _device(config)
-    net = _network(config).to(device)
+    net = _network(config)
+    if trunk is not None:
+        shared = {k: v for k, v in trunk.items()
+                  if not k.startswith("readout.") and k not in ("y_mean", "y_std")}
+        missing, unexpected = net.trunk.load_state_dict(shared, strict=False)
+        if unexpected or any(not k.startswith("readout.") and k not in ("y_mean", "y_std")
+                             for k in missing):
+            raise ValueError(f"the trunk checkpoint does not fit: missing {missing}, "
+                             f"unexpected {unexpected}")
+    net = net.to(device)
     steps = config.epochs * math.ceil(len(train) / config.batch_size)
     opt = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps,
@@ -481,9 +495,39 @@ def is_test_id(identifier: str, fraction: float) -> bool:
     return digest % 10_000 < round(fraction * 10_000)
 
 
+def trunk_states(path: str | Path, config: OrbitalTrainingConfig) -> list[dict[str, torch.Tensor]]:
+    """The PaiNN trunks of an energy property-model checkpoint (:mod:`chem.property_model`),
+    to start the orbital members from what the energy model learnt of molecules.
+
+    Raises:
+        ValueError: not such a checkpoint, or another width, depth, radial basis or cutoff.
+    """
+    state = torch.load(path, weights_only=True, map_location="cpu")
+    if not isinstance(state, dict) or "members" not in state or "config" not in state:
+        raise ValueError(f"{path}: not a property-model checkpoint")
+    theirs = state["config"]
+    differ = [k for k in ("features", "n_layers", "n_rbf", "cutoff")
+              if theirs.get(k) != getattr(config, k)]
+    if differ:
+        raise ValueError(f"{path}: its {', '.join(f'{k} {theirs.get(k)}' for k in differ)} "
+                         f"differ from the orbital model's "
+                         f"{', '.join(f'{k} {getattr(config, k)}' for k in differ)}")
+    return [dict(m) for m in state["members"]]
+
+
 def train_orbital_ensemble(data: ShareDataset, config: OrbitalTrainingConfig,
-                           progress: Progress | None = None) -> OrbitalShareEnsemble:
-    """Trains the members, recalibrates on the validation split and records its metrics."""
+                           progress: Progress | None = None,
+                           trunks: Sequence[dict[str, torch.Tensor]] | None = None
+                           ) -> OrbitalShareEnsemble:
+    """Trains the members, recalibrates on the validation split and records its metrics.
+
+    Args:
+        data: labelled molecules.
+        config: architecture and training.
+        progress: gets a task advanced once per step.
+        trunks: PaiNN states to start the members' trunks from (member m from
+            ``trunks[m % len(trunks)]``, see :func:`trunk_states`); None: random.
+    """
     if len(data) < 10:
         raise ValueError(f"training needs at least 10 labelled molecules, got {len(data)}")
     rng = np.random.default_rng(config.seed)
@@ -494,16 +538,30 @@ def train_orbital_ensemble(data: ShareDataset, config: OrbitalTrainingConfig,
     task = progress.add_task("training orbital shares", total=config.members * steps) \
         if progress is not None else None
     start = time.perf_counter()
-    members = [_train_member(m, train, config, progress, task) for m in range(config.members)]
+    members = [_train_member(m, train, config, progress, task,
+                             trunks[m % len(trunks)] if trunks else None)
+               for m in range(config.members)]
     ensemble = OrbitalShareEnsemble(config, members)
     metrics, scale = evaluate(ensemble, val, cross_fit=True)
     ensemble.calibration = scale
     ensemble.metrics = {"validation": metrics, "n_train": len(train), "n_validation": len(val),
                         "epochs": config.epochs, "train_seconds": time.perf_counter() - start,
-                        "calibration": scale.tolist()}
+                        "calibration": scale.tolist(), "pretrained_trunk": bool(trunks)}
     return ensemble
 
 
-__all__ = ["SHARES", "SHARE_ELEMENTS", "OrbitalPrediction", "OrbitalShareEnsemble",
-           "OrbitalShareNet", "OrbitalTrainingConfig", "ShareDataset", "evaluate", "is_test_id",
-           "share_dataset", "target_descriptors", "train_orbital_ensemble"]
+__all__ = [
+    "SHARES",
+    "SHARE_ELEMENTS",
+    "OrbitalPrediction",
+    "OrbitalShareEnsemble",
+    "OrbitalShareNet",
+    "OrbitalTrainingConfig",
+    "ShareDataset",
+    "evaluate",
+    "is_test_id",
+    "share_dataset",
+    "target_descriptors",
+    "train_orbital_ensemble",
+    "trunk_states",
+]

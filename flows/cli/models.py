@@ -168,9 +168,13 @@ def train_orbital_model(
                                "never trained on, for bench/surrogate.py.")] = 0.1,
     epochs: Annotated[int, typer.Option(min=1)] = 60,
     members: Annotated[int, typer.Option(min=2, help="Networks in the ensemble.")] = 4,
-    features: Annotated[int, typer.Option(min=8)] = 64,
+    features: Annotated[int, typer.Option(min=8)] = 96,
     layers: Annotated[int, typer.Option(min=1)] = 3,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    init_trunk: Annotated[Path | None, typer.Option(
+        help="Energy property-model checkpoint whose PaiNN trunks the members start from (same "
+             "--features and --layers); 'none': random.",
+        show_default="the shipped chem/data/property_model.pt")] = PROPERTY_MODEL,
     learning_rate: Annotated[float, typer.Option()] = 5e-4,
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
@@ -183,6 +187,7 @@ def train_orbital_model(
         is_test_id,
         share_dataset,
         train_orbital_ensemble,
+        trunk_states,
     )
     from oracles.orbital_labels import read_labels
 
@@ -191,6 +196,8 @@ def train_orbital_model(
         config = OrbitalTrainingConfig(epochs=epochs, members=members, features=features,
                                        n_layers=layers, batch_size=batch_size,
                                        learning_rate=learning_rate, seed=seed, device=device)
+        trunks = (trunk_states(init_trunk, config)
+                  if init_trunk is not None and str(init_trunk) != "none" else None)
     except (ValueError, OSError, ValidationError) as exc:
         fail(str(exc))
     train_rows = [r for r in rows if not is_test_id(str(r["id"]), test_fraction)]
@@ -200,7 +207,7 @@ def train_orbital_model(
                              [r["p_lumo"] for r in train_rows],  # type: ignore[misc]
                              progress=progress)
         try:
-            ensemble = train_orbital_ensemble(data, config, progress)
+            ensemble = train_orbital_ensemble(data, config, progress, trunks)
         except ValueError as exc:
             fail(f"{labels}: {exc}")
     ensemble.metrics.update({"labels": labels.name, "labelled_rows": len(rows),

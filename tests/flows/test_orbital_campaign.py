@@ -11,7 +11,12 @@ import pytest
 from prefect.testing.utilities import prefect_test_harness
 
 from chem.datasets import embed_dataset
-from chem.orbital_model import OrbitalTrainingConfig, share_dataset, train_orbital_ensemble
+from chem.orbital_model import (
+    OrbitalTrainingConfig,
+    share_dataset,
+    train_orbital_ensemble,
+    trunk_states,
+)
 from chem.prior import PretrainedPaiNNPrior
 from chem.property_model import TrainingConfig, train_ensemble
 from pipeline.config import load_config, parse_config
@@ -37,7 +42,13 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     data = share_dataset(SMILES * 2, list(homo) * 2, list(lumo) * 2)
     orbital = OrbitalTrainingConfig(features=8, n_layers=1, n_rbf=6, members=2, epochs=5,
                                     batch_size=8, validation_fraction=0.25)
-    train_orbital_ensemble(data, orbital).save(folder / "orbital.pt")
+    # the members start from the energy model's trunks
+    trained = train_orbital_ensemble(data, orbital, trunks=trunk_states(folder / "energy.pt",
+                                                                        orbital))
+    assert trained.metrics["pretrained_trunk"] is True
+    with pytest.raises(ValueError, match="features 8 differ from the orbital model's features 16"):
+        trunk_states(folder / "energy.pt", orbital.model_copy(update={"features": 16}))
+    trained.save(folder / "orbital.pt")
     return folder / "energy.pt", folder / "orbital.pt"
 
 

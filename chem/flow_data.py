@@ -14,8 +14,8 @@ between them; the hydrogens are implied by the classes. The packed arrays load f
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -297,3 +297,26 @@ def molecules_from_smiles(smiles: Sequence[str], values: npt.ArrayLike,
         kept.append(canonical_smiles(s) or s)
     return _pack(parts, np.array(ys, dtype=np.float32).reshape(len(parts), values.shape[1]),
                  kept), failed
+
+
+def with_labels(molecules: MoleculeSet, labels: Mapping[str, Sequence[float]], width: int
+                ) -> tuple[MoleculeSet, int]:
+    """The molecules with ``width`` more label columns, filled from ``labels`` by canonical
+    SMILES (NaN for molecules without them: the conditioning masks unknown labels).
+
+    Args:
+        molecules: the set, its ``y`` unchanged in the first columns.
+        labels: canonical SMILES -> the new columns' values.
+        width: how many columns are added.
+
+    Returns:
+        The widened set and how many of its molecules got labels.
+    """
+    extra = np.full((len(molecules), width), np.nan, dtype=np.float32)
+    matched = 0
+    for k, smiles in enumerate(molecules.smiles.tolist()):
+        values = labels.get(str(smiles))
+        if values is not None:
+            extra[k] = values
+            matched += 1
+    return replace(molecules, y=np.concatenate([molecules.y, extra], axis=1)), matched

@@ -42,6 +42,7 @@ from chem.flow_model import (
     BOND_TYPES,
     FlowDenoiser,
     Prediction,
+    add_conditions,
     add_self_conditioning,
     pair_index,
 )
@@ -488,7 +489,8 @@ def flow_loss(model: FlowDenoiser, b: Batch, y_mean: torch.Tensor, y_std: torch.
     ta, te = t[b.batch][:, None], t[b.batch[b.edges[0]]][:, None]
     x_t, h_t, e_t = (1 - ta) * x0 + ta * b.x1, (1 - ta) * h0 + ta * h1, (1 - te) * e0 + te * e1
     # a campaign's labels may lack some properties: those are masked
-    cond, mask = Conditioning(PROPERTIES, y_mean, y_std).training_mask(
+    cond, mask = Conditioning(tuple(f"p{k}" for k in range(len(y_mean))), y_mean,
+                              y_std).training_mask(
         b.y, config.p_uncond, config.p_drop_property, gen)
     previous = None
     if config.self_condition and float(torch.rand(1, generator=gen)) < 0.5:
@@ -506,13 +508,18 @@ def flow_loss(model: FlowDenoiser, b: Batch, y_mean: torch.Tensor, y_std: torch.
 
 def train_generator(data: MoleculeSet, config: GeneratorTraining,
                     progress: Progress | None = None, state_path: Path | None = None,
-                    init_from: FlowGenerator | None = None) -> FlowGenerator:
+                    init_from: FlowGenerator | None = None,
+                    properties: tuple[str, ...] = PROPERTIES) -> FlowGenerator:
     """Trains the denoiser on ``data`` and returns the generator.
+
+    ``properties`` names the columns of ``data.y`` (NaN where a molecule has no label: the
+    orbital-location descriptors are known for a labelled part of the pool only).
 
     With ``init_from``, training starts from that generator's weights and target statistics (a
     second stage with other settings, e.g. a lower learning rate); the architecture must match,
     except that a generator without self-conditioning can start one with it
-    (:func:`chem.flow_model.add_self_conditioning`).
+    (:func:`chem.flow_model.add_self_conditioning`), and one conditioned on a leading part of
+    ``properties`` can learn the rest (:func:`chem.flow_model.add_conditions`).
 
     With ``state_path``, the training state (weights, optimiser, schedule, epochs done) is
     written there after every epoch and, when the file exists for the same settings and data
@@ -525,9 +532,11 @@ def train_generator(data: MoleculeSet, config: GeneratorTraining,
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
                           if config.device == "auto" else config.device)
     torch.manual_seed(config.seed)
-    model = _network(config, data.y.shape[1]).to(device)
-    y = torch.as_tensor(data.y, dtype=torch.float32)
-    y_mean, y_std = y.mean(0), y.std(0).clamp_min(1e-6)
+    if data.y.shape[1] != len(properties):
+        raise ValueError(f"labels have {data.y.shape[1]} columns for properties {properties}")
+    model = _network(config, len(properties)).to(device)
+    stats = Conditioning.from_labels(properties, data.y)  # NaN-aware
+    y_mean, y_std = stats.mean, stats.std
     earlier: dict[str, Any] = {}
     if init_from is not None:
         arch = ("features", "n_layers", "n_rbf")
@@ -535,6 +544,13 @@ def train_generator(data: MoleculeSet, config: GeneratorTraining,
             raise ValueError("--init-from has another architecture: "
                              + ", ".join(f"{a}={getattr(init_from.config, a)}" for a in arch))
         weights = init_from.model.state_dict()
+        old = tuple(init_from.properties)
+        if properties[:len(old)] != old:
+            raise ValueError(f"--init-from is conditioned on {old}; the new properties "
+                             f"{properties} must start with them")
+        if len(properties) > len(old):
+            weights = add_conditions(weights, len(ATOM_TYPES), len(old),
+                                     len(properties) - len(old))
         if config.self_condition and not init_from.config.self_condition:
             weights = add_self_conditioning(weights, len(ATOM_TYPES), len(BOND_TYPES),
                                             config.n_rbf)
@@ -542,7 +558,9 @@ def train_generator(data: MoleculeSet, config: GeneratorTraining,
             raise ValueError("--init-from uses self-conditioning; a network without it cannot "
                              "start from it")
         model.load_state_dict(weights)
-        y_mean, y_std = init_from.y_mean.clone(), init_from.y_std.clone()
+        # the old properties keep their statistics; new ones take the labels'
+        y_mean = torch.cat([init_from.y_mean.clone(), y_mean[len(old):]])
+        y_std = torch.cat([init_from.y_std.clone(), y_std[len(old):]])
         earlier = {"init_from": {**init_from.metrics, "config": init_from.config.model_dump()}}
     identity = {"config": config.model_dump(), "n_molecules": len(data),
                 "init_from": earlier.get("init_from", {}).get("train_seconds")}
@@ -561,7 +579,7 @@ def train_generator(data: MoleculeSet, config: GeneratorTraining,
     metrics = {"n_train": len(data), "epochs": config.epochs,
                "train_seconds": run.seconds,
                "final_loss": run.last_loss, "device": str(device), **earlier}
-    return FlowGenerator(config, model.cpu(), y_mean, y_std, sizes, PROPERTIES, metrics,
+    return FlowGenerator(config, model.cpu(), y_mean, y_std, sizes, properties, metrics,
                          tuple(str(s) for s in data.smiles))
 
 

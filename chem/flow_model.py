@@ -250,3 +250,31 @@ def add_self_conditioning(state: dict[str, torch.Tensor], n_atom_types: int, n_b
     out["previous_shift"] = state["embed_atoms.0.weight"].new_zeros(
         state["embed_atoms.2.weight"].shape[0])
     return out
+
+
+def add_conditions(state: dict[str, torch.Tensor], n_atom_types: int, n_old: int,
+                   n_new: int) -> dict[str, torch.Tensor]:
+    """Weights of a network conditioned on ``n_old`` properties, widened for ``n_old + n_new``
+    (new properties appended, such as the orbital-location descriptors).
+
+    The atom embedding reads [atom types, time features, targets times mask, mask, previous
+    prediction]; zero columns are inserted after the old targets and after the old mask, so the
+    widened network computes exactly what the original did until it is trained on the new
+    properties' labels.
+
+    Args:
+        state: ``state_dict`` of a :class:`FlowDenoiser` with ``n_conditions=n_old``.
+        n_atom_types: atom classes.
+        n_old: properties it is conditioned on.
+        n_new: properties to add.
+
+    Returns:
+        A ``state_dict`` for the same network with ``n_conditions=n_old + n_new``.
+    """
+    weight = state["embed_atoms.0.weight"]
+    start = n_atom_types + 2 * 8 + 1  # the targets' first column (after types and time)
+    zeros = weight.new_zeros(weight.shape[0], n_new)
+    widened = torch.cat([weight[:, :start + n_old], zeros,
+                         weight[:, start + n_old:start + 2 * n_old], zeros,
+                         weight[:, start + 2 * n_old:]], dim=1)
+    return {**state, "embed_atoms.0.weight": widened}

@@ -270,12 +270,19 @@ def train_generator_command(
     ema_decay: Annotated[float, typer.Option(
         help="Decay of the moving average of the weights that the checkpoint gets (0: off).")
     ] = 0.999,
+    orbital_labels: Annotated[Path | None, typer.Option(
+        help="Molecules: orbital labels (`invdes label orbitals`) to also condition on the "
+             "orbital-location descriptors, joined by canonical SMILES; molecules without "
+             "labels are trained with those targets masked. With --init-from a generator "
+             "conditioned on energies only, the network is widened (new inputs start at "
+             "zero).")] = None,
 ) -> None:
     """Train a generator: for molecules, 3D flow matching over atoms, positions and bonds,
-    conditioned on HOMO, LUMO and gap; for perovskites, flow matching over species, fractional
+    conditioned on HOMO, LUMO and gap (and, with --orbital-labels, on where the frontier
+    orbitals sit); for perovskites, flow matching over species, fractional
     coordinates and lattice, conditioned on formation energy, band gap and CHGNet stability
     (trained on the pool's compositions outside the benchmark's held-out 15 %)."""
-    from chem.flow_data import MoleculeSet, read_labelled_xyz
+    from chem.flow_data import PROPERTIES, MoleculeSet, read_labelled_xyz
     from chem.flow_matching import FlowGenerator, GeneratorTraining, train_generator
 
     if domain == "perovskites":
@@ -307,9 +314,12 @@ def train_generator_command(
                     mols.save(molecules)
             if holdout:
                 mols = mols.subset(range(len(mols) - holdout))
+            properties: tuple[str, ...] = PROPERTIES
+            if orbital_labels is not None:
+                mols, properties = _with_orbital_labels(mols, orbital_labels)
             start_from = FlowGenerator.load(init_from) if init_from is not None else None
             generator = train_generator(mols, config, progress=progress, state_path=state,
-                                        init_from=start_from)
+                                        init_from=start_from, properties=properties)
         except ValueError as exc:
             fail(str(exc))
     generator.metrics.update({"data": data.name, "holdout": holdout})
@@ -318,6 +328,27 @@ def train_generator_command(
     err.print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); trained on {len(mols)} "
               f"molecules for {epochs} epochs in {generator.metrics['train_seconds']:.0f} s; "
               f"last losses: {generator.metrics['final_loss']}")
+
+
+def _with_orbital_labels(mols: Any, labels: Path) -> tuple[Any, tuple[str, ...]]:
+    """The molecules with the descriptor columns of an orbital labels file, and the property
+    names of the widened labels."""
+    from chem.flow_data import PROPERTIES, with_labels
+    from chem.molecules import canonical_smiles
+    from oracles.orbital_labels import read_labels
+    from pipeline.orbital_shares import DESCRIPTORS
+
+    by_smiles: dict[str, list[float]] = {}
+    for row in read_labels(labels):
+        key = canonical_smiles(str(row["smiles"]))
+        if key is not None:
+            by_smiles[key] = [float(row[d]) for d in DESCRIPTORS]  # type: ignore[arg-type]
+    widened, matched = with_labels(mols, by_smiles, len(DESCRIPTORS))
+    if matched == 0:
+        raise ValueError(f"{labels}: none of its {len(by_smiles)} molecules is among the "
+                         f"{len(mols)} training molecules")
+    err.print(f"orbital labels for {matched} of {len(mols)} molecules from {labels}")
+    return widened, (*PROPERTIES, *DESCRIPTORS)
 
 
 def _train_crystal_generator(data: Path, out: Path | None, limit: int | None, epochs: int,

@@ -292,6 +292,46 @@ def test_a_stage_with_self_conditioning_starts_from_one_without_it(
 
 
 @pytest.mark.parametrize("self_condition", [False, True])
+def test_a_stage_with_descriptor_labels_widens_the_conditions(
+    data: MoleculeSet, self_condition: bool,
+) -> None:
+    from chem.flow_data import with_labels
+    from chem.flow_matching import centred_noise, integrate, symmetric_pair_noise
+    from chem.flow_model import BOND_TYPES, pair_index
+
+    first = train_generator(data, GeneratorTraining(features=8, n_layers=1, n_rbf=4, epochs=2,
+                                                    batch_size=5, self_condition=self_condition))
+    smiles = data.smiles.tolist()
+    labelled, matched = with_labels(data, {smiles[0]: [0.2], smiles[1]: [0.8]}, 1)
+    assert matched == 2 and np.isnan(labelled.y[2:, 3]).all()
+    properties = ("homo_ev", "lumo_ev", "gap_ev", "frontier_overlap")
+    config = GeneratorTraining(features=8, n_layers=1, n_rbf=4, epochs=1, batch_size=5,
+                               learning_rate=1e-9, self_condition=self_condition)
+    second = train_generator(labelled, config, init_from=first, properties=properties)
+    assert second.properties == properties
+    torch.testing.assert_close(second.y_mean[:3], first.y_mean)
+    assert second.y_mean[3] == pytest.approx(0.5)  # the mean of the two labels
+    counts = torch.tensor([4, 3])
+    batch = torch.repeat_interleave(torch.arange(2), counts)
+    edges = pair_index(counts)
+    gen = torch.Generator().manual_seed(0)
+    x = centred_noise((len(batch), 3), batch, 2, gen)
+    h = torch.randn(len(batch), len(ATOM_TYPES), generator=gen)
+    e = symmetric_pair_noise(edges, len(BOND_TYPES), gen)
+    cond, mask = first.condition_tensor(2, {"gap_ev": 6.0})
+    wide_cond, wide_mask = second.condition_tensor(2, {"gap_ev": 6.0})
+    # the new inputs start at zero weight: the same flow until trained on the new labels
+    before = integrate(first.model, x, h, e, edges, batch, cond, mask, 6, 2.0)
+    after = integrate(second.model, x, h, e, edges, batch, wide_cond, wide_mask, 6, 2.0)
+    for a, b in zip(before, after, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    assert len(second.sample(2, {"frontier_overlap": 0.3}, steps=3, seed=1)) == 2
+    with pytest.raises(ValueError, match="must start with them"):
+        train_generator(labelled, config, init_from=first,
+                        properties=("frontier_overlap", "homo_ev", "lumo_ev", "gap_ev"))
+
+
+@pytest.mark.parametrize("self_condition", [False, True])
 def test_guided_steps_in_one_call_equal_two_calls(data: MoleculeSet, self_condition: bool) -> None:
     from chem.flow_matching import centred_noise, integrate, symmetric_pair_noise
     from chem.flow_model import BOND_TYPES, pair_index

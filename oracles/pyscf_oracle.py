@@ -54,8 +54,9 @@ COORD_DECIMALS = 5
 class PySCFOracle:
     """Kohn-Sham DFT or Hartree-Fock with PySCF on a candidate's 3D geometry.
 
-    Returns ``energy_hartree``, ``homo_ev``, ``lumo_ev``, ``gap_ev`` and ``dipole_debye`` as
-    values, and per-atom ``homo_density``, ``lumo_density``, ``fukui_plus``, ``fukui_minus``,
+    Returns ``energy_hartree``, ``homo_ev``, ``lumo_ev``, ``gap_ev``, ``dipole_debye`` and the
+    orbital-location descriptors (``frontier_overlap``, ``homo_pr``, ``lumo_share_N``, ...; see
+    :mod:`oracles.orbital_features`) as values, and per-atom ``homo_density``, ``lumo_density``, ``fukui_plus``, ``fukui_minus``,
     ``dual_descriptor`` and Löwdin ``charge`` in the result's details. Candidates must carry a
     geometry (the domain's preparer attaches one); it is used as given unless
     ``optimize_geometry`` is set.

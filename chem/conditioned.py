@@ -91,10 +91,7 @@ def select_closest(molecules: Sequence[GeneratedMolecule], condition: dict[str, 
     if unknown:
         raise ValueError(f"the property model does not predict {', '.join(unknown)}; it "
                          f"predicts {', '.join(model.properties)}")
-    first: dict[str, GeneratedMolecule] = {}
-    for m in molecules:
-        if m.valid and m.smiles not in first:
-            first[m.smiles] = m
+    first = _first_valid(molecules)
     properties = tuple(model.properties)
     if not first:
         return Selection([], np.zeros((0, len(properties))), properties, np.zeros(0), 0)
@@ -113,6 +110,15 @@ def select_closest(molecules: Sequence[GeneratedMolecule], condition: dict[str, 
     order = np.argsort(distance, kind="stable")[:keep]
     return Selection([first[judged[i]] for i in order], mean[order], properties,
                      distance[order], len(judged))
+
+
+def _first_valid(molecules: Sequence[GeneratedMolecule]) -> dict[str, GeneratedMolecule]:
+    """The first valid molecule of each SMILES, in order."""
+    first: dict[str, GeneratedMolecule] = {}
+    for m in molecules:
+        if m.valid and m.smiles not in first:
+            first[m.smiles] = m
+    return first
 
 
 def _predict_generated(molecules: dict[str, GeneratedMolecule], model: PropertyEnsemble,
@@ -192,10 +198,7 @@ def select_for_conditions(molecules: Sequence[GeneratedMolecule],
     if unknown:
         raise ValueError(f"no property model predicts {', '.join(unknown)}; they predict "
                          f"{', '.join(properties)}")
-    first: dict[str, GeneratedMolecule] = {}
-    for m in molecules:
-        if m.valid and m.smiles not in first:
-            first[m.smiles] = m
+    first = _first_valid(molecules)
     if not first:
         return Selection([], np.zeros((0, len(properties))), properties, np.zeros(0), 0,
                          np.zeros((0, len(properties))))

@@ -56,6 +56,16 @@ def load_labelled_smiles(path: str | Path, properties: Sequence[str] = PROPERTIE
     return pd.concat([frame[["smiles"]], values], axis=1)
 
 
+def subset_atoms(offsets: npt.NDArray[np.int64], index: npt.NDArray[np.int64]
+                 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The rows of the atoms of molecules ``index`` in flat per-atom arrays, and the offsets
+    of those molecules once taken out, (len(index) + 1,)."""
+    counts = np.diff(offsets)[index]
+    atoms = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in index]
+                           + [np.zeros(0, dtype=np.int64)])
+    return atoms, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+
 @dataclass(frozen=True)
 class GeometryDataset:
     """Molecules as flat arrays: the layout a batched graph network wants.
@@ -83,12 +93,9 @@ class GeometryDataset:
 
     def subset(self, index: npt.NDArray[np.int64]) -> GeometryDataset:
         """The molecules at ``index``, in that order."""
-        counts = np.diff(self.offsets)[index]
-        atoms = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in index]
-                               + [np.zeros(0, dtype=np.int64)])
-        return GeometryDataset(self.z[atoms], self.pos[atoms],
-                               np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-                               self.y[index], self.smiles[index], self.method)
+        atoms, offsets = subset_atoms(self.offsets, index)
+        return GeometryDataset(self.z[atoms], self.pos[atoms], offsets, self.y[index],
+                               self.smiles[index], self.method)
 
     def save(self, path: str | Path) -> None:
         """Writes a compressed ``.npz``."""

@@ -34,8 +34,8 @@ from rich.progress import Progress
 from torch import nn
 from torch_geometric.utils import scatter
 
-from chem.datasets import GeometryMethod, _embed
-from chem.painn import PaiNN
+from chem.datasets import GeometryMethod, _embed, subset_atoms
+from chem.painn import PaiNN, training_device
 from pipeline.orbital_shares import DESCRIPTORS, SHARE_ELEMENTS, orbital_descriptors
 from pipeline.uncertainty import Z90, interval_scales
 
@@ -111,12 +111,9 @@ class ShareDataset:
 
     def subset(self, index: npt.NDArray[np.int64]) -> ShareDataset:
         """The molecules at ``index``, in that order."""
-        counts = np.diff(self.offsets)[index]
-        atoms = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in index]
-                               + [np.zeros(0, dtype=np.int64)])
-        return ShareDataset(self.z[atoms], self.pos[atoms],
-                            np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-                            self.shares[atoms], self.smiles[index])
+        atoms, offsets = subset_atoms(self.offsets, index)
+        return ShareDataset(self.z[atoms], self.pos[atoms], offsets, self.shares[atoms],
+                            self.smiles[index])
 
     def heavy_symbols(self, k: int) -> list[str]:
         """Elements of molecule k's heavy atoms, in order."""
@@ -380,19 +377,13 @@ def _network(config: OrbitalTrainingConfig) -> OrbitalShareNet:
     return OrbitalShareNet(config.features, config.n_layers, config.n_rbf, config.cutoff)
 
 
-def _device(config: OrbitalTrainingConfig) -> torch.device:
-    if config.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(config.device)
-
-
 def _train_member(index: int, train: ShareDataset, config: OrbitalTrainingConfig,
                   progress: Progress | None, task: Any,
                   trunk: dict[str, torch.Tensor] | None = None) -> OrbitalShareNet:
     """One member trained by cross-entropy against the target shares, its trunk starting from
     ``trunk`` (a PaiNN state dict of the same width and depth) when given."""
     torch.manual_seed(config.seed * 1000 + index)
-    device = _device(config)
+    device = training_device(config.device)
     net = _network(config)
     if trunk is not None:
         shared = {k: v for k, v in trunk.items()

@@ -31,7 +31,7 @@ from rdkit import Chem
 from rich.progress import Progress, TaskID
 
 from chem.datasets import PROPERTIES, GeometryDataset, GeometryMethod, embed_dataset
-from chem.painn import ELEMENTS, PaiNN
+from chem.painn import ELEMENTS, PaiNN, training_device
 from pipeline.uncertainty import interval_scales, regression_metrics
 
 FORMAT = "invdes-painn-ensemble-1"
@@ -308,9 +308,7 @@ def fine_tune(ensemble: PropertyEnsemble, data: GeometryDataset, epochs: int = 3
 
 def _device(config: TrainingConfig) -> torch.device:
     """Where training runs: ``config.device``, with ``auto`` meaning CUDA when available."""
-    if config.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(config.device)
+    return training_device(config.device)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from pymatgen.core import Structure
 from rich.progress import Progress
 
 from oracles.chgnet_oracle import CHGNetOracle
+from oracles.label_files import labelled_ids
 from pipeline.protocols import ResultCache
 
 COLUMNS = ("material_id", "formula", "energy_ev_per_atom", "formation_energy_ev_per_atom",
@@ -32,14 +33,7 @@ def done_ids(path: Path) -> set[str]:
     Raises:
         ValueError: the file exists with other columns.
     """
-    if not path.is_file():
-        return set()
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        if tuple(reader.fieldnames or ()) != COLUMNS:
-            raise ValueError(f"{path}: columns {reader.fieldnames}, expected {list(COLUMNS)}; "
-                             "choose another --out")
-        return {row["material_id"] for row in reader}
+    return labelled_ids(path, COLUMNS, "material_id")
 
 
 def label_stability(ids: Sequence[str], structures: Sequence[Structure], out: Path,

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from rich.progress import Progress
 
+from oracles.label_files import labelled_ids
 from oracles.orbital_features import DESCRIPTORS, molecule_descriptors
 from oracles.pyscf_oracle import PySCFOracle
 from pipeline.protocols import ResultCache
@@ -61,14 +62,7 @@ def done_ids(path: Path) -> set[str]:
     Raises:
         ValueError: the file exists with other columns.
     """
-    if not path.is_file():
-        return set()
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        if tuple(reader.fieldnames or ()) != COLUMNS:
-            raise ValueError(f"{path}: columns {reader.fieldnames}, expected {list(COLUMNS)}; "
-                             "choose another --out")
-        return {row["id"] for row in reader}
+    return labelled_ids(path, COLUMNS, "id")
 
 
 def label_row(job: LabelJob, result: OracleResult) -> list[str]:

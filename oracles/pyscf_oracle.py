@@ -56,8 +56,9 @@ class PySCFOracle:
 
     Returns ``energy_hartree``, ``homo_ev``, ``lumo_ev``, ``gap_ev``, ``dipole_debye`` and the
     orbital-location descriptors (``frontier_overlap``, ``homo_pr``, ``lumo_share_N``, ...; see
-    :mod:`oracles.orbital_features`) as values, and per-atom ``homo_density``, ``lumo_density``, ``fukui_plus``, ``fukui_minus``,
-    ``dual_descriptor`` and Löwdin ``charge`` in the result's details. Candidates must carry a
+    :mod:`oracles.orbital_features`) as values, and per-atom ``homo_density``,
+    ``lumo_density``, ``fukui_plus``, ``fukui_minus``, ``dual_descriptor`` and Löwdin
+    ``charge`` in the result's details. Candidates must carry a
     geometry (the domain's preparer attaches one); it is used as given unless
     ``optimize_geometry`` is set.
     """

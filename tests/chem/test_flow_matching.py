@@ -253,18 +253,11 @@ def test_a_second_stage_starts_from_the_first_and_keeps_its_history(data: Molecu
         train_generator(data, config.model_copy(update={"features": 16}), init_from=first)
 
 
-def test_a_stage_with_self_conditioning_starts_from_one_without_it(
-    data: MoleculeSet, tmp_path: Path,
-) -> None:
-    from chem.flow_matching import centred_noise, integrate, symmetric_pair_noise
+def _noisy_pair() -> tuple[torch.Tensor, ...]:
+    """Noise states (x, h, e) of a 4-atom and a 3-atom molecule, with their edges and batch."""
+    from chem.flow_matching import centred_noise, symmetric_pair_noise
     from chem.flow_model import BOND_TYPES, pair_index
 
-    first = train_generator(data, GeneratorTraining(features=8, n_layers=1, n_rbf=4, epochs=2,
-                                                    batch_size=5))
-    config = GeneratorTraining(features=8, n_layers=1, n_rbf=4, epochs=1, batch_size=5,
-                               learning_rate=1e-9, self_condition=True)
-    second = train_generator(data, config, init_from=first)
-    assert second.model.self_condition and "previous_shift" in second.model.state_dict()
     counts = torch.tensor([4, 3])
     batch = torch.repeat_interleave(torch.arange(2), counts)
     edges = pair_index(counts)
@@ -272,6 +265,21 @@ def test_a_stage_with_self_conditioning_starts_from_one_without_it(
     x = centred_noise((len(batch), 3), batch, 2, gen)
     h = torch.randn(len(batch), len(ATOM_TYPES), generator=gen)
     e = symmetric_pair_noise(edges, len(BOND_TYPES), gen)
+    return x, h, e, edges, batch
+
+
+def test_a_stage_with_self_conditioning_starts_from_one_without_it(
+    data: MoleculeSet, tmp_path: Path,
+) -> None:
+    from chem.flow_matching import integrate
+
+    first = train_generator(data, GeneratorTraining(features=8, n_layers=1, n_rbf=4, epochs=2,
+                                                    batch_size=5))
+    config = GeneratorTraining(features=8, n_layers=1, n_rbf=4, epochs=1, batch_size=5,
+                               learning_rate=1e-9, self_condition=True)
+    second = train_generator(data, config, init_from=first)
+    assert second.model.self_condition and "previous_shift" in second.model.state_dict()
+    x, h, e, edges, batch = _noisy_pair()
     cond, mask = first.condition_tensor(2, {"gap_ev": 6.0})
     # the new inputs start at zero weight: the same flow, step by step, guided or not
     for guidance in (0.0, 2.0):
@@ -296,8 +304,7 @@ def test_a_stage_with_descriptor_labels_widens_the_conditions(
     data: MoleculeSet, self_condition: bool,
 ) -> None:
     from chem.flow_data import with_labels
-    from chem.flow_matching import centred_noise, integrate, symmetric_pair_noise
-    from chem.flow_model import BOND_TYPES, pair_index
+    from chem.flow_matching import integrate
 
     first = train_generator(data, GeneratorTraining(features=8, n_layers=1, n_rbf=4, epochs=2,
                                                     batch_size=5, self_condition=self_condition))
@@ -311,13 +318,7 @@ def test_a_stage_with_descriptor_labels_widens_the_conditions(
     assert second.properties == properties
     torch.testing.assert_close(second.y_mean[:3], first.y_mean)
     assert second.y_mean[3] == pytest.approx(0.5)  # the mean of the two labels
-    counts = torch.tensor([4, 3])
-    batch = torch.repeat_interleave(torch.arange(2), counts)
-    edges = pair_index(counts)
-    gen = torch.Generator().manual_seed(0)
-    x = centred_noise((len(batch), 3), batch, 2, gen)
-    h = torch.randn(len(batch), len(ATOM_TYPES), generator=gen)
-    e = symmetric_pair_noise(edges, len(BOND_TYPES), gen)
+    x, h, e, edges, batch = _noisy_pair()
     cond, mask = first.condition_tensor(2, {"gap_ev": 6.0})
     wide_cond, wide_mask = second.condition_tensor(2, {"gap_ev": 6.0})
     # the new inputs start at zero weight: the same flow until trained on the new labels

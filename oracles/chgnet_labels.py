@@ -10,16 +10,15 @@ they are done, so a run that is stopped continues where it was.
 
 from __future__ import annotations
 
-import csv
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from pymatgen.core import Structure
 from rich.progress import Progress
 
 from oracles.chgnet_oracle import CHGNetOracle
-from oracles.label_files import labelled_ids
+from oracles.label_files import append_label_rows, labelled_ids
 from pipeline.protocols import ResultCache
 
 COLUMNS = ("material_id", "formula", "energy_ev_per_atom", "formation_energy_ev_per_atom",
@@ -58,27 +57,16 @@ def label_stability(ids: Sequence[str], structures: Sequence[Structure], out: Pa
         oracle.bind_cache(cache)
     seen = done_ids(out)
     todo = [k for k, i in enumerate(ids) if str(i) not in seen]
-    counts = {"labelled": 0, "failed": 0, "skipped": len(ids) - len(todo)}
-    task = (progress.add_task("CHGNet stability labels", total=len(ids),
-                              completed=counts["skipped"]) if progress is not None else None)
-    new_file = not out.is_file()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("a", newline="") as handle:
-        writer = csv.writer(handle)
-        if new_file:
-            writer.writerow(COLUMNS)
+
+    def rows() -> Iterator[list[str]]:
         for k in todo:
             s = structures[k]
             try:
-                values = oracle.static_stability(s)
-                reason = ""
-                counts["labelled"] += 1
+                values, reason = oracle.static_stability(s), ""
             except ValueError as exc:
                 values, reason = {}, str(exc)
-                counts["failed"] += 1
-            writer.writerow([ids[k], s.composition.reduced_formula,
-                             *(f"{values.get(c, math.nan):.6f}" for c in COLUMNS[2:5]), reason])
-            handle.flush()  # a kill loses at most the structure being labelled
-            if progress is not None and task is not None:
-                progress.advance(task)
-    return counts
+            yield [str(ids[k]), s.composition.reduced_formula,
+                   *(f"{values.get(c, math.nan):.6f}" for c in COLUMNS[2:5]), reason]
+
+    return append_label_rows(out, COLUMNS, rows(), len(ids), len(ids) - len(todo),
+                             "CHGNet stability labels", progress)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from rich.progress import Progress
 
-from oracles.label_files import labelled_ids
+from oracles.label_files import append_label_rows, labelled_ids
 from oracles.orbital_features import DESCRIPTORS, molecule_descriptors
 from oracles.pyscf_oracle import PySCFOracle
 from pipeline.protocols import ResultCache
@@ -137,23 +137,9 @@ def label_orbitals(jobs: Sequence[LabelJob], out: Path, oracle: PySCFOracle,
     """
     seen = done_ids(out)
     todo = [j for j in jobs if j.id not in seen]
-    counts = {"labelled": 0, "failed": 0, "skipped": len(jobs) - len(todo)}
-    task = (progress.add_task(f"orbital labels ({oracle.fidelity})", total=len(jobs),
-                              completed=counts["skipped"]) if progress is not None else None)
-    new_file = not out.is_file()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("a", newline="") as handle:
-        writer = csv.writer(handle)
-        if new_file:
-            writer.writerow(COLUMNS)
-        for job, result in _results(oracle, todo, cache, workers):
-            row = label_row(job, result)
-            counts["failed" if row[-1] else "labelled"] += 1
-            writer.writerow(row)
-            handle.flush()  # a kill loses at most the calculations in flight
-            if progress is not None and task is not None:
-                progress.advance(task)
-    return counts
+    rows = (label_row(job, result) for job, result in _results(oracle, todo, cache, workers))
+    return append_label_rows(out, COLUMNS, rows, len(jobs), len(jobs) - len(todo),
+                             f"orbital labels ({oracle.fidelity})", progress)
 
 
 def read_labels(path: Path) -> list[dict[str, object]]:

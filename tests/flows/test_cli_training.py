@@ -40,3 +40,60 @@ def test_train_surrogate_with_parallel_members_logs_progress_lines(tmp_path: Pat
     # not a terminal: plain lines, one per tenth, for a log
     assert "training: " in result.output and "(100 %)" in result.output
     assert "embedding 3D geometries: 10/10 (100 %)" in result.output
+
+
+XYZ = """4
+qm9_index=10 smiles=C=O
+H 0.0 0.943 -0.587
+O 0.0 0.0 1.205
+H 0.0 -0.943 -0.587
+C 0.0 0.0 0.0
+3
+qm9_index=11 smiles=O
+O 0.0 0.0 0.1173
+H 0.0 0.7572 -0.4692
+H 0.0 -0.7572 -0.4692
+"""
+
+
+def test_label_orbitals_then_train_the_orbital_model(tmp_path: Path) -> None:
+    import csv
+    import json
+
+    from chem.orbital_model import OrbitalShareEnsemble
+
+    xyz = tmp_path / "pool.xyz"
+    xyz.write_text(XYZ)
+    labels = tmp_path / "labels.csv"
+    store = f"sqlite:///{tmp_path / 'cache.db'}"
+    args = ["label", "orbitals", "--data", str(xyz), "--out", str(labels), "--level", "fast",
+            "--store", store]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout.splitlines()[-1])["labelled"] == 2
+    again = CliRunner().invoke(app, args)  # resumes: nothing left to compute
+    assert json.loads(again.stdout.splitlines()[-1]) == {
+        "labelled": 0, "failed": 0, "skipped": 2, "unmatched": 0, "unmatched_examples": []}
+    rows = list(csv.DictReader(labels.open()))
+    assert [r["smiles"] for r in rows] == ["C=O", "O"]
+    p_lumo = [float(v) for v in rows[0]["p_lumo"].split()]
+    assert len(p_lumo) == 2 and p_lumo[0] > p_lumo[1]  # SMILES order: C first, then O
+    # too few molecules to train on: a clear error, nothing written
+    out = tmp_path / "orbital.pt"
+    small = CliRunner().invoke(app, ["train", "orbital-model", "--labels", str(labels),
+                                     "--out", str(out), "--init-trunk", "none"])
+    assert small.exit_code == 2 and "at least 10 labelled molecules" in small.output
+    assert not out.exists()
+    # the same two molecules many times over (each under its own id) are enough to train
+    body = labels.read_text().splitlines()
+    many = tmp_path / "many.csv"
+    many.write_text("\n".join([body[0]] + [line.replace(line.split(",")[0], str(100 + k), 1)
+                                           for k, line in enumerate(body[1:] * 10)]) + "\n")
+    trained = CliRunner().invoke(app, ["train", "orbital-model", "--labels", str(many),
+                                       "--out", str(out), "--init-trunk", "none", "--epochs",
+                                       "2", "--members", "2", "--features", "8", "--layers",
+                                       "1", "--test-fraction", "0.2"])
+    assert trained.exit_code == 0, trained.output
+    model = OrbitalShareEnsemble.load(out)
+    assert model.metrics["labelled_rows"] == 20 and model.metrics["test_fraction"] == 0.2
+    assert model.metrics["n_train"] + model.metrics["n_validation"] < 20  # the test split is out

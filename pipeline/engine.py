@@ -59,6 +59,8 @@ logger = logging.getLogger(__name__)
 
 SEEN_FILTER = "not_seen_before"
 """Name under which the engine's own de-duplication rejects candidates."""
+REVIEW_FILTER = "review"
+"""Filter name of proposals a reviewer rejected earlier in the campaign."""
 
 @dataclass
 class Components:
@@ -286,7 +288,8 @@ class CampaignEngine:
         return bounds
 
     def apply_filters(self, proposals: Sequence[Candidate]) -> list[CandidateRecord]:
-        """Runs the validity filters in order, then drops designs the campaign has already seen.
+        """Runs the validity filters in order, then drops designs a reviewer rejected and those
+        the campaign has already seen.
 
         Returns:
             One record per proposal, in input order: ``POOL`` or ``REJECTED`` with the first
@@ -302,11 +305,14 @@ class CampaignEngine:
                 if not passed:
                     verdict[i] = (fname, reason)
         seen = self.store.seen_keys(self.name)
+        vetoed = self.vetoed()
         first_in_round: dict[str, str] = {}
         for i, cand in enumerate(proposals):
             if verdict[i] is not None:
                 continue
-            if cand.key in seen:
+            if cand.key in vetoed:
+                verdict[i] = (REVIEW_FILTER, vetoed[cand.key])
+            elif cand.key in seen:
                 verdict[i] = (SEEN_FILTER, "already proposed in an earlier round of this campaign")
             elif cand.key in first_in_round:
                 verdict[i] = (SEEN_FILTER, f"duplicate of {first_in_round[cand.key]} in this round")
@@ -318,6 +324,14 @@ class CampaignEngine:
             else CandidateRecord(cand, CandidateStatus.REJECTED, filter_name=v[0], reason=v[1])
             for cand, v in zip(proposals, verdict, strict=True)
         ]
+
+    def vetoed(self) -> dict[str, str]:
+        """Design keys a reviewer rejected (their latest decision), each with the reason shown:
+        they are never proposed or selected again in this campaign."""
+        return {key: f"rejected by {d.reviewer} on {d.created_at:%Y-%m-%d %H:%M}"
+                     + (f": {d.comment}" if d.comment else "")
+                for key, d in self.store.current_decisions(self.name).items()
+                if d.decision == "reject"}
 
     # stage 3+4: surrogate and acquisition -------------------------------------------------------
 
@@ -350,6 +364,8 @@ class CampaignEngine:
         pool = self.store.candidates(
             self.name, round_index=round_index, statuses=[CandidateStatus.POOL]
         )
+        vetoed = self.vetoed()
+        pool = [r for r in pool if r.candidate.key not in vetoed]
         q = self.config.acquisition.batch_size
         if not pool:
             self.store.select_candidates(self.name, round_index, {}, {}, [])

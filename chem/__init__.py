@@ -4,6 +4,7 @@ Importing this package registers its implementations in :mod:`pipeline.registry`
 """
 
 from chem import (  # noqa: F401  (registration)
+    depict,
     domain,
     featurize,
     filters,

@@ -30,9 +30,10 @@ from rich.progress import (
 )
 
 from pipeline.config import CampaignConfig
-from pipeline.engine import CampaignEngine, OracleRequest, rank_candidates, ranked_rows
+from pipeline.engine import CampaignEngine, OracleRequest
 from pipeline.home import Home
 from pipeline.protocols import Oracle
+from pipeline.ranking import rank_candidates, ranked_rows
 from pipeline.report import progress_plot, rows_to_csv
 from pipeline.store import ROUND_STAGES, Store
 from pipeline.tracking import CampaignTracker

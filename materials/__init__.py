@@ -5,6 +5,7 @@ Importing this package registers its implementations in :mod:`pipeline.registry`
 """
 
 from materials import (  # noqa: F401  (registration)
+    depict,
     domain,
     featurize,
     filters,

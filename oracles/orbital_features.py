@@ -46,7 +46,12 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from pipeline.orbital_shares import DESCRIPTORS, SHARE_ELEMENTS, orbital_descriptors
+from pipeline.orbital_shares import (
+    DESCRIPTORS,
+    SHARE_ELEMENTS,
+    heavy_atom_shares,
+    orbital_descriptors,
+)
 
 __all__ = ["ATOM_FEATURES", "DESCRIPTORS", "GLOBAL_FEATURES", "SHARE_ELEMENTS", "atom_shares",
            "degenerate_set", "feature_arrays", "frontier_densities", "heavy_atom_shares",
@@ -149,39 +154,6 @@ def feature_arrays(
     per_atom = np.array([[np.nan if atom[k] is None else float(atom[k]) for k in ATOM_FEATURES]
                          for atom in atoms])
     return global_vector, per_atom.reshape(len(atoms), len(ATOM_FEATURES))
-
-
-def heavy_atom_shares(symbols: list[str], positions_angstrom: Array, shares: Array
-                      ) -> tuple[npt.NDArray[np.intp], Array]:
-    """Folds each hydrogen's share into its nearest heavy atom.
-
-    Args:
-        symbols: element symbols, length n_atoms.
-        positions_angstrom: coordinates, shape (n_atoms, 3), Angstrom.
-        shares: per-atom shares of one orbital (set), shape (n_atoms,) or (n_atoms, k).
-
-    Returns:
-        The indices of the heavy atoms, shape (n_heavy,), and their shares with the hydrogens'
-        added, shape (n_heavy,) or (n_heavy, k), clipped at 0 and normalised to sum 1.
-
-    Raises:
-        ValueError: no heavy atom, or lengths that differ.
-    """
-    positions = np.asarray(positions_angstrom, dtype=float)
-    values = np.asarray(shares, dtype=float)
-    if not len(symbols) == len(positions) == len(values):
-        raise ValueError(f"{len(symbols)} symbols, {len(positions)} positions and "
-                         f"{len(values)} shares")
-    heavy = np.array([i for i, s in enumerate(symbols) if s != "H"], dtype=np.intp)
-    if len(heavy) == 0:
-        raise ValueError("no heavy atom: orbital-location descriptors need one")
-    folded = values[heavy].copy()
-    for i, symbol in enumerate(symbols):
-        if symbol == "H":
-            nearest = int(np.argmin(np.linalg.norm(positions[heavy] - positions[i], axis=1)))
-            folded[nearest] += values[i]
-    folded = np.clip(folded, 0.0, None)
-    return heavy, folded / folded.sum(axis=0, keepdims=True)
 
 
 def molecule_descriptors(symbols: list[str], positions_angstrom: Array, homo_density: Array,

@@ -48,3 +48,36 @@ def orbital_descriptors(heavy_symbols: list[str], p_homo: Array, p_lumo: Array
     out["lumo_pr"] = float(1.0 / np.sum(p_l**2))
     out["frontier_overlap"] = float(np.sum(np.sqrt(np.clip(p_h * p_l, 0.0, None))))
     return {k: out[k] for k in DESCRIPTORS}
+
+
+def heavy_atom_shares(symbols: list[str], positions_angstrom: Array, shares: Array
+                      ) -> tuple[npt.NDArray[np.intp], Array]:
+    """Folds each hydrogen's share into its nearest heavy atom.
+
+    Args:
+        symbols: element symbols, length n_atoms.
+        positions_angstrom: coordinates, shape (n_atoms, 3), Angstrom.
+        shares: per-atom shares of one orbital (set), shape (n_atoms,) or (n_atoms, k).
+
+    Returns:
+        The indices of the heavy atoms, shape (n_heavy,), and their shares with the hydrogens'
+        added, shape (n_heavy,) or (n_heavy, k), clipped at 0 and normalised to sum 1.
+
+    Raises:
+        ValueError: no heavy atom, or lengths that differ.
+    """
+    positions = np.asarray(positions_angstrom, dtype=float)
+    values = np.asarray(shares, dtype=float)
+    if not len(symbols) == len(positions) == len(values):
+        raise ValueError(f"{len(symbols)} symbols, {len(positions)} positions and "
+                         f"{len(values)} shares")
+    heavy = np.array([i for i, s in enumerate(symbols) if s != "H"], dtype=np.intp)
+    if len(heavy) == 0:
+        raise ValueError("no heavy atom: orbital-location descriptors need one")
+    folded = values[heavy].copy()
+    for i, symbol in enumerate(symbols):
+        if symbol == "H":
+            nearest = int(np.argmin(np.linalg.norm(positions[heavy] - positions[i], axis=1)))
+            folded[nearest] += values[i]
+    folded = np.clip(folded, 0.0, None)
+    return heavy, folded / folded.sum(axis=0, keepdims=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Self, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -205,4 +205,47 @@ class Domain(Protocol):
     def candidate(self, text: str, candidate_id: str, *, round_index: int = 0,
                   origin: str = "file") -> Candidate:
         """A candidate for a design given as text (from a file or a person)."""
+        ...
+
+
+@dataclass(frozen=True)
+class OrbitalPicture:
+    """Where the frontier orbitals of a computed design sit, for a picture.
+
+    Attributes:
+        symbols: element of every atom of the computed geometry, (n_atoms,).
+        positions_angstrom: its coordinates, (n_atoms, 3) Angstrom.
+        homo: share of the HOMO density on each atom, (n_atoms,), summing to 1.
+        lumo: share of the LUMO density on each atom, (n_atoms,), summing to 1.
+    """
+
+    symbols: tuple[str, ...]
+    positions_angstrom: tuple[tuple[float, float, float], ...]
+    homo: tuple[float, ...]
+    lumo: tuple[float, ...]
+
+
+@runtime_checkable
+class Presenter(Protocol):
+    """How the review page shows, searches and exports a domain's designs."""
+
+    export_format: str
+    """File type of :meth:`export` (``sdf``, ``cif``)."""
+
+    def depict(self, candidate: Candidate, orbitals: OrbitalPicture | None = None) -> str:
+        """An SVG picture of the design (shaded by where HOMO and LUMO sit, when known)."""
+        ...
+
+    def search(self, query: str, candidates: Sequence[Candidate]) -> list[bool]:
+        """Which candidates match a search (SMARTS substructure, formula, ...).
+
+        Raises:
+            ValueError: a query that does not parse (the message says why).
+        """
+        ...
+
+    def export(self, candidates: Sequence[Candidate], properties: Sequence[dict[str, Any]]
+               ) -> str:
+        """The designs as one file of :attr:`export_format`, each record carrying its candidate
+        id and the given properties."""
         ...

@@ -143,3 +143,5 @@ PRIORS: Registry[Any] = Registry("prior")
 """Pretrained property models a surrogate can start from."""
 DOMAINS: Registry[Any] = Registry("domain")
 """Per domain (``molecules``, ``materials``): how a design's text becomes a candidate."""
+PRESENTERS: Registry[Any] = Registry("presenter")
+"""Per domain: how the review page pictures, searches and exports designs."""

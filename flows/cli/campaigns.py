@@ -77,8 +77,8 @@ def run(
 
     configure_prefect(home)
     from flows.campaign import run_campaign
-    from pipeline.engine import rank_candidates, ranked_rows
     from pipeline.home import CampaignBusyError
+    from pipeline.ranking import rank_candidates, ranked_rows
     from pipeline.store import Store, StoreError
 
     try:
@@ -186,7 +186,7 @@ def candidates(
     """
     store = open_store(store_url)
     config = campaign_config(store, campaign)
-    from pipeline.engine import rank_candidates, ranked_rows
+    from pipeline.ranking import rank_candidates, ranked_rows
     from pipeline.registry import ORACLES
     from pipeline.report import rows_to_csv, rows_to_json
 

@@ -12,8 +12,9 @@ from mlflow.tracking import MlflowClient
 from prefect.testing.utilities import prefect_test_harness
 
 from pipeline.config import parse_config
-from pipeline.engine import rank_candidates
 from pipeline.home import Home
+from pipeline.orbital_shares import DESCRIPTORS
+from pipeline.ranking import rank_candidates
 from pipeline.store import Store
 from pipeline.types import CandidateStatus
 from tests.conftest import tiny_campaign
@@ -67,7 +68,8 @@ def test_store_holds_every_stage_of_both_rounds(finished_campaign) -> None:
     evals = store.evaluations("tiny")
     per_candidate = {r.candidate.id: [e for e in evals if e.evaluation.candidate_id == r.candidate.id]
                      for r in selected}
-    assert all(len(v) == 5 for v in per_candidate.values())  # energy, homo, lumo, gap, dipole
+    # energy, homo, lumo, gap, dipole and the orbital-location descriptors
+    assert all(len(v) == 5 + len(DESCRIPTORS) for v in per_candidate.values())
     gap = [e.evaluation for e in evals if e.evaluation.property == "gap_ev"]
     assert all(e.fidelity == "dft-fast" and e.unit == "eV" for e in gap)
     assert all(e.provenance["method"] == "hf" for e in gap if e.ok)
@@ -187,7 +189,7 @@ def test_constrained_campaign_counts_only_feasible_hits(
 ) -> None:
     monkeypatch.setenv("INVDES_HOME", str(tmp_path / "home"))
     from flows.campaign import run_campaign
-    from pipeline.engine import is_hit, ok_values_by_candidate
+    from pipeline.ranking import is_hit, ok_values_by_candidate
 
     data = tiny_campaign(name="constrained", rounds=2,
                          constraints=[{"property": "dipole_debye", "max": 2.0}])
@@ -210,7 +212,7 @@ def test_pareto_campaign_tracks_its_front(
 ) -> None:
     monkeypatch.setenv("INVDES_HOME", str(tmp_path / "home"))
     from flows.campaign import run_campaign
-    from pipeline.engine import ok_values_by_candidate, pareto_front
+    from pipeline.ranking import ok_values_by_candidate, pareto_front
 
     data = tiny_campaign(name="pareto", rounds=2,
                          pareto_with=[{"property": "dipole_debye", "goal": "minimize"}])

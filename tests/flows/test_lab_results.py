@@ -11,8 +11,8 @@ from prefect.testing.utilities import prefect_test_harness
 from typer.testing import CliRunner
 
 from pipeline.config import parse_config
-from pipeline.engine import rank_candidates
 from pipeline.home import Home
+from pipeline.ranking import rank_candidates
 from pipeline.store import Store
 from tests.conftest import tiny_campaign, write_yaml
 

@@ -83,7 +83,7 @@ def test_campaign_minimises_frontier_overlap_inside_a_gap_window(
     prefect_harness: None,
 ) -> None:
     from flows.campaign import run_campaign
-    from pipeline.engine import rank_candidates
+    from pipeline.ranking import rank_candidates
 
     energy, orbital = weights
     monkeypatch.setenv("INVDES_HOME", str(tmp_path / "home"))

@@ -130,7 +130,7 @@ def test_qlognehvi_picks_the_pareto_optimal_families() -> None:
 
 
 def test_non_dominated_rows() -> None:
-    from pipeline.engine import non_dominated
+    from pipeline.ranking import non_dominated
 
     scores = np.array([[1.0, 5.0], [5.0, 1.0], [0.5, 0.5], [3.0, 3.0], [3.0, 3.0]])
     assert non_dominated(scores).tolist() == [True, True, False, True, True]

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from pipeline.engine import filter_report, ok_values_by_candidate, preferred_evaluations
+from pipeline.engine import filter_report
 from pipeline.metrics import campaign_totals, surrogate_error_metrics
+from pipeline.ranking import ok_values_by_candidate, preferred_evaluations
 from pipeline.store import EvaluationRecord
 from pipeline.types import Evaluation, EvaluationStatus
 

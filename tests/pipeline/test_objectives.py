@@ -57,7 +57,7 @@ def test_constraints_bound_values_and_give_botorch_slacks() -> None:
 
 def test_a_hit_meets_the_objective_and_every_constraint() -> None:
     from pipeline.config import parse_config
-    from pipeline.engine import is_feasible, is_hit
+    from pipeline.ranking import is_feasible, is_hit
     from tests.conftest import tiny_campaign
 
     config = parse_config(tiny_campaign(constraints=[{"property": "dipole_debye", "max": 3.0}]))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
+from pipeline.orbital_shares import DESCRIPTORS
 from tests.conftest import tiny_campaign, write_yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -88,7 +89,7 @@ def test_sigkill_during_oracle_step_then_rerun_keeps_and_reuses_results(tmp_path
     per_candidate = _query(db, "select candidate_id, count(*) from evaluations "
                                "group by candidate_id")
     assert len(selected) == 8 and len(per_candidate) == 8
-    assert all(n == 5 for _, n in per_candidate)
+    assert all(n == 5 + len(DESCRIPTORS) for _, n in per_candidate)  # SCF values, descriptors
 
     client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("killed")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chem.molecules import candidate_key
+from chem.molecules import candidate_key, canonical_smiles
 from pipeline.registry import DOMAINS
 from pipeline.types import Candidate
 
@@ -42,6 +42,10 @@ class MoleculeDomain:
     def key(self, text: str) -> str:
         """See :class:`pipeline.protocols.Domain`."""
         return candidate_key(text)
+
+    def parse_key(self, text: str) -> str | None:
+        """See :class:`pipeline.protocols.Domain`."""
+        return canonical_smiles(text)
 
     def candidate(self, text: str, candidate_id: str, *, round_index: int = 0,
                   origin: str = "file") -> Candidate:

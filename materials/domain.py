@@ -60,6 +60,13 @@ class PerovskiteDomain:
         except ValueError:
             return text.strip()
 
+    def parse_key(self, text: str) -> str | None:
+        """See :class:`pipeline.protocols.Domain`."""
+        try:
+            return design_key(structure_from_text(text))
+        except ValueError:
+            return None
+
     def candidate(self, text: str, candidate_id: str, *, round_index: int = 0,
                   origin: str = "file") -> Candidate:
         """See :class:`pipeline.protocols.Domain`; a formula becomes its prototype's CIF."""

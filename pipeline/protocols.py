@@ -202,6 +202,10 @@ class Domain(Protocol):
         """Canonical identity of a design given as text (its text when it does not parse)."""
         ...
 
+    def parse_key(self, text: str) -> str | None:
+        """Canonical identity of a design given as text, or None when it does not parse."""
+        ...
+
     def candidate(self, text: str, candidate_id: str, *, round_index: int = 0,
                   origin: str = "file") -> Candidate:
         """A candidate for a design given as text (from a file or a person)."""

@@ -19,23 +19,25 @@ results_app = typer.Typer(help="Results measured outside the pipeline (the lab).
 def import_results(
     config_path: Annotated[Path, typer.Argument(help="The campaign's YAML file (its "
                                                      "fidelities list names this fidelity).")],
-    results_file: Annotated[Path, typer.Argument(help="CSV: one of id/smiles/key, then "
-                                                      "property columns (gap_ev, ...), "
-                                                      "optional note.")],
+    results_file: Annotated[Path, typer.Argument(help="CSV: one of id/smiles/key/cif, then "
+                                                      "property columns (gap_ev, or with a "
+                                                      "unit: gap_ev [meV]), optional note.")],
     fidelity: Annotated[str, typer.Option(help="Fidelity the results carry.")] = "lab",
 ) -> None:
     """Import measured results (for example from the lab) into a campaign.
 
-    Every row is checked first (known design, known property, finite number, not already
-    imported at this fidelity); one bad row rejects the file and nothing is written. The next
+    Every row is checked first (known design, known property and unit, finite number, no
+    other value already imported at this fidelity); one bad row rejects the file and nothing is
+    written. Values imported before with the same value are skipped: importing a file twice
+    changes nothing. The next
     round's surrogate learns from them; where a design has results at several fidelities, the
     most trusted one (last in the config's ``fidelities``) counts for ranking and hits.
     """
-    from chem.molecules import canonical_smiles
     from pipeline.config import ConfigError, load_config
     from pipeline.engine import CampaignEngine
     from pipeline.home import CampaignBusyError
     from pipeline.imports import ResultsFileError, read_results, store_results
+    from pipeline.registry import DOMAINS
     from pipeline.store import StoreError
 
     try:
@@ -57,11 +59,14 @@ def import_results(
             props = oracle.properties()
             # every row is checked before anything is written: a rejected file changes nothing
             rows = read_results(results_file, store, config.name, props, fidelity,
-                                canonical_smiles)
+                                DOMAINS.build(config.domain).parse_key)
             stored = store.campaign(config.name)
             engine.open(stored.rounds_target if stored else None)  # the grown fidelities list
             n = store_results(store, config.name, rows, props, fidelity, str(results_file))
     except (ResultsFileError, StoreError, CampaignBusyError) as exc:
         fail(str(exc))
-    out.print(f"imported {n} {fidelity} result(s) for {len(rows)} design(s) into "
-              f"{config.name!r}; they steer the next round ({invdes_command()} run {config_path})")
+    unchanged = sum(r.unchanged for r in rows)
+    again = f"; {unchanged} were imported before and are unchanged" if unchanged else ""
+    out.print(f"imported {n} {fidelity} result(s) for {sum(bool(r.values) for r in rows)} "
+              f"design(s) into {config.name!r}{again}; they steer the next round "
+              f"({invdes_command()} run {config_path})")

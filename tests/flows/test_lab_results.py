@@ -82,7 +82,23 @@ def test_lab_results_are_checked_imported_and_used(
     assert {(e.candidate_id, e.value) for e in lab} == {(first.id, 20.5), (second.id, 13.0)}
     assert lab[0].provenance["note"] == "plate 1"
     again = runner.invoke(app, ["results", "import", str(config_file), str(good)])
-    assert again.exit_code == 2 and "already has a gap_ev result at fidelity 'lab'" in again.output
+    assert again.exit_code == 0 and "imported 0 lab result(s)" in again.output
+    assert "2 were imported before and are unchanged" in " ".join(again.output.split())
+    assert len([e for e in store.evaluations("withlab") if e.evaluation.fidelity == "lab"]) == 2
+    in_mev = tmp_path / "lab_mev.csv"  # the same value in meV: converted, so unchanged
+    in_mev.write_text(f"smiles,gap_ev [meV]\n{first.key},20500\n")
+    result = runner.invoke(app, ["results", "import", str(config_file), str(in_mev)])
+    assert result.exit_code == 0 and "imported 0" in result.output
+    changed = tmp_path / "lab2.csv"  # another value for a result already imported: refused
+    changed.write_text(f"smiles,gap_ev [meV]\n{first.key},20000\n")
+    result = runner.invoke(app, ["results", "import", str(config_file), str(changed)])
+    assert result.exit_code == 2
+    assert "already has a gap_ev result at fidelity 'lab' (20.5, this file says 20)" in \
+        " ".join(result.output.split())
+    wrong = tmp_path / "lab3.csv"
+    wrong.write_text(f"smiles,gap_ev [Debye]\n{first.key},1\n")
+    result = runner.invoke(app, ["results", "import", str(config_file), str(wrong)])
+    assert result.exit_code == 2 and "unit 'Debye' cannot be converted to 'eV'" in result.output
 
     # the lab value counts for ranking: 13.0 is inside the window [12, 14], 20.5 is not
     config = parse_config(data)

@@ -69,3 +69,30 @@ def test_bad_files_name_the_problem_and_write_nothing(store, tmp_path, text, mes
     with pytest.raises(ResultsFileError, match=message):
         read_results(_write(tmp_path, text), store, "c", PROPS, "lab", _canonical)
     assert len(store.evaluations("c")) == before
+
+
+def test_units_in_headers_are_converted_and_bad_units_named(store: Store, tmp_path: Path) -> None:
+    path = _write(tmp_path, "smiles,gap_ev [meV],homo_ev (Hartree)\nOCC,7500,-0.25\n")
+    rows = read_results(path, store, "c", PROPS, "lab", _canonical)
+    assert rows[0].values["gap_ev"] == pytest.approx(7.5)
+    assert rows[0].values["homo_ev"] == pytest.approx(-0.25 * 27.211386245988)
+    assert rows[0].units == {"gap_ev": "meV", "homo_ev": "Hartree"}
+    store_results(store, "c", rows, PROPS, "lab", str(path))
+    again = read_results(path, store, "c", PROPS, "lab", _canonical)  # the same file again
+    assert again[0].values == {} and again[0].unchanged == 2
+    assert store_results(store, "c", again, PROPS, "lab", str(path)) == 0
+    for header, message in (("gap_ev [nm]", "unit 'nm' cannot be converted to 'eV'"),
+                            ("gap_ev [meV],gap_ev", "property 'gap_ev' has more than one")):
+        bad = _write(tmp_path, f"smiles,{header}\nCCO,1{',1' * header.count(',')}\n")
+        with pytest.raises(ResultsFileError, match=message):
+            read_results(bad, store, "c", PROPS, "lab", _canonical)
+
+
+def test_unit_conversion_factors() -> None:
+    from pipeline.units import conversion_factor
+
+    assert conversion_factor("meV", "eV") == pytest.approx(1e-3)
+    assert conversion_factor("eV", "Hartree") == pytest.approx(1 / 27.211386245988)
+    assert conversion_factor("%", "fraction") == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="use one of eV, meV"):
+        conversion_factor("Debye", "eV")

@@ -84,7 +84,7 @@ def campaign_summaries(store: Store) -> list[dict[str, Any]]:
             "oracle_calls": int(sum(r.metrics.get("oracle_calls", 0) for r in rounds
                                     if r.metrics)),
             "hits": _number(last.get("hits_total")), "best": _number(last.get("best_objective")),
-            "updated_at": record.updated_at.isoformat(),
+            "created_at": record.created_at.isoformat(),
         })
     return out
 

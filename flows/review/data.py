@@ -134,18 +134,25 @@ def _rows(store: Store, name: str, config: CampaignConfig
     rows = ranked_rows(ranked, config, props)
     decisions = store.current_decisions(name)
     counted = preferred_evaluations(store.evaluations(name), config.trust_levels())
+    out = []
     for r, row in zip(ranked, rows, strict=True):
         c = r.record.candidate
-        row["design"] = c.key
-        row.pop("smiles", None)
-        row.pop("cif", None)
         decision = decisions.get(c.key)
-        row["decision"] = decision.decision if decision else None
-        row["reviewer"] = decision.reviewer if decision else None
         mine = counted.get(c.id, {})
+        flat: dict[str, Any] = {
+            "rank": row["rank"], "id": c.id, "design": c.key, "round": row["round"],
+            "status": row["status"], "origin": row["origin"], "score": row["score"],
+            "hit": row["hit"], "decision": decision.decision if decision else None,
+            "reviewer": decision.reviewer if decision else None,
+        }
         for p in props:
-            row[f"{p}_fidelity"] = mine[p].fidelity if p in mine else None
-    return ranked, rows
+            flat[f"{p}_pred_mean"] = row[f"{p}_pred_mean"]
+            flat[f"{p}_pred_std"] = row[f"{p}_pred_std"]
+            flat[p] = row[p]
+            flat[f"{p}_fidelity"] = mine[p].fidelity if p in mine else None
+        flat["reason"] = row["reason"]
+        out.append(flat)
+    return ranked, out
 
 
 def _filter_row(row: dict[str, Any], column: str, op: str, text: str) -> bool:
@@ -192,7 +199,8 @@ def candidate_table(store: Store, name: str, *, sort: str = "rank", descending: 
     if page < 1:
         raise BadRequest(f"page must be 1 or more, got {page}")
     ranked, rows = _rows(store, name, config)
-    columns = list(rows[0]) if rows else ["rank", "id", "design", "round", "status"]
+    columns = list(rows[0]) if rows else ["rank", "id", "design", "round", "status", "origin",
+                                          "score", "hit", "decision", "reviewer", "reason"]
     for text in filters:
         if not text.strip():
             continue
@@ -455,7 +463,7 @@ def import_lab(store: Store, name: str, content: bytes, filename: str, fidelity:
         path.write_bytes(content)
         try:
             rows = read_results(path, store, name, units, fidelity, domain.parse_key)
-            n = store_results(store, name, rows, units, fidelity, Path(filename).name)
+            n = store_results(store, name, rows, units, fidelity, Path(filename).name, content)
         except ResultsFileError as exc:
             raise BadRequest(str(exc).replace(str(path), Path(filename).name)) from None
     return {"imported": n, "designs": len(rows), "fidelity": fidelity}

@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from pipeline.acquisition import Acquisition, Selection, information_per_cost
 from pipeline.config import CampaignConfig
-from pipeline.metrics import campaign_totals, surrogate_error_metrics
+from pipeline.metrics import campaign_totals, lab_prediction_metrics, surrogate_error_metrics
 from pipeline.protocols import (
     CachingOracle,
     Featurizer,
@@ -185,6 +185,8 @@ class CampaignEngine:
             if isinstance(oracle, CachingOracle):
                 oracle.bind_cache(store)
         self._objective_fit: tuple[Any, dict[str, int]] | None = None
+        self._fit_rows: dict[str, int] = {}
+        """Rows per fidelity the objective's surrogate was fitted on in this round."""
         self.surrogate_properties = list(dict.fromkeys(
             [o.property for o in config.objectives()] + [c.property for c in config.constraints]
             + list(config.predict_properties)
@@ -359,6 +361,7 @@ class CampaignEngine:
         pool_cands = [r.candidate for r in pool]
         x_pool = self.components.featurizer(pool_cands)
         self._objective_fit = None  # set by this round's fit, if any
+        self._fit_rows = {}
         train_cands, _y_train, _levels = self.training_data(self.objective.property)
         x_train = self.components.featurizer(train_cands) if train_cands else None
         seed = self._round_seed(round_index, 1000)
@@ -403,6 +406,12 @@ class CampaignEngine:
             cands, y, levels = self.training_data(prop, all_fidelities=multi)
             if len({c.id for c in cands}) < 2:
                 continue
+            if prop == self.objective.property:
+                names = {v: k for k, v in self.trust.items()}
+                self._fit_rows = {}
+                for level in levels.tolist():
+                    fidelity = names.get(int(level), "unlisted")
+                    self._fit_rows[fidelity] = self._fit_rows.get(fidelity, 0) + 1
             x = self.components.featurizer(cands)
             prior_rows = (self._prior_rows(prior, prop, cands, pool_cands, x, x_pool)
                           if prior is not None and prop in prior.properties() else None)
@@ -639,8 +648,35 @@ class CampaignEngine:
         if self.config.pareto_with:
             metrics["pareto_front_size"] = float(len(pareto_front(self.config, measured)))
         metrics.update(self._surrogate_errors(records, evals))
+        metrics.update(self._lab_metrics(round_index))
+        metrics.update({f"surrogate_rows_{f}": float(n) for f, n in self._fit_rows.items()})
         metrics.update({f"seconds_{k}": v for k, v in self.timer.seconds.items()})
         return metrics
+
+    def _lab_metrics(self, round_index: int) -> dict[str, float]:
+        """Results imported from outside (the lab) that this round's surrogate could learn from
+        (``lab_results_used``: imported before the round started), and how well the surrogates
+        of earlier rounds had predicted those imported since the previous round started (their
+        predictions at selection; :func:`pipeline.metrics.lab_prediction_metrics`)."""
+        this = self.store.round(self.name, round_index)
+        if this is None:
+            return {}
+        previous = self.store.round(self.name, round_index - 1) if round_index else None
+        imported = [e for e in self.store.evaluations(self.name)
+                    if e.evaluation.ok and "file_sha256" in e.evaluation.provenance
+                    and e.created_at < this.started_at]
+        out = {"lab_results_used": float(len(imported))}
+        new = [e for e in imported if previous is None or e.created_at >= previous.started_at]
+        preds = {r.candidate.id: r.predictions for r in self.store.candidates(self.name)}
+        for prop in self.surrogate_properties:
+            pairs = [(e.evaluation.value, preds[e.evaluation.candidate_id][prop]) for e in new
+                     if e.evaluation.property == prop
+                     and prop in preds.get(e.evaluation.candidate_id, {})]
+            if pairs:
+                out.update(lab_prediction_metrics(
+                    prop, np.array([p[0] for p in pairs]), np.array([p[1].mean for p in pairs]),
+                    np.array([p[1].std for p in pairs])))
+        return out
 
     def _surrogate_errors(
         self, records: list[CandidateRecord], evals: list[EvaluationRecord]

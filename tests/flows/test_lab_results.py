@@ -114,4 +114,18 @@ def test_lab_results_are_checked_imported_and_used(
     assert rounds[1].metrics["oracle_cost"] == rounds[1].metrics["oracle_calls"] * 1.0
     picked = [r for r in store.candidates("withlab", round_index=1) if r.predictions]
     assert picked  # predictions made by the fitted surrogate
+    # the second round learnt from both lab results, and its MLflow run says so
+    assert rounds[1].metrics["lab_results_used"] == 2
+    assert rounds[1].metrics["surrogate_rows_lab"] == 2
+    from mlflow.tracking import MlflowClient
+
+    from pipeline.tracking import CAMPAIGN_TAG, ROUND_TAG
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("withlab")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id],
+                              f"tags.`{CAMPAIGN_TAG}` = 'withlab' and tags.`{ROUND_TAG}` = '1'")
+    assert runs and runs[0].data.metrics["lab_results_used"] == 2
+    assert runs[0].data.metrics["surrogate_rows_lab"] == 2
     store.close()

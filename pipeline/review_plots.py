@@ -88,7 +88,7 @@ def parity_plot(predicted: Sequence[float], std: Sequence[float], measured: Sequ
     """Predicted (at selection, with 90 % error bars) against measured."""
     if not measured:
         return _empty(f"no {prop} measured after a prediction yet")
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    fig, ax = plt.subplots(figsize=(6, 3.6))
     bars = [1.645 * s for s in std]
     ax.errorbar(measured, predicted, yerr=bars, fmt="o", ms=4, alpha=0.7, elinewidth=0.8)
     low = min(min(measured), min(p - b for p, b in zip(predicted, bars, strict=True)))

@@ -15,6 +15,7 @@ command that needs no implementation (``invdes status``) never imports torch or 
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -25,6 +26,7 @@ T = TypeVar("T")
 
 _PLUGINS: list[str] = ["pipeline.acquisition", "pipeline.surrogates"]
 _LOADED: set[str] = set()
+_LOADING = threading.RLock()
 
 
 def add_plugins(*modules: str) -> None:
@@ -36,11 +38,16 @@ def add_plugins(*modules: str) -> None:
 
 
 def load_plugins() -> None:
-    """Imports every module named with :func:`add_plugins` not imported yet."""
-    for module in list(_PLUGINS):
-        if module not in _LOADED:
-            _LOADED.add(module)  # before the import: a lookup during it must not recurse
-            importlib.import_module(module)
+    """Imports every module named with :func:`add_plugins` not imported yet.
+
+    Thread-safe: a lookup in one thread waits while another thread imports the domains (the
+    review page loads them in the background), instead of finding a registry half filled.
+    """
+    with _LOADING:
+        for module in list(_PLUGINS):
+            if module not in _LOADED:
+                _LOADED.add(module)  # before the import: a lookup during it must not recurse
+                importlib.import_module(module)
 
 
 class RegistryError(KeyError):

@@ -14,6 +14,7 @@ cookie that ``/login?token=...`` sets); without one the app is meant for 127.0.0
 from __future__ import annotations
 
 import hmac
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +25,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 from flows.review import data
+from pipeline.registry import load_plugins
 from pipeline.store import DECISIONS, Store
 
 HERE = Path(__file__).resolve().parent
@@ -59,6 +61,9 @@ def create_app(store_url: str, token: str | None = None) -> FastAPI:
         store_url: SQLAlchemy URL of the campaign store.
         token: required on every request when given.
     """
+    # the domains (RDKit, torch, pymatgen) load in the background while the page already
+    # answers: the campaigns list needs none of them
+    threading.Thread(target=load_plugins, name="load-domains", daemon=True).start()
     app = FastAPI(title="invdes review",
                   description="Ranked candidates to look at, veto, send to the lab, and learn "
                               "from. The page itself uses this API.")

@@ -62,8 +62,11 @@ def create_app(store_url: str, token: str | None = None) -> FastAPI:
         token: required on every request when given.
     """
     # the domains (RDKit, torch, pymatgen) load in the background while the page already
-    # answers: the campaigns list needs none of them
-    threading.Thread(target=load_plugins, name="load-domains", daemon=True).start()
+    # answers (the campaigns list needs none of them); a second later, because the imports
+    # hold the interpreter for seconds and would slow the server's own start
+    loader = threading.Timer(1.0, load_plugins)
+    loader.daemon = True
+    loader.start()
     app = FastAPI(title="invdes review",
                   description="Ranked candidates to look at, veto, send to the lab, and learn "
                               "from. The page itself uses this API.")

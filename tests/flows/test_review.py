@@ -6,6 +6,7 @@ import csv
 import io
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -193,3 +194,36 @@ def test_the_command_refuses_another_address_without_a_token(monkeypatch: pytest
     monkeypatch.delenv("INVDES_REVIEW_TOKEN", raising=False)
     result = CliRunner().invoke(app, ["review", "--host", "0.0.0.0"])
     assert result.exit_code == 2 and "give a token with --token" in result.output
+
+
+def test_a_perovskite_campaign_on_the_page(tmp_path: Path) -> None:
+    from materials.domain import structure_candidate
+    from materials.structures import structure_from_text
+    from pipeline.config import load_config
+    from pipeline.store import CandidateRecord
+    from pipeline.types import CandidateStatus
+
+    config = load_config(Path(__file__).resolve().parents[2] / "conf" / "demo_perovskites.yaml")
+    store = Store(f"sqlite:///{tmp_path / 'campaigns.db'}")
+    store.open_campaign(config.name, config.domain, config.model_dump(mode="json"),
+                        config.identity(), config.rounds)
+    cells = [structure_candidate(structure_from_text(f), f"r0-{k}", origin="substitution")
+             for k, f in enumerate(["CsSnI3", "Cs2AgBiBr6", "CsGeBr3"])]
+    store.add_round_candidates(config.name, 0, [CandidateRecord(c, CandidateStatus.POOL)
+                                                for c in cells])
+    client = TestClient(create_app(store.url))
+    base = f"/api/campaigns/{config.name}"
+    table = client.get(base + "/candidates").json()
+    assert table["total"] == 3 and {r["design"] for r in table["rows"]} == {c.key for c in cells}
+    found = client.get(base + "/candidates", params={"search": "Bi Br"}).json()
+    assert [r["id"] for r in found["rows"]] == ["r0-1"]
+    assert client.get(base + "/candidates", params={"search": "C(=O"}).status_code == 400
+    picture = client.get(base + "/candidates/r0-1/depiction.svg")
+    assert picture.status_code == 200 and ">Cs2AgBiBr6</text>" in picture.text
+    assert client.post(base + "/candidates/r0-1/decisions",
+                       json={"decision": "approve", "reviewer": "li"}).status_code == 200
+    cif = client.get(base + "/export", params={"which": "approved", "format": "cif"})
+    assert cif.status_code == 200 and "data_r0-1" in cif.text and "_cell_length_a" in cif.text
+    page = client.get(f"/campaigns/{config.name}/candidates/r0-1")
+    assert page.status_code == 200 and "_cell_length_a" in page.text  # the CIF, escaped text
+    store.close()

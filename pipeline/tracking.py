@@ -76,11 +76,12 @@ class CampaignTracker:
         if run_id is None:
             run = self.client.create_run(
                 self.experiment_id, run_name=campaign,
-                tags={CAMPAIGN_TAG: campaign, ROUND_TAG: "campaign"},
+                tags={CAMPAIGN_TAG: campaign, ROUND_TAG: "campaign", **run_tags(config)},
             )
             run_id = run.info.run_id
         else:
             self.client.update_run(run_id, status="RUNNING")
+            self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in run_tags(config).items()])
         logged = self.client.get_run(run_id).data.params
         # (re)logged on every start, so a crash right after create_run leaves no run without
         # params; values that changed between runs (rounds, limits) keep their first value
@@ -126,10 +127,13 @@ class CampaignTracker:
         """
         run_id = self._find(campaign, round_index)
         if run_id is None:
+            inherited = {k: v for k, v in self.client.get_run(parent_run_id).data.tags.items()
+                         if k.startswith("invdes.") and k not in (CAMPAIGN_TAG, ROUND_TAG)
+                         and not k.startswith("invdes.surrogate_drift")}
             run_id = self.client.create_run(
                 self.experiment_id, run_name=f"{campaign}/round-{round_index}",
                 start_time=start_time_ms,
-                tags={CAMPAIGN_TAG: campaign, ROUND_TAG: str(round_index),
+                tags={**inherited, CAMPAIGN_TAG: campaign, ROUND_TAG: str(round_index),
                       "mlflow.parentRunId": parent_run_id},
             ).info.run_id
         finite = _finite(metrics)
@@ -171,3 +175,23 @@ class CampaignTracker:
     def finish_campaign(self, parent_run_id: str) -> None:
         """Marks the parent run finished."""
         self.client.set_terminated(parent_run_id, status="FINISHED")
+
+
+def run_tags(config: Mapping[str, Any]) -> dict[str, str]:
+    """The tags a campaign's MLflow runs carry, so that MLflow's compare view groups them:
+    domain, generators, surrogate, acquisition, oracle and level of theory."""
+    oracle = config.get("oracle") or {}
+    params = oracle.get("params") or {}
+    level = params.get("level") or "/".join(str(params[k]) for k in ("method", "basis")
+                                            if params.get(k))
+    surrogate = (config.get("surrogate") or {}).get("name") or "default"
+    prior = (config.get("prior") or {}).get("name")
+    return {
+        "invdes.domain": str(config.get("domain", "")),
+        "invdes.generator": "+".join(g.get("name", "") for g in config.get("generators") or []),
+        "invdes.surrogate": surrogate + (f"+{prior}" if prior else ""),
+        "invdes.acquisition": str((config.get("acquisition") or {}).get("name", "")),
+        "invdes.oracle": str(oracle.get("name", "")),
+        "invdes.level": str(level or oracle.get("name", "")),
+        "invdes.objective": str((config.get("objective") or {}).get("property", "")),
+    }

@@ -10,13 +10,24 @@
 | :mod:`flows.cli.perovskite` | ``perovskite screen``, ``perovskite label-stability`` |
 | :mod:`flows.cli.labels` | ``label orbitals`` |
 | :mod:`flows.cli.review` | ``review`` (the review page, :mod:`flows.review`) |
+| :mod:`flows.cli.compare` | ``compare`` |
 """
 
 from __future__ import annotations
 
 import typer
 
-from flows.cli import campaigns, generate, labels, models, oracle, perovskite, results, review
+from flows.cli import (
+    campaigns,
+    compare,
+    generate,
+    labels,
+    models,
+    oracle,
+    perovskite,
+    results,
+    review,
+)
 
 app = typer.Typer(
     help=(
@@ -35,6 +46,7 @@ app.command()(campaigns.candidates)
 app.command("filter")(campaigns.filter_designs)
 app.command()(models.predict)
 app.command()(review.review)
+app.command()(compare.compare)
 app.add_typer(oracle.oracle_app, name="oracle")
 app.add_typer(results.results_app, name="results")
 app.add_typer(generate.generate_app, name="generate")

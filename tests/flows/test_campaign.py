@@ -257,3 +257,46 @@ def test_a_campaign_mixes_the_3d_generator_with_the_ga_and_fine_tunes_it(
         "equivariant_flow+fine_tuned"}  # round 0's measured molecules tuned it
     assert [r.stage for r in store.rounds("flow")] == ["logged", "logged"]
     store.close()
+
+
+def test_compare_reads_two_campaigns_from_mlflow(finished_campaign, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from flows.campaign import run_campaign
+    from flows.cli import app
+
+    root, _ = finished_campaign
+    monkeypatch.setenv("INVDES_HOME", str(root))
+    other = tiny_campaign(name="tiny-random", acquisition={"name": "random", "batch_size": 3})
+    run_campaign(parse_config(other), quiet=True)
+    plot = tmp_path / "compare.png"
+    result = CliRunner().invoke(app, ["compare", "tiny", "tiny-random", "--json", "--plot",
+                                      str(plot)])
+    assert result.exit_code == 0, result.output
+    rows = {r["campaign"]: r for r in json.loads(result.stdout)}
+    assert rows["tiny"]["acquisition"] == "qlognei" and rows["tiny-random"]["acquisition"] == "random"
+    assert rows["tiny"]["level_of_theory"] == "fast" and rows["tiny"]["domain"] == "molecules"
+    store = Store(Home(root).store_url)
+    for name, row in rows.items():
+        calls = len(store.oracle_calls(name))
+        assert row["oracle_calls"] == calls and row["rounds"] == 2
+        assert row["best_objective"] == pytest.approx(store.rounds(name)[-1].metrics["best_objective"])
+        first = [r for r in store.rounds(name) if r.metrics["hits_total"] > 0]
+        expected = (None if not first else
+                    sum(r.metrics["oracle_calls"] for r in store.rounds(name)
+                        if r.round_index <= first[0].round_index))
+        assert row["calls_to_first_hit"] == expected
+        assert set(row["wall_seconds_by_stage"]) >= {"generate", "filter"}
+    store.close()
+    assert plot.is_file() and plot.read_bytes().startswith(b"\x89PNG")
+    table = CliRunner().invoke(app, ["compare", "tiny", "tiny-random"])
+    assert table.exit_code == 0 and "calls to the first hit" in table.stdout
+    missing = CliRunner().invoke(app, ["compare", "tiny", "nope"])
+    assert missing.exit_code == 2 and "no MLflow record of campaign 'nope'" in missing.output
+    # the round runs carry the campaign's tags, for MLflow's compare view
+    client = MlflowClient(tracking_uri=Home(root).mlflow_uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                              "tags.`invdes.round` = '1'")
+    assert runs and all(r.data.tags.get("invdes.acquisition") in ("qlognei", "random")
+                        for r in runs)

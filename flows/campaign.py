@@ -32,6 +32,7 @@ from rich.progress import (
 from pipeline.config import CampaignConfig
 from pipeline.engine import CampaignEngine, OracleRequest
 from pipeline.home import Home
+from pipeline.lease import campaign_lease
 from pipeline.protocols import Oracle
 from pipeline.ranking import rank_candidates, ranked_rows
 from pipeline.report import progress_plot, rows_to_csv
@@ -223,6 +224,12 @@ def _mark_dead_runs_crashed(name: str) -> int:
 def _campaign(config: CampaignConfig, home: Home, rounds: int | None,
               quiet: bool) -> CampaignResult:
     store = Store(config.store.url or home.store_url)
+    with campaign_lease(store, config.name):  # across machines sharing the store
+        return _campaign_leased(config, home, store, rounds, quiet)
+
+
+def _campaign_leased(config: CampaignConfig, home: Home, store: Store, rounds: int | None,
+                     quiet: bool) -> CampaignResult:
     engine = CampaignEngine(config, store)
     target = rounds or config.rounds
     engine.open(target)

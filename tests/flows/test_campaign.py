@@ -300,3 +300,22 @@ def test_compare_reads_two_campaigns_from_mlflow(finished_campaign, tmp_path: Pa
                               "tags.`invdes.round` = '1'")
     assert runs and all(r.data.tags.get("invdes.acquisition") in ("qlognei", "random")
                         for r in runs)
+
+
+def test_a_campaign_leased_elsewhere_is_not_computed_twice(finished_campaign,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.campaign import run_campaign
+    from pipeline.store import StoreError
+
+    root, _ = finished_campaign
+    monkeypatch.setenv("INVDES_HOME", str(root))
+    store = Store(Home(root).store_url)
+    store.acquire_lease("tiny", "other-machine:4242:abcd")  # as if another machine ran it
+    before = len(store.evaluations("tiny"))
+    try:
+        with pytest.raises(StoreError, match="being computed by other-machine:4242:abcd"):
+            run_campaign(parse_config(tiny_campaign(rounds=3)), quiet=True)
+        assert len(store.evaluations("tiny")) == before and len(store.rounds("tiny")) == 2
+    finally:
+        store.release_lease("tiny", "other-machine:4242:abcd")
+        store.close()

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import csv
+import gzip
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from rich.progress import Progress
+
+
+def open_text(path: Path) -> TextIO:
+    """A labels file for reading, gzip-compressed when its name ends in ``.gz``."""
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", newline="")
+    return path.open(newline="")
 
 
 def labelled_ids(path: Path, columns: Sequence[str], id_column: str) -> set[str]:
@@ -17,7 +26,7 @@ def labelled_ids(path: Path, columns: Sequence[str], id_column: str) -> set[str]
     """
     if not path.is_file():
         return set()
-    with path.open(newline="") as handle:
+    with open_text(path) as handle:
         reader = csv.DictReader(handle)
         if tuple(reader.fieldnames or ()) != tuple(columns):
             raise ValueError(f"{path}: columns {reader.fieldnames}, expected {list(columns)}; "

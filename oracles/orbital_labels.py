@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from rich.progress import Progress
 
-from oracles.label_files import append_label_rows, labelled_ids
+from oracles.label_files import append_label_rows, labelled_ids, open_text
 from oracles.orbital_features import DESCRIPTORS, molecule_descriptors
 from oracles.pyscf_oracle import PySCFOracle
 from pipeline.protocols import ResultCache
@@ -143,8 +143,8 @@ def label_orbitals(jobs: Sequence[LabelJob], out: Path, oracle: PySCFOracle,
 
 
 def read_labels(path: Path) -> list[dict[str, object]]:
-    """The labelled rows of a labels file (failed rows left out), with ``p_homo`` and ``p_lumo``
-    as float arrays and the other numbers as floats.
+    """The labelled rows of a labels file (``.csv`` or ``.csv.gz``; failed rows left out),
+    with ``p_homo`` and ``p_lumo`` as float arrays and the other numbers as floats.
 
     Raises:
         ValueError: other columns, or a row whose shares do not parse or do not sum to 1
@@ -152,7 +152,7 @@ def read_labels(path: Path) -> list[dict[str, object]]:
     """
     done_ids(path)  # checks the columns
     rows: list[dict[str, object]] = []
-    with path.open(newline="") as handle:
+    with open_text(path) as handle:
         for lineno, raw in enumerate(csv.DictReader(handle), start=2):
             if raw["reason"]:
                 continue

@@ -54,6 +54,19 @@ class TokenCheck(BaseHTTPMiddleware):
         return await call_next(request)
 
 
+class UploadLimit(BaseHTTPMiddleware):
+    """Refuses a request body larger than the upload limit before it is read (the multipart
+    parser would otherwise take it all in first)."""
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > UPLOAD_LIMIT_BYTES + 65_536:
+            return JSONResponse({"detail": f"upload larger than the "
+                                           f"{UPLOAD_LIMIT_BYTES // 1_000_000} MB limit"},
+                                status_code=413)
+        return await call_next(request)
+
+
 def create_app(store_url: str, token: str | None = None) -> FastAPI:
     """The review app over the store at ``store_url``.
 
@@ -73,6 +86,7 @@ def create_app(store_url: str, token: str | None = None) -> FastAPI:
     store = Store(store_url)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    app.add_middleware(UploadLimit)
     if token:
         app.add_middleware(TokenCheck, token=token)
 

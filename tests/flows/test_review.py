@@ -152,6 +152,9 @@ def test_upload_is_all_or_nothing_and_idempotent(client: TestClient, store: Stor
     big = client.post(url, files={"file": ("big.csv", "x" * (UPLOAD_LIMIT_BYTES + 10),
                                            "text/csv")})
     assert big.status_code == 413 and "limit" in big.json()["detail"]
+    huge = client.post(url, files={"file": ("huge.csv", "x" * (UPLOAD_LIMIT_BYTES + 100_000),
+                                            "text/csv")})
+    assert huge.status_code == 413  # refused from its length, before it is parsed
     fidelity = client.post(url, params={"fidelity": "pilot"},
                            files={"file": ("p.csv", good, "text/csv")})
     assert fidelity.status_code == 400 and "'pilot' is not listed" in fidelity.json()["detail"]

@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -23,7 +23,6 @@ from sqlalchemy import (
     Float,
     ForeignKeyConstraint,
     Integer,
-    MetaData,
     String,
     Table,
     Text,
@@ -36,6 +35,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
+from pipeline.decisions import DecisionsMixin
+from pipeline.lease import LeaseMixin
+from pipeline.schema import StoreError, metadata, utc_now
 from pipeline.types import (
     Candidate,
     CandidateStatus,
@@ -49,7 +51,6 @@ from pipeline.types import (
 ROUND_STAGES = ("generated", "selected", "evaluated", "recorded", "logged")
 """Stages of a round in order; a round is complete when it is ``logged``."""
 
-metadata = MetaData()
 
 campaigns_table = Table(
     "campaigns",
@@ -156,38 +157,10 @@ oracle_calls_table = Table(
     Column("status", String(16), nullable=False),
 )
 
-decisions_table = Table(
-    "decisions",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("campaign", String(64), nullable=False, index=True),
-    Column("candidate_id", String(64), nullable=False),
-    Column("key", Text, nullable=False),
-    Column("decision", String(16), nullable=False),
-    Column("reviewer", String(128), nullable=False),
-    Column("comment", Text, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    ForeignKeyConstraint(["campaign", "candidate_id"], ["candidates.campaign", "candidates.id"]),
-)
-"""Reviewers' decisions on candidates, append-only: a candidate's latest decision is the one
-that holds, and concurrent decisions are all kept."""
-
-leases_table = Table(
-    "campaign_leases",
-    metadata,
-    Column("campaign", String(64), primary_key=True),
-    Column("holder", String(256), nullable=False),
-    Column("acquired_at", DateTime(timezone=True), nullable=False),
-    Column("heartbeat_at", DateTime(timezone=True), nullable=False),
-)
-"""Which process computes a campaign now, across machines (see :meth:`Store.acquire_lease`)."""
-
-DECISIONS = ("approve", "reject", "flag")
-"""What a reviewer can decide about a candidate."""
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    return utc_now()
 
 
 def _finite_or_none(value: float | None) -> float | None:
@@ -197,10 +170,6 @@ def _finite_or_none(value: float | None) -> float | None:
 def config_hash(identity: Mapping[str, Any]) -> str:
     """SHA-256 of a config's identity, stable across key order."""
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
-
-
-class StoreError(RuntimeError):
-    """A request the store cannot honour without losing or mixing data."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,19 +237,6 @@ class OracleCallRecord:
     status: str
 
 
-@dataclass(frozen=True, slots=True)
-class DecisionRecord:
-    """A reviewer's decision on a candidate (``approve``, ``reject`` or ``flag``)."""
-
-    id: int
-    candidate_id: str
-    key: str
-    decision: str
-    reviewer: str
-    comment: str
-    created_at: datetime
-
-
 def _geometry_to_json(geometry: Geometry | None) -> str | None:
     if geometry is None:
         return None
@@ -309,7 +265,7 @@ def _geometry_from_json(text: str | None) -> Geometry | None:
     )
 
 
-class Store:
+class Store(DecisionsMixin, LeaseMixin):
     """Persistent record of campaigns.
 
     Args:
@@ -579,97 +535,6 @@ class Store:
                 select(candidates_table.c.key).where(candidates_table.c.campaign == campaign)
             ).scalars().all()
         return set(rows)
-
-    # reviewers' decisions -----------------------------------------------------------------------
-
-    def add_decision(self, campaign: str, candidate_id: str, decision: str, reviewer: str,
-                     comment: str = "") -> DecisionRecord:
-        """Stores a reviewer's decision on a candidate (every decision is kept, with its time).
-
-        Raises:
-            StoreError: unknown campaign or candidate, a decision other than approve, reject or
-                flag, or an empty reviewer name.
-        """
-        if decision not in DECISIONS:
-            raise StoreError(f"decision {decision!r}: expected one of {', '.join(DECISIONS)}")
-        if not reviewer.strip():
-            raise StoreError("a decision needs the reviewer's name")
-        now = _now()
-        with self.engine.begin() as conn:
-            key = conn.execute(select(candidates_table.c.key).where(
-                candidates_table.c.campaign == campaign,
-                candidates_table.c.id == candidate_id)).scalar()
-            if key is None:
-                raise StoreError(f"campaign {campaign!r} has no candidate {candidate_id!r}")
-            row_id = conn.execute(decisions_table.insert().values(
-                campaign=campaign, candidate_id=candidate_id, key=key, decision=decision,
-                reviewer=reviewer.strip(), comment=comment, created_at=now)).inserted_primary_key
-        assert row_id is not None
-        return DecisionRecord(int(row_id[0]), candidate_id, key, decision, reviewer.strip(),
-                              comment, now)
-
-    def decisions(self, campaign: str, candidate_id: str | None = None
-                  ) -> list[DecisionRecord]:
-        """Decisions in the order they were made (of one candidate, or of all)."""
-        query = select(decisions_table).where(decisions_table.c.campaign == campaign)
-        if candidate_id is not None:
-            query = query.where(decisions_table.c.candidate_id == candidate_id)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query.order_by(decisions_table.c.id)).mappings().all()
-        return [DecisionRecord(r["id"], r["candidate_id"], r["key"], r["decision"],
-                               r["reviewer"], r["comment"], r["created_at"]) for r in rows]
-
-    def current_decisions(self, campaign: str) -> dict[str, DecisionRecord]:
-        """The decision that holds for each design key (its latest one)."""
-        return {d.key: d for d in self.decisions(campaign)}
-
-    # leases: one process computes a campaign at a time, across machines ---------------------
-
-    def acquire_lease(self, campaign: str, holder: str, stale_after_s: float = 300.0) -> None:
-        """Takes the campaign's lease for ``holder``; a lease whose holder stopped renewing it
-        for ``stale_after_s`` (its machine died) is taken over.
-
-        Raises:
-            StoreError: another holder has it (the message names it and since when).
-        """
-        from sqlalchemy.exc import IntegrityError
-
-        now = _now()
-        try:
-            with self.engine.begin() as conn:
-                row = conn.execute(select(leases_table).where(
-                    leases_table.c.campaign == campaign)).mappings().first()
-                if row is None:
-                    conn.execute(leases_table.insert().values(
-                        campaign=campaign, holder=holder, acquired_at=now, heartbeat_at=now))
-                    return
-                beat = row["heartbeat_at"]
-                beat = beat if beat.tzinfo else beat.replace(tzinfo=now.tzinfo)
-                if row["holder"] != holder and (now - beat).total_seconds() < stale_after_s:
-                    raise StoreError(
-                        f"campaign {campaign!r} is being computed by {row['holder']} (since "
-                        f"{row['acquired_at']:%Y-%m-%d %H:%M:%S} UTC, last sign of life "
-                        f"{(now - beat).total_seconds():.0f} s ago); wait for it or stop it")
-                conn.execute(leases_table.update().where(
-                    leases_table.c.campaign == campaign,
-                    leases_table.c.holder == row["holder"]).values(
-                    holder=holder, acquired_at=now, heartbeat_at=now))
-        except IntegrityError:  # another process inserted it first
-            raise StoreError(f"campaign {campaign!r} was just taken by another process") from None
-
-    def renew_lease(self, campaign: str, holder: str) -> bool:
-        """Marks the holder alive; False when it no longer holds the lease."""
-        with self.engine.begin() as conn:
-            done = conn.execute(leases_table.update().where(
-                leases_table.c.campaign == campaign,
-                leases_table.c.holder == holder).values(heartbeat_at=_now()))
-        return bool(done.rowcount)
-
-    def release_lease(self, campaign: str, holder: str) -> None:
-        """Gives the lease up (only the holder's own)."""
-        with self.engine.begin() as conn:
-            conn.execute(leases_table.delete().where(leases_table.c.campaign == campaign,
-                                                     leases_table.c.holder == holder))
 
     # oracle results -----------------------------------------------------------------------------
 

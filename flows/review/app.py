@@ -25,8 +25,9 @@ from fastapi.templating import Jinja2Templates
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 
 from flows.review import data
+from pipeline.decisions import DECISIONS
 from pipeline.registry import load_plugins
-from pipeline.store import DECISIONS, Store
+from pipeline.store import Store
 
 HERE = Path(__file__).resolve().parent
 UPLOAD_LIMIT_BYTES = 2_000_000

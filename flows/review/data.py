@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import CampaignConfig
+from pipeline.decisions import DecisionRecord
 from pipeline.protocols import OrbitalPicture
 from pipeline.ranking import (
     RankedCandidate,
@@ -27,7 +28,7 @@ from pipeline.ranking import (
     ranked_rows,
 )
 from pipeline.registry import DOMAINS, ORACLES, PRESENTERS
-from pipeline.store import DecisionRecord, Store
+from pipeline.store import Store
 from pipeline.types import Candidate, CandidateStatus
 
 PER_PAGE_MAX = 500

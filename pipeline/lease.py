@@ -8,7 +8,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -43,9 +43,11 @@ class LeaseMixin:
 
     engine: Engine
 
-    def acquire_lease(self, campaign: str, holder: str, stale_after_s: float = 300.0) -> None:
+    def acquire_lease(self, campaign: str, holder: str, stale_after_s: float = 300.0,
+                      is_dead: Callable[[str], bool] | None = None) -> None:
         """Takes the campaign's lease for ``holder``; a lease whose holder stopped renewing it
-        for ``stale_after_s`` (its machine died) is taken over.
+        for ``stale_after_s`` (its machine died), or that ``is_dead`` says is gone (a process of
+        this machine that was killed), is taken over.
 
         Raises:
             StoreError: another holder has it (the message names it and since when).
@@ -63,7 +65,9 @@ class LeaseMixin:
                     return
                 beat = row["heartbeat_at"]
                 beat = beat if beat.tzinfo else beat.replace(tzinfo=now.tzinfo)
-                if row["holder"] != holder and (now - beat).total_seconds() < stale_after_s:
+                alive = not (is_dead is not None and is_dead(row["holder"]))
+                if row["holder"] != holder and alive and \
+                        (now - beat).total_seconds() < stale_after_s:
                     raise StoreError(
                         f"campaign {campaign!r} is being computed by {row['holder']} (since "
                         f"{row['acquired_at']:%Y-%m-%d %H:%M:%S} UTC, last sign of life "
@@ -95,6 +99,23 @@ def holder_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def holder_is_dead(holder: str) -> bool:
+    """Whether a holder is a process of this machine that no longer runs (killed, kill -9
+    included); a holder on another machine is never declared dead here (its lease goes stale
+    instead)."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
 @contextmanager
 def campaign_lease(store: Store, campaign: str, heartbeat_s: float = HEARTBEAT_S,
                    stale_after_s: float = STALE_AFTER_S) -> Iterator[str]:
@@ -104,7 +125,7 @@ def campaign_lease(store: Store, campaign: str, heartbeat_s: float = HEARTBEAT_S
         pipeline.store.StoreError: another live process holds it (naming it).
     """
     holder = holder_name()
-    store.acquire_lease(campaign, holder, stale_after_s)
+    store.acquire_lease(campaign, holder, stale_after_s, is_dead=holder_is_dead)
     stop = threading.Event()
 
     def beat() -> None:

@@ -62,3 +62,19 @@ def test_concurrent_acquisitions_give_one_winner(store: Store) -> None:
     for t in threads:
         t.join()
     assert len(winners) == 1 and len(errors) == 5
+
+
+def test_a_killed_process_of_this_machine_is_replaced_at_once(store: Store) -> None:
+    import socket
+    import subprocess
+
+    from pipeline.lease import holder_is_dead
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead = f"{socket.gethostname()}:{gone.pid}:x"
+    store.acquire_lease("c", dead)
+    assert holder_is_dead(dead) and not holder_is_dead(f"{socket.gethostname()}:1:x")
+    assert not holder_is_dead(f"another-machine:{gone.pid}:x")  # only its lease going stale
+    with campaign_lease(store, "c") as holder:  # taken over without waiting
+        assert holder.startswith(socket.gethostname())

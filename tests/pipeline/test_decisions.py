@@ -9,20 +9,9 @@ import pytest
 
 from pipeline.config import parse_config
 from pipeline.engine import REVIEW_FILTER, CampaignEngine
-from pipeline.store import CandidateRecord, Store, StoreError
+from pipeline.store import Store, StoreError
 from pipeline.types import Candidate, CandidateStatus
 from tests.conftest import tiny_campaign
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(f"sqlite:///{tmp_path / 'campaigns.db'}")
-    s.open_campaign("c", "molecules", {"name": "c"}, {"name": "c"}, 2)
-    s.add_round_candidates("c", 0, [
-        CandidateRecord(Candidate("r0-1", "CCO", "CCO", 0, "ga"), CandidateStatus.POOL),
-        CandidateRecord(Candidate("r0-2", "CC=O", "CC=O", 0, "ga"), CandidateStatus.POOL),
-    ])
-    return s
 
 
 def test_decisions_are_kept_in_order_and_the_latest_holds(store: Store) -> None:

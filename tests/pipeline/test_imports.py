@@ -7,26 +7,10 @@ from pathlib import Path
 import pytest
 
 from pipeline.imports import ResultsFileError, read_results, store_results
-from pipeline.store import CandidateRecord, Store
-from pipeline.types import Candidate, CandidateStatus
+from pipeline.store import Store
+from pipeline.types import CandidateStatus
 
 PROPS = {"gap_ev": "eV", "homo_ev": "eV"}
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(f"sqlite:///{tmp_path / 'campaigns.db'}")
-    s.open_campaign("c", "molecules", {"name": "c"}, {"name": "c"}, 2)
-    s.add_round_candidates("c", 0, [
-        CandidateRecord(Candidate("r0-1", "CCO", "CCO", 0, "ga"), CandidateStatus.POOL),
-        CandidateRecord(Candidate("r0-2", "CC=O", "CC=O", 0, "ga"), CandidateStatus.POOL),
-    ])
-    # round 1 proposes CCO again: stored, rejected as already seen
-    s.add_round_candidates("c", 1, [
-        CandidateRecord(Candidate("r1-1", "CCO", "CCO", 1, "ga"), CandidateStatus.REJECTED,
-                        "not_seen_before", "seen in an earlier round"),
-    ])
-    return s
 
 
 def _canonical(text: str) -> str | None:

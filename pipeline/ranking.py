@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ class RankedCandidate:
         score: objective score from the oracle value, else from the predicted mean, else NaN.
         hit: whether the oracle value meets the target.
         reason: why the oracle failed, when it did.
+        fidelity: property -> fidelity of the value in ``oracle``.
     """
 
     rank: int
@@ -36,6 +37,7 @@ class RankedCandidate:
     score: float
     hit: bool
     reason: str = ""
+    fidelity: dict[str, str] = field(default_factory=dict)
 
 
 
@@ -118,12 +120,12 @@ def rank_candidates(store: Store, campaign: str, config: CampaignConfig) -> list
     evals = preferred_evaluations(records, trust)
     front = (pareto_front(config, ok_values_by_candidate(records, trust)) if config.pareto_with
              else set())
-    rows: list[tuple[tuple[float, float, float], CandidateRecord, dict[str, float], float, bool, str]] = []
+    rows: list[tuple[tuple[float, float, float], CandidateRecord, dict[str, Evaluation], float,
+                     bool, str]] = []
     for rec in store.candidates(campaign):
         if rec.status is CandidateStatus.REJECTED:
             continue
         mine = evals.get(rec.candidate.id, {})
-        oracle = {p: e.value for p, e in mine.items()}
         measured = mine.get(objective.property)
         reason = next((e.reason for e in mine.values() if not e.ok), "")
         if measured is not None and measured.ok:
@@ -141,11 +143,13 @@ def rank_candidates(store: Store, campaign: str, config: CampaignConfig) -> list
         else:
             score, hit, tier = math.nan, False, 1.5
         sort_score = -score if math.isfinite(score) else math.inf
-        rows.append(((tier, sort_score, rec.candidate.round_index), rec, oracle, score, hit, reason))
+        rows.append(((tier, sort_score, rec.candidate.round_index), rec, mine, score, hit, reason))
     rows.sort(key=lambda r: r[0])
     return [
-        RankedCandidate(rank=i + 1, record=rec, oracle=oracle, score=score, hit=hit, reason=reason)
-        for i, (_k, rec, oracle, score, hit, reason) in enumerate(rows)
+        RankedCandidate(rank=i + 1, record=rec, oracle={p: e.value for p, e in mine.items()},
+                        score=score, hit=hit, reason=reason,
+                        fidelity={p: e.fidelity for p, e in mine.items()})
+        for i, (_k, rec, mine, score, hit, reason) in enumerate(rows)
     ]
 
 

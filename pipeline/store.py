@@ -514,9 +514,13 @@ class Store(DecisionsMixin, LeaseMixin):
         *,
         round_index: int | None = None,
         statuses: Iterable[CandidateStatus] | None = None,
+        ids: Iterable[str] | None = None,
     ) -> list[CandidateRecord]:
-        """Candidates of a campaign, in id order, optionally of one round and some statuses."""
+        """Candidates of a campaign, in id order, optionally of one round, some statuses or some
+        ids."""
         query = select(candidates_table).where(candidates_table.c.campaign == campaign)
+        if ids is not None:
+            query = query.where(candidates_table.c.id.in_(list(ids)))
         if round_index is not None:
             query = query.where(candidates_table.c.round_index == round_index)
         if statuses is not None:

@@ -23,13 +23,12 @@ from pipeline.ranking import (
     RankedCandidate,
     ok_values_by_candidate,
     pareto_front,
-    preferred_evaluations,
     rank_candidates,
     ranked_rows,
 )
 from pipeline.registry import DOMAINS, ORACLES, PRESENTERS
-from pipeline.store import Store
-from pipeline.types import Candidate, CandidateStatus
+from pipeline.store import CandidateRecord, EvaluationRecord, Store
+from pipeline.types import CandidateStatus
 
 PER_PAGE_MAX = 500
 COLUMN_FILTER = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|!=|=|<|>|~)\s*(.*?)\s*$")
@@ -137,12 +136,10 @@ def _rows(store: Store, name: str, config: CampaignConfig
     props = shown_properties(config)
     rows = ranked_rows(ranked, config, props)
     decisions = store.current_decisions(name)
-    counted = preferred_evaluations(store.evaluations(name), config.trust_levels())
     out = []
     for r, row in zip(ranked, rows, strict=True):
         c = r.record.candidate
         decision = decisions.get(c.key)
-        mine = counted.get(c.id, {})
         flat: dict[str, Any] = {
             "rank": row["rank"], "id": c.id, "design": c.key, "round": row["round"],
             "status": row["status"], "origin": row["origin"], "score": row["score"],
@@ -153,7 +150,7 @@ def _rows(store: Store, name: str, config: CampaignConfig
             flat[f"{p}_pred_mean"] = row[f"{p}_pred_mean"]
             flat[f"{p}_pred_std"] = row[f"{p}_pred_std"]
             flat[p] = row[p]
-            flat[f"{p}_fidelity"] = mine[p].fidelity if p in mine else None
+            flat[f"{p}_fidelity"] = r.fidelity.get(p)
         flat["reason"] = row["reason"]
         out.append(flat)
     return ranked, out
@@ -228,18 +225,13 @@ def candidate_table(store: Store, name: str, *, sort: str = "rank", descending: 
     if sort not in columns:
         raise BadRequest(f"cannot sort by {sort!r}; columns: {', '.join(columns)}")
 
-    def key(row: dict[str, Any]) -> tuple[int, Any]:
+    def missing(row: dict[str, Any]) -> bool:
         value = row.get(sort)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return (1, 0)
-        if isinstance(value, bool | int | float):
-            return (0, -value if descending else value)
-        return (0, value)
+        return value is None or (isinstance(value, float) and math.isnan(value))
 
-    rows.sort(key=key)
-    if descending and rows and not isinstance(rows[0].get(sort), bool | int | float):
-        present = [r for r in rows if r.get(sort) is not None]
-        rows = present[::-1] + [r for r in rows if r.get(sort) is None]
+    present = sorted((r for r in rows if not missing(r)), key=lambda r: r[sort],
+                     reverse=descending)
+    rows = present + [r for r in rows if missing(r)]  # missing values last either way
     total = len(rows)
     start = (page - 1) * per_page
     return {"campaign": name, "total": total, "page": page, "per_page": per_page,
@@ -247,17 +239,16 @@ def candidate_table(store: Store, name: str, *, sort: str = "rank", descending: 
             "rows": rows[start:start + per_page]}
 
 
-def candidate_record(store: Store, name: str, candidate_id: str) -> Candidate:
-    """The stored candidate.
+def _record(store: Store, name: str, candidate_id: str) -> CandidateRecord:
+    """The stored candidate record, read alone.
 
     Raises:
-        NotFound: no such campaign or candidate.
+        NotFound: no such candidate.
     """
-    campaign_config(store, name)
-    for record in store.candidates(name):
-        if record.candidate.id == candidate_id:
-            return record.candidate
-    raise NotFound(f"campaign {name!r} has no candidate {candidate_id!r}")
+    found = store.candidates(name, ids=[candidate_id])
+    if not found:
+        raise NotFound(f"campaign {name!r} has no candidate {candidate_id!r}")
+    return found[0]
 
 
 def _level(provenance: dict[str, Any]) -> str:
@@ -284,14 +275,12 @@ def candidate_detail(store: Store, name: str, candidate_id: str) -> dict[str, An
         NotFound: no such campaign or candidate.
     """
     config = campaign_config(store, name)
-    records = {r.candidate.id: r for r in store.candidates(name)}
-    record = records.get(candidate_id)
-    if record is None:
-        raise NotFound(f"campaign {name!r} has no candidate {candidate_id!r}")
+    record = _record(store, name, candidate_id)
     c = record.candidate
     ranked = {r.record.candidate.id: r for r in rank_candidates(store, name, config)}
     mine = ranked.get(candidate_id)
     units = oracle_units(config)
+    mine_evals = store.evaluations(name, candidate_ids=[candidate_id])
     evaluations = [{
         "property": e.evaluation.property, "value": _number(e.evaluation.value),
         "unit": e.evaluation.unit, "fidelity": e.evaluation.fidelity,
@@ -299,7 +288,7 @@ def candidate_detail(store: Store, name: str, candidate_id: str) -> dict[str, An
         "level": _level(dict(e.evaluation.provenance)),
         "note": str(e.evaluation.provenance.get("note", "")),
         "created_at": e.created_at.isoformat(),
-    } for e in store.evaluations(name) if e.evaluation.candidate_id == candidate_id]
+    } for e in mine_evals]
     if record.status is CandidateStatus.REJECTED:
         verdict = f"rejected by {record.filter_name}: {record.reason}"
     else:
@@ -317,7 +306,7 @@ def candidate_detail(store: Store, name: str, candidate_id: str) -> dict[str, An
                         for p, v in sorted(record.predictions.items())},
         "evaluations": evaluations,
         "decisions": [_decision(d) for d in store.decisions(name, candidate_id)],
-        "has_orbitals": orbital_picture(store, name, candidate_id) is not None,
+        "has_orbitals": _orbital_picture(store, config, mine_evals) is not None,
     }
 
 
@@ -326,13 +315,12 @@ def _decision(d: DecisionRecord) -> dict[str, Any]:
             "created_at": d.created_at.isoformat()}
 
 
-def orbital_picture(store: Store, name: str, candidate_id: str) -> OrbitalPicture | None:
-    """Where the oracle found the candidate's HOMO and LUMO (the most trusted calculation that
-    kept per-atom shares), or None."""
-    config = campaign_config(store, name)
+def _orbital_picture(store: Store, config: CampaignConfig,
+                     evaluations: Sequence[EvaluationRecord]) -> OrbitalPicture | None:
+    """Where the oracle found a candidate's HOMO and LUMO (the most trusted calculation that
+    kept per-atom shares), from its evaluation records; None when none did."""
     trust = config.trust_levels()
-    evals = sorted((e for e in store.evaluations(name)
-                    if e.evaluation.candidate_id == candidate_id and e.evaluation.ok),
+    evals = sorted((e for e in evaluations if e.evaluation.ok),
                    key=lambda e: trust.get(e.evaluation.fidelity, -1), reverse=True)
     for key in dict.fromkeys(e.request_key for e in evals):
         result = store.oracle_result(key)
@@ -352,9 +340,9 @@ def orbital_picture(store: Store, name: str, candidate_id: str) -> OrbitalPictur
 def depiction(store: Store, name: str, candidate_id: str) -> str:
     """The candidate's SVG picture (shaded by its frontier orbitals where computed)."""
     config = campaign_config(store, name)
-    candidate = candidate_record(store, name, candidate_id)
-    presenter = PRESENTERS.build(config.domain)
-    return str(presenter.depict(candidate, orbital_picture(store, name, candidate_id)))
+    candidate = _record(store, name, candidate_id).candidate
+    picture = _orbital_picture(store, config, store.evaluations(name, candidate_ids=[candidate_id]))
+    return str(PRESENTERS.build(config.domain).depict(candidate, picture))
 
 
 def decide(store: Store, name: str, candidate_id: str, decision: str, reviewer: str,

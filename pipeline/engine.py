@@ -667,15 +667,15 @@ class CampaignEngine:
                     and e.created_at < this.started_at]
         out = {"lab_results_used": float(len(imported))}
         new = [e for e in imported if previous is None or e.created_at >= previous.started_at]
-        preds = {r.candidate.id: r.predictions for r in self.store.candidates(self.name)}
+        if not new:
+            return out
+        preds = {r.candidate.id: r.predictions
+                 for r in self.store.candidates(self.name,
+                                                ids={e.evaluation.candidate_id for e in new})}
         for prop in self.surrogate_properties:
-            pairs = [(e.evaluation.value, preds[e.evaluation.candidate_id][prop]) for e in new
-                     if e.evaluation.property == prop
-                     and prop in preds.get(e.evaluation.candidate_id, {})]
-            if pairs:
-                out.update(lab_prediction_metrics(
-                    prop, np.array([p[0] for p in pairs]), np.array([p[1].mean for p in pairs]),
-                    np.array([p[1].std for p in pairs])))
+            arrays = _predicted_and_measured(prop, new, preds)
+            if arrays is not None:
+                out.update(lab_prediction_metrics(prop, *arrays))
         return out
 
     def _surrogate_errors(
@@ -685,18 +685,9 @@ class CampaignEngine:
         preds = {r.candidate.id: r.predictions for r in records}
         out: dict[str, float] = {}
         for prop in self.surrogate_properties:
-            pairs = [
-                (e.evaluation.value, preds[e.evaluation.candidate_id][prop])
-                for e in evals
-                if e.evaluation.property == prop and e.evaluation.ok
-                and prop in preds.get(e.evaluation.candidate_id, {})
-            ]
-            if not pairs:
-                continue
-            y = np.array([p[0] for p in pairs])
-            mean = np.array([p[1].mean for p in pairs])
-            std = np.array([p[1].std for p in pairs])
-            out.update(surrogate_error_metrics(prop, y, mean, std))
+            arrays = _predicted_and_measured(prop, evals, preds)
+            if arrays is not None:
+                out.update(surrogate_error_metrics(prop, *arrays))
         return out
 
     def campaign_totals(self, round_index: int) -> dict[str, float]:
@@ -723,6 +714,20 @@ class CampaignEngine:
         predicted score, then failed oracle requests.
         """
         return rank_candidates(self.store, self.name, self.config)
+
+
+def _predicted_and_measured(
+    prop: str, evals: Sequence[EvaluationRecord], preds: Mapping[str, Mapping[str, Prediction]]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]] | None:
+    """Measured values of ``prop`` (ok results) and the predictions made for them at selection:
+    (y, mean, std), each (n,); None when no result has a prediction."""
+    pairs = [(e.evaluation.value, preds[e.evaluation.candidate_id][prop]) for e in evals
+             if e.evaluation.property == prop and e.evaluation.ok
+             and prop in preds.get(e.evaluation.candidate_id, {})]
+    if not pairs:
+        return None
+    return (np.array([p[0] for p in pairs]), np.array([p[1].mean for p in pairs]),
+            np.array([p[1].std for p in pairs]))
 
 
 def filter_report(filters: Sequence[tuple[str, Filter]],

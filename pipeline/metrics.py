@@ -88,10 +88,11 @@ def campaign_totals(rounds: Sequence[Mapping[str, float]], objective_property: s
 
 def lab_prediction_metrics(prop: str, y: npt.NDArray[np.float64], mean: npt.NDArray[np.float64],
                            std: npt.NDArray[np.float64]) -> dict[str, float]:
-    """How well the surrogate had predicted results that came back from outside (the lab):
-    ``lab_prediction_mae_<prop>``, ``lab_prediction_coverage90_<prop>`` (share within the 90 %
-    interval) and ``lab_prediction_n_<prop>``."""
-    z = np.abs(y - mean) / np.maximum(std, 1e-12)
-    return {f"lab_prediction_mae_{prop}": float(np.mean(np.abs(y - mean))),
-            f"lab_prediction_coverage90_{prop}": float(np.mean(z <= 1.6448536)),
+    """How well the surrogate had predicted results that came back from outside (the lab), as
+    :func:`surrogate_error_metrics` measures it: ``lab_prediction_mae_<prop>``,
+    ``lab_prediction_coverage90_<prop>`` (share within the 90 % interval) and
+    ``lab_prediction_n_<prop>``."""
+    errors = surrogate_error_metrics(prop, y, mean, std)
+    return {f"lab_prediction_mae_{prop}": errors[f"surrogate_mae_{prop}"],
+            f"lab_prediction_coverage90_{prop}": errors[f"surrogate_coverage90_{prop}"],
             f"lab_prediction_n_{prop}": float(len(y))}

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from functools import lru_cache
-from html import escape
 from typing import Any
 
 import numpy as np
@@ -16,7 +15,7 @@ from rdkit.Chem.Draw import rdMolDraw2D
 
 from chem.molecules import heavy_atom_order, mol_from_smiles
 from pipeline.orbital_shares import heavy_atom_shares
-from pipeline.protocols import OrbitalPicture
+from pipeline.protocols import OrbitalPicture, placeholder_svg
 from pipeline.registry import PRESENTERS
 from pipeline.types import Candidate
 
@@ -27,15 +26,6 @@ HOMO_RGB = (0.17, 0.42, 0.85)
 LUMO_RGB = (0.86, 0.24, 0.16)
 NOTE_SHARE = 0.05
 """Atoms holding at least this share of an orbital get it written beside them (percent)."""
-
-
-def placeholder_svg(text: str, size: tuple[int, int] = PANEL) -> str:
-    """A plain SVG saying why there is no picture (the text escaped)."""
-    w, h = size
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
-            f'viewBox="0 0 {w} {h}"><rect width="{w}" height="{h}" fill="#f6f6f6"/>'
-            f'<text x="{w // 2}" y="{h // 2}" text-anchor="middle" font-family="sans-serif" '
-            f'font-size="13" fill="#666">{escape(text)}</text></svg>')
 
 
 def _tint(rgb: tuple[float, float, float], strength: float) -> tuple[float, float, float]:
@@ -75,7 +65,7 @@ class MoleculePresenter:
         smiles = candidate.key
         mol = mol_from_smiles(smiles)
         if mol is None:
-            return placeholder_svg("no depiction: the SMILES does not parse")
+            return placeholder_svg("no depiction: the SMILES does not parse", PANEL)
         rdDepictor.Compute2DCoords(mol)
         if orbitals is None:
             drawer = rdMolDraw2D.MolDraw2DSVG(*PANEL)
@@ -85,7 +75,7 @@ class MoleculePresenter:
         try:
             homo, lumo = heavy_shares_in_smiles_order(mol, smiles, orbitals)
         except ValueError as exc:
-            return placeholder_svg(f"no orbital picture: {exc}")
+            return placeholder_svg(f"no orbital picture: {exc}", PANEL)
         panels, highlights, colours, radii = [], [], [], []
         for shares, rgb in ((homo, HOMO_RGB), (lumo, LUMO_RGB)):
             copy = Chem.Mol(mol)

@@ -13,7 +13,7 @@ from pymatgen.core import Composition, Element, Structure
 
 from materials.domain import candidate_structure
 from materials.structures import to_cif
-from pipeline.protocols import OrbitalPicture
+from pipeline.protocols import OrbitalPicture, placeholder_svg
 from pipeline.registry import PRESENTERS
 from pipeline.types import Candidate
 
@@ -42,14 +42,6 @@ def _colour(symbol: str) -> str:
     return f"hsl({hue}, 55%, 55%)"
 
 
-def _placeholder(text: str) -> str:
-    w, h = SIZE
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
-            f'viewBox="0 0 {w} {h}"><rect width="{w}" height="{h}" fill="#f6f6f6"/>'
-            f'<text x="{w // 2}" y="{h // 2}" text-anchor="middle" font-family="sans-serif" '
-            f'font-size="13" fill="#666">{escape(text)}</text></svg>')
-
-
 @PRESENTERS.register("perovskites")
 class CrystalPresenter:
     """An oblique view of the unit cell: its edges, every site (images on the cell's faces
@@ -65,7 +57,7 @@ class CrystalPresenter:
                 warnings.simplefilter("ignore")
                 structure = candidate_structure(candidate)
         except ValueError as exc:
-            return _placeholder(f"no picture: {exc}"[:60])
+            return placeholder_svg(f"no picture: {exc}"[:60], SIZE)
         return cell_svg(structure)
 
     def search(self, query: str, candidates: Sequence[Candidate]) -> list[bool]:

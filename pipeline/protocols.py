@@ -229,6 +229,22 @@ class OrbitalPicture:
     lumo: tuple[float, ...]
 
 
+def placeholder_svg(text: str, size: tuple[int, int]) -> str:
+    """A presenter's plain SVG saying why there is no picture (the text escaped).
+
+    Args:
+        text: the reason.
+        size: (width, height), pixels.
+    """
+    from html import escape
+
+    w, h = size
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+            f'viewBox="0 0 {w} {h}"><rect width="{w}" height="{h}" fill="#f6f6f6"/>'
+            f'<text x="{w // 2}" y="{h // 2}" text-anchor="middle" font-family="sans-serif" '
+            f'font-size="13" fill="#666">{escape(text)}</text></svg>')
+
+
 @runtime_checkable
 class Presenter(Protocol):
     """How the review page shows, searches and exports a domain's designs."""

@@ -6,7 +6,10 @@ invdes home (Prefect reads its settings on import).
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
+import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -18,7 +21,8 @@ from typing import Any
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+from prefect.tasks import exponential_backoff
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -29,7 +33,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from pipeline.config import CampaignConfig
+from pipeline.budget import budget_status, capped_rounds
+from pipeline.config import CampaignConfig, ExecutorConfig
 from pipeline.engine import CampaignEngine, OracleRequest
 from pipeline.home import Home
 from pipeline.lease import campaign_lease
@@ -51,6 +56,8 @@ class CampaignResult:
     tracking_uri: str
     parent_run_id: str
     metrics: dict[str, float]
+    stopped: str = ""
+    """Why the run stopped before its target (the budget), or empty."""
 
 
 @task(name="generate-and-filter", cache_policy=NO_CACHE, task_run_name="generate-r{round_index}")
@@ -69,8 +76,37 @@ def select_task(engine: CampaignEngine, round_index: int) -> int:
 
 @task(name="oracle", cache_policy=NO_CACHE, task_run_name="oracle-{candidate.id}")
 def oracle_task(oracle: Oracle, candidate: Candidate) -> OracleResult:
-    """Stage 5: one oracle calculation for one candidate."""
-    return oracle.run(candidate)
+    """Stage 5: one oracle calculation for one candidate, its provenance naming the worker
+    that computed it (the Dask worker's address, or host and process)."""
+    result = oracle.run(candidate)
+    return dataclasses.replace(result, provenance={**result.provenance, "worker": worker_name()})
+
+
+def worker_name() -> str:
+    """The Dask worker running this code (``tcp://10.0.0.5:39113``), or outside Dask the host
+    and process (``host:pid``)."""
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except (ImportError, ValueError):  # ValueError: not in a Dask worker
+        return f"{socket.gethostname()}:{os.getpid()}"
+
+
+TRANSIENT_ERRORS = frozenset({"KilledWorker", "CommClosedError", "CrashedRun", "CancelledError",
+                              "FutureCancelledError", "StreamClosedError"})
+"""Names of the errors with which a task's infrastructure, not its calculation, failed (a lost
+Dask worker, a broken connection, a crashed task run): such a task is sent again."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error it was raised from) is in :data:`TRANSIENT_ERRORS`."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if type(seen).__name__ in TRANSIENT_ERRORS:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 @task(name="record", cache_policy=NO_CACHE, task_run_name="record-r{round_index}")
@@ -131,36 +167,70 @@ def _plot(engine: CampaignEngine, path: Path) -> Path:
 
 def _run_oracle(engine: CampaignEngine, requests: list[OracleRequest], progress: Progress,
                 round_index: int) -> None:
+    """Runs the requests on the flow's task runner and stores each answer once as it comes.
+
+    An exception inside a calculation is retried by the task itself (``executor.retries``,
+    exponential backoff); a task lost with its infrastructure (:func:`is_transient`) is sent
+    again after ``retry_delay_s``, doubled each time; what still fails is stored as failed.
+    """
+    executor = engine.config.executor
     bar = progress.add_task(f"round {round_index}: oracle ({engine.config.oracle.name})",
                             total=len(requests))
-    futures = {oracle_task.submit(engine.oracles[req.fidelity], req.candidate): req
-               for req in requests}
+    oracle_run = oracle_task.with_options(
+        retries=executor.retries,
+        retry_delay_seconds=exponential_backoff(backoff_factor=executor.retry_delay_s))
+    pending, attempt, done = list(requests), 0, 0
     store_error: Exception | None = None
-    for done, future in enumerate(as_completed(list(futures)), start=1):
-        req = futures[future]
-        try:
-            result = future.result()
-        except Exception as exc:  # a crash of the oracle code itself must not stop the round
-            result = engine.failed_result(req.request_key, f"oracle task crashed: {exc!r}",
-                                          req.fidelity)
-        try:
-            engine.store_oracle_result(req, result)
-        except Exception as exc:  # keep storing the others; the rerun redoes only this one
-            store_error = store_error or exc
-        progress.advance(bar)
-        if not progress.console.is_terminal:  # a log file: one plain line per calculation
-            prop = engine.objective.property
-            value = result.values.get(prop)
-            what = (f"{prop} {value:.3f}" if result.ok and value is not None
-                    else f"failed: {result.reason}")
-            wall = result.details.get("wall_s")
-            progress.console.print(
-                f"round {round_index}: oracle {done}/{len(requests)} {req.candidate.id} "
-                f"{req.candidate.key} [{req.fidelity}]: {what}"
-                + (f" ({wall:.1f} s)" if isinstance(wall, int | float) else ""),
-                highlight=False, markup=False, soft_wrap=True)
+    while pending:
+        futures = {oracle_run.submit(engine.oracles[req.fidelity], req.candidate): req
+                   for req in pending}
+        again: list[OracleRequest] = []
+        for future in as_completed(list(futures)):
+            req = futures[future]
+            try:
+                result = future.result()
+            except Exception as exc:  # a crash of the oracle code itself must not stop the round
+                if is_transient(exc) and attempt < executor.retries:
+                    again.append(req)
+                    progress.console.print(
+                        f"round {round_index}: {req.candidate.id} lost its worker "
+                        f"({type(exc).__name__}: {exc}); sending it again", highlight=False,
+                        markup=False)
+                    continue
+                result = engine.failed_result(req.request_key, f"oracle task crashed: {exc!r}",
+                                              req.fidelity)
+            try:
+                engine.store_oracle_result(req, result)
+            except Exception as exc:  # keep storing the others; the rerun redoes only this one
+                store_error = store_error or exc
+            done += 1
+            progress.advance(bar)
+            _oracle_line(progress, engine, round_index, done, len(requests), req, result)
+        pending = again
+        if pending:
+            time.sleep(executor.retry_delay_s * 2**attempt)
+            attempt += 1
     if store_error is not None:
         raise store_error
+
+
+def _oracle_line(progress: Progress, engine: CampaignEngine, round_index: int, done: int,
+                 total: int, req: OracleRequest, result: OracleResult) -> None:
+    """One plain line per calculation when the output is a log file, not a terminal."""
+    if progress.console.is_terminal:
+        return
+    prop = engine.objective.property
+    value = result.values.get(prop)
+    what = (f"{prop} {value:.3f}" if result.ok and value is not None
+            else f"failed: {result.reason}")
+    wall = result.details.get("wall_s")
+    worker = result.provenance.get("worker")
+    progress.console.print(
+        f"round {round_index}: oracle {done}/{total} {req.candidate.id} "
+        f"{req.candidate.key} [{req.fidelity}]: {what}"
+        + (f" ({wall:.1f} s)" if isinstance(wall, int | float) else "")
+        + (f" on {worker}" if worker else ""),
+        highlight=False, markup=False, soft_wrap=True)
 
 
 def _stage_index(stage: str | None) -> int:
@@ -231,7 +301,7 @@ def _campaign(config: CampaignConfig, home: Home, rounds: int | None,
 def _campaign_leased(config: CampaignConfig, home: Home, store: Store, rounds: int | None,
                      quiet: bool) -> CampaignResult:
     engine = CampaignEngine(config, store)
-    target = rounds or config.rounds
+    target = capped_rounds(config, rounds or config.rounds)
     engine.open(target)
     tracker = CampaignTracker(config.tracking.tracking_uri or home.mlflow_uri,
                               home.mlflow_artifacts, config.tracking.experiment or config.name)
@@ -239,6 +309,7 @@ def _campaign_leased(config: CampaignConfig, home: Home, store: Store, rounds: i
     store.set_campaign_run_id(config.name, parent)
     console = Console(quiet=quiet, stderr=True, soft_wrap=True)  # a log gets whole lines
     metrics: dict[str, float] = {}
+    stopped = ""
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=console,
                   transient=False) as progress:
@@ -246,6 +317,12 @@ def _campaign_leased(config: CampaignConfig, home: Home, store: Store, rounds: i
             stage = _stage_index(engine.round_stage(r))
             if stage == len(ROUND_STAGES):
                 continue
+            budget = budget_status(config, store)
+            if stage == 0 and budget.spent:  # a round already begun is finished, not dropped
+                stopped = budget.reason
+                console.print(f"[bold]{config.name}[/bold]: {budget.reason}; no round "
+                              f"{r} is started", highlight=False)
+                break
             start = time.perf_counter()
             say = _plain_lines(console, r)
             step = progress.add_task(f"round {r}: generate, filter, select", total=None)
@@ -269,8 +346,10 @@ def _campaign_leased(config: CampaignConfig, home: Home, store: Store, rounds: i
             metrics = record.metrics if record else metrics
             console.print(_round_line(r, metrics, engine), highlight=False)
     tracker.finish_campaign(parent)
+    done = budget_status(config, store).rounds_done
     store.close()
-    return CampaignResult(config.name, target, store.url, tracker.tracking_uri, parent, metrics)
+    return CampaignResult(config.name, done, store.url, tracker.tracking_uri, parent, metrics,
+                          stopped)
 
 
 def _plain_lines(console: Console, round_index: int) -> Callable[[str, float], None]:
@@ -308,13 +387,27 @@ def _round_line(r: int, m: dict[str, Any], engine: CampaignEngine) -> str:
     return line
 
 
+def task_runner(executor: ExecutorConfig, max_parallel: int) -> TaskRunner[Any]:
+    """Prefect's task runner for ``executor``: a thread pool of ``max_parallel`` (``local``), or
+    the Dask task runner on the cluster at ``executor.address`` or on a local cluster of
+    ``executor.n_workers`` processes started for the run (``dask``)."""
+    if executor.kind == "local":
+        return ThreadPoolTaskRunner(max_workers=max_parallel)
+    from prefect_dask import DaskTaskRunner
+
+    if executor.address is not None:
+        return DaskTaskRunner(address=executor.address)
+    return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs={
+        "n_workers": executor.n_workers, "threads_per_worker": executor.threads_per_worker,
+        "processes": True, "dashboard_address": None})
+
+
 def run_campaign(config: CampaignConfig, rounds: int | None = None, *,
                  quiet: bool = False) -> CampaignResult:
-    """Runs the campaign flow with the oracle's parallelism as Prefect's thread pool."""
-    runner = ThreadPoolTaskRunner(max_workers=config.oracle.max_parallel)  # type: ignore[var-annotated]
+    """Runs the campaign flow on the task runner of ``config.executor``."""
     configured = campaign_flow.with_options(
-        task_runner=runner, flow_run_name=config.name  # type: ignore[arg-type]
-    )
+        task_runner=task_runner(config.executor, config.oracle.max_parallel),
+        flow_run_name=config.name)
     return configured(config, rounds, quiet)
 
 

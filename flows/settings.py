@@ -24,6 +24,8 @@ def configure_prefect(home: Home) -> None:
         "MLFLOW_LOGGING_LEVEL": "WARNING",
         # calculations run in child processes with their own thread counts
         "OMP_NUM_THREADS": "1",
+        # a Dask cluster (executor: dask) logs its workers' comings and goings only on trouble
+        "DASK_LOGGING__DISTRIBUTED": "warning",
     }
     for key, value in defaults.items():
         os.environ.setdefault(key, value)

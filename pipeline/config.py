@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import yaml
 from pydantic import (
@@ -134,6 +134,49 @@ class TrackingConfig(_Strict):
     tracking_uri: str | None = None
 
 
+class ExecutorConfig(_Strict):
+    """Where the oracle calculations of a round run.
+
+    Attributes:
+        kind: ``local`` (a thread pool of ``oracle.max_parallel`` in the campaign's process;
+            each calculation in its own child process) or ``dask`` (Prefect's Dask task
+            runner: one task per calculation on a Dask cluster).
+        address: the Dask scheduler (``tcp://host:8786``); without one, ``dask`` starts a
+            local cluster of ``n_workers`` processes for the run.
+        n_workers: workers of that local cluster (1 to 256).
+        threads_per_worker: calculations at once per worker of that local cluster.
+        retries: how often a calculation whose task failed for a transient reason (a lost
+            worker, a broken connection) is sent again before it is stored as failed.
+        retry_delay_s: the wait before the first retry, in seconds; doubled for each further one.
+    """
+
+    kind: Literal["local", "dask"] = "local"
+    address: str | None = Field(default=None, min_length=1)
+    n_workers: int = Field(default=2, ge=1, le=256)
+    threads_per_worker: int = Field(default=1, ge=1, le=64)
+    retries: int = Field(default=2, ge=0, le=10)
+    retry_delay_s: float = Field(default=2.0, ge=0.0, le=3600.0)
+
+    @model_validator(mode="after")
+    def _address_needs_dask(self) -> Self:
+        if self.address is not None and self.kind != "dask":
+            raise ValueError(f"executor.address={self.address!r} needs kind: dask")
+        return self
+
+
+class BudgetConfig(_Strict):
+    """When a campaign stops for good (scheduled runs and ``invdes run`` alike).
+
+    Attributes:
+        oracle_cost: total oracle cost, in the fidelities' cost unit (1 per calculation when
+            the campaign lists no costs); no new round starts once the rounds done have spent it.
+        rounds: total rounds, never exceeded whatever a run asks for.
+    """
+
+    oracle_cost: float | None = Field(default=None, gt=0)
+    rounds: int | None = Field(default=None, ge=1, le=100_000)
+
+
 class CampaignConfig(_Strict):
     """One design campaign.
 
@@ -169,6 +212,8 @@ class CampaignConfig(_Strict):
             of a campaign (for example when lab results start to arrive).
         store: campaign store settings.
         tracking: MLflow settings.
+        executor: where the oracle calculations run (local threads or a Dask cluster).
+        budget: the oracle cost and rounds after which the campaign stops for good.
     """
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -190,6 +235,8 @@ class CampaignConfig(_Strict):
     fidelities: list[FidelityConfig] = Field(default_factory=list)
     store: StoreConfig = Field(default_factory=StoreConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
 
     @field_validator("domain")
     @classmethod
@@ -242,11 +289,12 @@ class CampaignConfig(_Strict):
         """The config without the settings that may change between runs of one campaign.
 
         Those are: ``rounds``, ``description``, ``store``, ``tracking``, ``fidelities``,
-        ``oracle.max_parallel`` and the oracle's operational limits (:data:`OPERATIONAL_PARAMS`).
+        ``executor``, ``budget``, ``oracle.max_parallel`` and the oracle's operational limits
+        (:data:`OPERATIONAL_PARAMS`).
         """
         data = self.model_dump(mode="json",
                                exclude={"rounds", "description", "store", "tracking",
-                                        "fidelities"})
+                                        "fidelities", "executor", "budget"})
         for section, registry in _SECTIONS.items():  # defaults written out change nothing
             entries = data[section] if isinstance(data[section], list) else [data[section]]
             for entry in (e for e in entries if e is not None):

@@ -44,8 +44,10 @@ class CampaignTracker:
     """Logs a campaign and its rounds to MLflow.
 
     Args:
-        tracking_uri: MLflow tracking URI (``sqlite:///.../mlflow.db``).
-        artifact_root: directory for the experiment's artifacts (used when it is created).
+        tracking_uri: MLflow tracking URI (``sqlite:///.../mlflow.db``, or a tracking server's
+            ``http://host:5000``).
+        artifact_root: directory for the experiment's artifacts (used when it is created, unless
+            the URI is a tracking server's, whose own artifact store is used).
         experiment: experiment name.
     """
 
@@ -53,10 +55,11 @@ class CampaignTracker:
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.tracking_uri = tracking_uri
         found = self.client.get_experiment_by_name(experiment)
-        if found is None:
-            self.experiment_id = self.client.create_experiment(
-                experiment, artifact_location=(artifact_root / experiment).resolve().as_uri()
-            )
+        if found is None:  # a tracking server keeps the artifacts where it was told to
+            remote = tracking_uri.startswith(("http://", "https://", "databricks"))
+            location = None if remote else (artifact_root / experiment).resolve().as_uri()
+            self.experiment_id = self.client.create_experiment(experiment,
+                                                               artifact_location=location)
         else:
             self.experiment_id = found.experiment_id
 

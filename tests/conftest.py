@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +59,24 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "home"
     monkeypatch.setenv("INVDES_HOME", str(root))
     return root
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server for the session (started here, or ``INVDES_TEST_POSTGRES_URL``)."""
+    from tests.services import postgres_server
+
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty store's SQLAlchemy URL: SQLite in ``tmp_path``, and a fresh database on the
+    session's PostgreSQL server (the same tests run on both)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'campaigns.db'}"
+    from tests.services import fresh_database
+
+    server = request.getfixturevalue("postgres_url")
+    return fresh_database(server, f"t{abs(hash(request.node.nodeid)) % 10**12}")

@@ -11,6 +11,7 @@
 | :mod:`flows.cli.labels` | ``label orbitals`` |
 | :mod:`flows.cli.review` | ``review`` (the review page, :mod:`flows.review`) |
 | :mod:`flows.cli.compare` | ``compare`` |
+| :mod:`flows.cli.schedule` | ``schedule``, ``worker`` (:mod:`flows.scheduled`) |
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from flows.cli import (
     perovskite,
     results,
     review,
+    schedule,
 )
 
 app = typer.Typer(
@@ -47,6 +49,8 @@ app.command("filter")(campaigns.filter_designs)
 app.command()(models.predict)
 app.command()(review.review)
 app.command()(compare.compare)
+app.command()(schedule.schedule)
+app.command()(schedule.worker)
 app.add_typer(oracle.oracle_app, name="oracle")
 app.add_typer(results.results_app, name="results")
 app.add_typer(generate.generate_app, name="generate")

@@ -86,6 +86,9 @@ def run(
     except (StoreError, CampaignBusyError) as exc:
         fail(str(exc))
     store = Store(result.store_url)
+    if result.stopped:
+        out.print(f"{config.name}: {result.stopped} ({result.rounds_done} rounds done)",
+                  highlight=False)
     prop = config.objective.property
     shown = [prop, *(c.property for c in config.constraints)]
     print_ranked(ranked_rows(rank_candidates(store, config.name, config)[:top], config, shown),

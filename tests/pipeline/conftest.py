@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from pipeline.store import CandidateRecord, Store
@@ -11,9 +9,9 @@ from pipeline.types import Candidate, CandidateStatus
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
+def store(store_url: str) -> Store:
     """Campaign ``c``: CCO and CC=O in round 0's pool, CCO again in round 1 (rejected as seen)."""
-    s = Store(f"sqlite:///{tmp_path / 'campaigns.db'}")
+    s = Store(store_url)
     s.open_campaign("c", "molecules", {"name": "c"}, {"name": "c"}, 2)
     s.add_round_candidates("c", 0, [
         CandidateRecord(Candidate("r0-1", "CCO", "CCO", 0, "ga"), CandidateStatus.POOL),

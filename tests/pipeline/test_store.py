@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import IntegrityError
 
 from pipeline.store import CandidateRecord, Store, StoreError
 from pipeline.types import (
@@ -20,8 +20,8 @@ IDENTITY = {"name": "c", "seed": 1}
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(f"sqlite:///{tmp_path / 'campaigns.db'}")
+def store(store_url: str) -> Store:
+    s = Store(store_url)
     s.open_campaign("c", "molecules", {**IDENTITY, "rounds": 2}, IDENTITY, 2)
     return s
 
@@ -83,7 +83,7 @@ def test_round_trip_of_candidates_predictions_and_evaluations(store: Store) -> N
 
 def test_a_failed_transaction_stores_nothing(store: Store) -> None:
     dup = [CandidateRecord(_cand("r0-1", "CCO"), CandidateStatus.POOL)] * 2
-    with pytest.raises(Exception, match="UNIQUE"):
+    with pytest.raises(IntegrityError, match=r"(?i)unique"):  # SQLite and PostgreSQL alike
         store.add_round_candidates("c", 0, dup)
     assert store.candidates("c") == [] and store.round("c", 0) is None
 

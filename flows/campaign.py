@@ -334,7 +334,9 @@ def _campaign_leased(config: CampaignConfig, home: Home, store: Store, rounds: i
                 say(f"selected {n_picked} for the oracle", start)
             progress.update(step, total=1, completed=1)
             if stage < 3:
+                oracle_start = time.perf_counter()
                 _run_oracle(engine, engine.oracle_requests(r), progress, r)
+                engine.timer.add("oracle", oracle_start)
                 engine.finish_oracle(r)
                 say("oracle done", start)
             if stage < 4:

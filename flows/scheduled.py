@@ -10,6 +10,7 @@ campaign's budget is spent, pauses its own schedule, so the campaign stops for g
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,15 @@ SOURCE_ROOT = Path(__file__).resolve().parents[1]
 ENTRYPOINT = "flows/scheduled.py:scheduled_campaign"
 
 
-@flow(name=SCHEDULE_FLOW, validate_parameters=False, log_prints=True)
+def _run_name() -> str:
+    """``CAMPAIGN-YYYYmmdd-HHMM`` (UTC), the name of a scheduled run in Prefect's UI."""
+    from prefect.runtime import flow_run
+
+    campaign = (flow_run.parameters.get("config") or {}).get("name", "campaign")
+    return f"{campaign}-{datetime.now(UTC):%Y%m%d-%H%M}"
+
+
+@flow(name=SCHEDULE_FLOW, flow_run_name=_run_name, validate_parameters=False, log_prints=True)
 def scheduled_campaign(config: dict[str, Any], rounds_per_run: int = 1,
                        home: str | None = None) -> dict[str, Any]:
     """One scheduled run: continues the campaign for ``rounds_per_run`` rounds within its budget.

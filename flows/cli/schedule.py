@@ -93,15 +93,14 @@ def schedule(
 def _register(config_path: Path, cron: str, rounds_per_run: int, name: str | None,
               timezone: str, pool: str, url: str) -> None:
     from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.client.schemas.schedules import CronSchedule
     from prefect.exceptions import ObjectAlreadyExists
     from prefect.schedules import Cron
+    from pydantic import ValidationError
 
     from flows.scheduled import ENTRYPOINT, SOURCE_ROOT, scheduled_campaign
 
     config = load(config_path)
-    from prefect.client.schemas.schedules import CronSchedule
-    from pydantic import ValidationError
-
     try:  # the server's own validation, here with the option named
         CronSchedule(cron=cron, timezone=timezone)
     except ValidationError as exc:

@@ -1,9 +1,11 @@
 """Real services for the tests that need them: a Prefect server, an MLflow tracking server and a
 PostgreSQL server, each started in a temporary directory on a free local port and stopped after.
 
-PostgreSQL comes from the machine (Debian's ``postgresql`` package, which ``.ci/run`` installs):
-where it is missing the tests that need it skip, saying so, unless ``INVDES_REQUIRE_POSTGRES`` is
-set (CI), where they fail. ``INVDES_TEST_POSTGRES_URL`` points the tests at a server of one's own.
+PostgreSQL comes from the machine (Debian's ``postgresql`` package): ``.ci/run`` installs it,
+starts a server with ``python -m tests.services start-postgres DIR`` and gives the tests its URL
+in ``INVDES_TEST_POSTGRES_URL`` (a server of one's own works the same); without that variable
+the tests start one themselves. Where PostgreSQL is missing the tests that need it skip, saying
+so, unless ``INVDES_REQUIRE_POSTGRES`` is set (CI), where they fail.
 """
 
 from __future__ import annotations
@@ -119,22 +121,15 @@ def missing_postgres(reason: str) -> None:
     pytest.skip(f"no PostgreSQL server: {reason} (install Debian's postgresql, as .ci/run does)")
 
 
-@contextmanager
-def postgres_server() -> Iterator[str]:
-    """A PostgreSQL cluster initialised in a temporary directory on a free port, stopped and
-    removed after; yields an SQLAlchemy URL (psycopg) of its empty database ``invdes``."""
-    given = os.environ.get("INVDES_TEST_POSTGRES_URL")
-    if given:
-        yield given
-        return
+def start_postgres(root: Path) -> str:
+    """Initialises a PostgreSQL cluster in the empty directory ``root`` (made readable to the
+    ``postgres`` user when run as root) and starts it on a free port with its log in
+    ``root/log``; returns an SQLAlchemy URL (psycopg) of its empty database ``invdes``."""
     bindir = _postgres_bin()
     if bindir is None:
-        missing_postgres("initdb is not installed")
-    assert bindir is not None
-    # not under pytest's tmp_path: as root the server runs as 'postgres', who cannot enter it
-    root = Path(tempfile.mkdtemp(prefix="invdes-postgres-"))
+        raise FileNotFoundError("initdb is not installed")
     data, sockets = root / "data", root / "sockets"
-    sockets.mkdir()
+    sockets.mkdir(parents=True)
     if os.geteuid() == 0:
         for path in (root, sockets):
             shutil.chown(path, "postgres")
@@ -147,19 +142,42 @@ def postgres_server() -> Iterator[str]:
             raise RuntimeError(f"{command[0]} failed ({done.returncode}): "
                                f"{done.stdout[-1500:]} {done.stderr[-1500:]}")
 
+    run(str(bindir / "initdb"), "-D", str(data), "-U", "invdes", "--auth=trust",
+        "--encoding=UTF8", "--no-sync")
+    run(str(bindir / "pg_ctl"), "start", "-D", str(data), "-l", str(root / "log"), "-w",
+        "-t", "60", "-o", f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 "
+        "-c fsync=off -c full_page_writes=off")
+    run(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "invdes", "invdes")
+    return f"postgresql+psycopg://invdes@127.0.0.1:{port}/invdes"
+
+
+def stop_postgres(root: Path) -> None:
+    """Stops the cluster :func:`start_postgres` started in ``root`` and removes ``root``."""
+    bindir = _postgres_bin()
+    if bindir is not None and (root / "data").exists():
+        subprocess.run(_as_postgres_user([str(bindir / "pg_ctl"), "stop", "-D",
+                                          str(root / "data"), "-m", "immediate"]),
+                       capture_output=True, cwd=root)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """The PostgreSQL server of ``INVDES_TEST_POSTGRES_URL`` (``.ci/run`` starts one), or else
+    a cluster started here in a temporary directory and removed after; yields an SQLAlchemy URL
+    of an empty database."""
+    given = os.environ.get("INVDES_TEST_POSTGRES_URL")
+    if given:
+        yield given
+        return
+    if _postgres_bin() is None:
+        missing_postgres("initdb is not installed")
+    # not under pytest's tmp_path: as root the server runs as 'postgres', who cannot enter it
+    root = Path(tempfile.mkdtemp(prefix="invdes-postgres-"))
     try:
-        run(str(bindir / "initdb"), "-D", str(data), "-U", "invdes", "--auth=trust",
-            "--encoding=UTF8", "--no-sync")
-        run(str(bindir / "pg_ctl"), "start", "-D", str(data), "-l", str(root / "log"), "-w",
-            "-t", "60", "-o", f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c full_page_writes=off")
-        run(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "invdes",
-            "invdes")
-        yield f"postgresql+psycopg://invdes@127.0.0.1:{port}/invdes"
+        yield start_postgres(root)
     finally:
-        subprocess.run(_as_postgres_user([str(bindir / "pg_ctl"), "stop", "-D", str(data), "-m",
-                                          "immediate"]), capture_output=True, cwd=root)
-        shutil.rmtree(root, ignore_errors=True)
+        stop_postgres(root)
 
 
 def fresh_database(server_url: str, name: str) -> str:
@@ -176,3 +194,13 @@ def fresh_database(server_url: str, name: str) -> str:
     finally:
         engine.dispose()
     return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+if __name__ == "__main__":  # for .ci/run: start-postgres DIR (prints the URL) | stop-postgres DIR
+    action, directory = sys.argv[1], Path(sys.argv[2])
+    if action == "start-postgres":
+        print(start_postgres(directory))
+    elif action == "stop-postgres":
+        stop_postgres(directory)
+    else:
+        sys.exit(f"unknown action {action!r}: start-postgres DIR or stop-postgres DIR")

@@ -13,8 +13,9 @@ from pipeline.store import Store, StoreError
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store(f"sqlite:///{tmp_path / 'campaigns.db'}")
+def store(store_url: str) -> Store:
+    """An empty store, on SQLite and on PostgreSQL (the lease must hold on both)."""
+    return Store(store_url)
 
 
 def test_a_second_holder_is_refused_until_the_first_releases(store: Store) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from prefect import flow
 
-from pipeline.budget import budget_status, capped_rounds
+from pipeline.budget import BudgetStatus, budget_status, capped_rounds
 from pipeline.config import CampaignConfig
 from pipeline.home import Home
 from pipeline.store import Store
@@ -64,27 +64,28 @@ def scheduled_campaign(config: dict[str, Any], rounds_per_run: int = 1,
     configure_prefect(invdes_home)
     campaign = CampaignConfig.model_validate(config)
     url = campaign.store.url or invdes_home.store_url
-    store = Store(url)
-    try:
-        before = budget_status(campaign, store)
-    finally:
-        store.close()
+    before = _budget(campaign, url)
     if not before.spent:
         from flows.campaign import run_campaign
 
         run_campaign(campaign, capped_rounds(campaign, before.rounds_done + rounds_per_run),
                      quiet=True)
-    store = Store(url)
-    try:
-        after = budget_status(campaign, store)
-    finally:
-        store.close()
+    after = _budget(campaign, url)
     if after.spent:
         _pause_own_schedule(f"{campaign.name}: {after.reason}")
     print(f"{campaign.name}: {after.rounds_done} rounds done, oracle cost {after.oracle_cost:g}"
           + (f"; {after.reason}: schedule paused" if after.spent else ""))
     return {"campaign": campaign.name, "rounds_done": after.rounds_done,
             "oracle_cost": after.oracle_cost, "stopped": after.reason}
+
+
+def _budget(campaign: CampaignConfig, url: str) -> BudgetStatus:
+    """The campaign's spending as the store at ``url`` holds it now."""
+    store = Store(url)
+    try:
+        return budget_status(campaign, store)
+    finally:
+        store.close()
 
 
 def _pause_own_schedule(reason: str) -> None:

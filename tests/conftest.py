@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,20 @@ def tiny_campaign(**changes: Any) -> dict[str, Any]:
     data = copy.deepcopy(TINY_CAMPAIGN)
     data.update(changes)
     return data
+
+
+def query_sqlite(db: Path, sql: str) -> list[tuple]:
+    """Rows of ``sql`` read from the SQLite file ``db`` without writing to it, as another
+    process (a running campaign) fills it; empty while the file or its tables do not exist."""
+    if not db.exists():
+        return []
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        return con.execute(sql).fetchall()
+    except sqlite3.OperationalError:  # tables not created yet
+        return []
+    finally:
+        con.close()
 
 
 def write_yaml(path: Path, data: Any) -> Path:

@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import tiny_campaign, write_yaml
+from tests.conftest import query_sqlite, tiny_campaign, write_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,18 +25,6 @@ def _campaign(name: str, executor: dict[str, Any], oracle_params: dict[str, Any]
     return data
 
 
-def _rows(db: Path, sql: str) -> list[tuple]:
-    if not db.exists():
-        return []
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-    try:
-        return con.execute(sql).fetchall()
-    except sqlite3.OperationalError:  # not created yet
-        return []
-    finally:
-        con.close()
-
-
 def _run(config: Path, home: Path, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "flows.cli", "run", str(config)], cwd=REPO,
                             env=dict(os.environ, INVDES_HOME=str(home)), stdout=log.open("wb"),
@@ -47,15 +34,15 @@ def _run(config: Path, home: Path, log: Path) -> subprocess.Popen[bytes]:
 def _check_stored_once(db: Path, n: int) -> list[dict]:
     """Each of the ``n`` selected candidates has one finished call, one cached answer and one
     evaluation per property; returns the answers' provenance."""
-    calls = _rows(db, "select candidate_id, status from oracle_calls")
+    calls = query_sqlite(db, "select candidate_id, status from oracle_calls")
     assert sorted(status for _, status in calls) == ["ok"] * n, calls
     assert len({cid for cid, _ in calls}) == n
-    keys = _rows(db, "select request_key from oracle_results")
+    keys = query_sqlite(db, "select request_key from oracle_results")
     assert len(keys) == n
-    per_property = _rows(db, "select candidate_id, property, count(*) from evaluations "
+    per_property = query_sqlite(db, "select candidate_id, property, count(*) from evaluations "
                              "group by candidate_id, property")
     assert per_property and {count for *_, count in per_property} == {1}
-    return [json.loads(p) for (p,) in _rows(db, "select provenance_json from oracle_results")]
+    return [json.loads(p) for (p,) in query_sqlite(db, "select provenance_json from oracle_results")]
 
 
 def test_a_local_cluster_of_two_workers_computes_the_round(tmp_path: Path) -> None:
@@ -86,7 +73,7 @@ def test_a_killed_worker_loses_no_calculation_and_none_is_stored_twice(tmp_path:
         first: list[tuple] = []
         while not first and time.monotonic() < deadline:
             assert run.poll() is None, (tmp_path / "log").read_text()[-3000:]
-            first = _rows(db, "select provenance_json from oracle_results")
+            first = query_sqlite(db, "select provenance_json from oracle_results")
             time.sleep(0.1)
         assert first, "no calculation finished in time"
         # kill the worker that did not give the first answer: it is busy with another one

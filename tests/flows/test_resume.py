@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -13,21 +12,9 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from pipeline.orbital_shares import DESCRIPTORS
-from tests.conftest import tiny_campaign, write_yaml
+from tests.conftest import query_sqlite, tiny_campaign, write_yaml
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _query(db: Path, sql: str) -> list[tuple]:
-    if not db.exists():
-        return []
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-    try:
-        return con.execute(sql).fetchall()
-    except sqlite3.OperationalError:  # tables not created yet
-        return []
-    finally:
-        con.close()
 
 
 def _run(config: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -52,8 +39,8 @@ def test_sigkill_during_oracle_step_then_rerun_keeps_and_reuses_results(tmp_path
     first = _run(config, env, tmp_path / "first.log")
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        done = _query(db, "select count(*) from oracle_calls where status = 'ok'")
-        running = _query(db, "select count(*) from oracle_calls where status = 'running'")
+        done = query_sqlite(db, "select count(*) from oracle_calls where status = 'ok'")
+        running = query_sqlite(db, "select count(*) from oracle_calls where status = 'running'")
         if done and done[0][0] >= 1 and running and running[0][0] >= 1:
             break
         assert first.poll() is None, (tmp_path / "first.log").read_text()
@@ -63,9 +50,9 @@ def test_sigkill_during_oracle_step_then_rerun_keeps_and_reuses_results(tmp_path
     os.killpg(first.pid, signal.SIGKILL)
     first.wait(timeout=30)
 
-    evals_before = _query(db, "select id, candidate_id, property, value, status, created_at "
-                              "from evaluations order by id")
-    finished_before = {row[0] for row in _query(
+    evals_before = query_sqlite(db, "select id, candidate_id, property, value, status, "
+                                    "created_at from evaluations order by id")
+    finished_before = {row[0] for row in query_sqlite(
         db, "select candidate_id from oracle_calls where status = 'ok'")}
     assert evals_before and finished_before
 
@@ -76,18 +63,18 @@ def test_sigkill_during_oracle_step_then_rerun_keeps_and_reuses_results(tmp_path
     assert "round 1: generated and filtered:" in log and "round 1: selected 4 for the oracle" in log
     assert "round 1: oracle 4/4 " in log and "round 1: recorded and logged to MLflow" in log
 
-    evals_after = _query(db, "select id, candidate_id, property, value, status, created_at "
-                             "from evaluations order by id")
+    evals_after = query_sqlite(db, "select id, candidate_id, property, value, status, "
+                                   "created_at from evaluations order by id")
     assert evals_after[: len(evals_before)] == evals_before  # nothing lost or rewritten
-    calls = _query(db, "select candidate_id, status from oracle_calls order by id")
+    calls = query_sqlite(db, "select candidate_id, status from oracle_calls order by id")
     for cid in finished_before:  # a finished calculation was never launched again
         assert [s for c, s in calls if c == cid] == ["ok"]
     assert ("interrupted" in {s for _, s in calls})  # the killed calculation is marked
-    assert _query(db, "select round_index, stage from rounds order by round_index") == [
+    assert query_sqlite(db, "select round_index, stage from rounds order by round_index") == [
         (0, "logged"), (1, "logged")]
-    selected = _query(db, "select id from candidates where selected_rank is not null")
-    per_candidate = _query(db, "select candidate_id, count(*) from evaluations "
-                               "group by candidate_id")
+    selected = query_sqlite(db, "select id from candidates where selected_rank is not null")
+    per_candidate = query_sqlite(db, "select candidate_id, count(*) from evaluations "
+                                     "group by candidate_id")
     assert len(selected) == 8 and len(per_candidate) == 8
     assert all(n == 5 + len(DESCRIPTORS) for _, n in per_candidate)  # SCF values, descriptors
 
@@ -99,8 +86,8 @@ def test_sigkill_during_oracle_step_then_rerun_keeps_and_reuses_results(tmp_path
 
     # Prefect: the killed run is marked crashed by the rerun, which completed; its database
     # can be read at once after the run (it was once left locked)
-    flow_runs = _query(home / "prefect" / "prefect.db",
-                       "select state_type from flow_run order by created")
+    flow_runs = query_sqlite(home / "prefect" / "prefect.db",
+                             "select state_type from flow_run order by created")
     assert [s for (s,) in flow_runs] == ["CRASHED", "COMPLETED"]
     listing = subprocess.run([str(Path(sys.executable).with_name("prefect")), "flow-run", "ls"],
                              env={**{k: v for k, v in env.items() if not k.startswith("PREFECT_")},

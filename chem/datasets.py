@@ -21,7 +21,7 @@ import numpy.typing as npt
 import pandas as pd
 from rich.progress import Progress
 
-from chem.molecules import embed_geometry
+from chem.molecules import EMBED_SEED, embed_geometry
 from chem.xtb import RelaxationError, relax_xtb
 
 PROPERTIES = ("homo_ev", "lumo_ev", "gap_ev")
@@ -110,10 +110,12 @@ class GeometryDataset:
             return cls(data["z"], data["pos"], data["offsets"], data["y"], data["smiles"], method)
 
 
-def _embed(smiles: str, method: str = "mmff") -> tuple[list[int], list[list[float]]] | str:
-    """The atomic numbers and positions (Angstrom) of one SMILES, or why there are none."""
+def _embed(smiles: str, method: str = "mmff", seed: int = EMBED_SEED
+           ) -> tuple[list[int], list[list[float]]] | str:
+    """The atomic numbers and positions (Angstrom) of one SMILES, or why there are none; another
+    ``seed`` gives another conformer (same atoms in the same order)."""
     try:
-        geometry = embed_geometry(smiles)
+        geometry = embed_geometry(smiles, seed=seed)
     except ValueError as err:
         return str(err)
     other = sorted({s for s in geometry.symbols if s not in _Z})

@@ -176,6 +176,8 @@ def train_orbital_model(
              "--features and --layers); 'none': random.",
         show_default="the shipped chem/data/property_model.pt")] = PROPERTY_MODEL,
     learning_rate: Annotated[float, typer.Option()] = 5e-4,
+    conformers: Annotated[int, typer.Option(
+        min=1, max=32, help="Embedded conformers per molecule, one per epoch in turn.")] = 4,
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
 ) -> None:
@@ -195,7 +197,8 @@ def train_orbital_model(
         rows = read_labels(labels)
         config = OrbitalTrainingConfig(epochs=epochs, members=members, features=features,
                                        n_layers=layers, batch_size=batch_size,
-                                       learning_rate=learning_rate, seed=seed, device=device)
+                                       learning_rate=learning_rate, seed=seed, device=device,
+                                       conformers=conformers)
         trunks = (trunk_states(init_trunk, config)
                   if init_trunk is not None and str(init_trunk) != "none" else None)
     except (ValueError, OSError, ValidationError) as exc:
@@ -205,7 +208,7 @@ def train_orbital_model(
         data = share_dataset([str(r["smiles"]) for r in train_rows],
                              [r["p_homo"] for r in train_rows],  # type: ignore[misc]
                              [r["p_lumo"] for r in train_rows],  # type: ignore[misc]
-                             progress=progress)
+                             progress=progress, conformers=config.conformers)
         try:
             ensemble = train_orbital_ensemble(data, config, progress, trunks)
         except ValueError as exc:

@@ -55,11 +55,12 @@ def test_shares_sum_to_one_over_heavy_atoms_and_are_invariant() -> None:
 
 def test_ensemble_learns_where_the_orbitals_sit_and_round_trips(tmp_path: Path) -> None:
     homo, lumo = zip(*(_labels(s) for s in SMILES), strict=True)
-    data = share_dataset(SMILES * 4, list(homo) * 4, list(lumo) * 4)
+    data = share_dataset(SMILES * 4, list(homo) * 4, list(lumo) * 4, conformers=2)
     config = OrbitalTrainingConfig(features=16, n_layers=2, members=2, epochs=40, batch_size=8,
                                    learning_rate=3e-3, validation_fraction=0.2)
     ensemble = train_orbital_ensemble(data, config)
     assert ensemble.metrics["validation"]["share_mae"] < 0.08
+    assert ensemble.metrics["conformers"] == 2
     predicted, failures = ensemble.predict_smiles(["CCCCO", "[Na+]"])
     assert "[Na+]" in failures
     ethanol = predicted["CCCCO"]
@@ -80,6 +81,28 @@ def test_ensemble_learns_where_the_orbitals_sit_and_round_trips(tmp_path: Path) 
     with pytest.raises(ValueError, match="not an invdes orbital-share checkpoint"):
         torch.save({"format": "other"}, tmp_path / "x.pt")
         OrbitalShareEnsemble.load(tmp_path / "x.pt")
+
+
+def test_conformers_are_other_embeddings_of_the_same_atoms() -> None:
+    one = share_dataset(["CCCCO", "C"])
+    data = share_dataset(["CCCCO", "C"], conformers=3)
+    assert data.n_conformers == 3 and one.n_conformers == 1
+    np.testing.assert_array_equal(data.z, one.z)
+    np.testing.assert_array_equal(data.conformer(0), one.pos)  # prediction's embedding first
+    assert data.other_pos is not None and data.other_pos.shape == (2, *data.pos.shape)
+    butanol = slice(0, int(data.offsets[1]))
+
+    def distances(pos: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(pos[:, None] - pos[None], axis=-1)
+
+    # another conformer, not a rigid motion of the first: some interatomic distance changes
+    assert np.abs(distances(data.conformer(1)[butanol]) - distances(data.pos[butanol])).max() > 0.1
+    np.testing.assert_array_equal(data.conformer(3), data.pos)  # in turn
+    methane = data.subset(np.array([1]))
+    assert methane.n_conformers == 3 and methane.other_pos is not None
+    np.testing.assert_array_equal(methane.other_pos[1], data.other_pos[1][int(data.offsets[1]):])
+    with pytest.raises(ValueError, match="conformers must be >= 1"):
+        share_dataset(["C"], conformers=0)
 
 
 def test_targets_leave_out_elements_a_molecule_lacks() -> None:

@@ -12,7 +12,6 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -37,9 +36,21 @@ from sqlalchemy.engine import Connection
 
 from pipeline.decisions import DecisionsMixin
 from pipeline.lease import LeaseMixin
+from pipeline.records import (
+    ROUND_STAGES,
+    CampaignRecord,
+    CandidateRecord,
+    EvaluationRecord,
+    OracleCallRecord,
+    RoundRecord,
+    campaign_record,
+    candidate_record,
+    evaluation_record,
+    geometry_to_json,
+    round_record,
+)
 from pipeline.schema import StoreError, metadata, utc_now
 from pipeline.types import (
-    Candidate,
     CandidateStatus,
     Evaluation,
     EvaluationStatus,
@@ -47,10 +58,6 @@ from pipeline.types import (
     OracleResult,
     Prediction,
 )
-
-ROUND_STAGES = ("generated", "selected", "evaluated", "recorded", "logged")
-"""Stages of a round in order; a round is complete when it is ``logged``."""
-
 
 campaigns_table = Table(
     "campaigns",
@@ -172,99 +179,6 @@ def config_hash(identity: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class CampaignRecord:
-    """A campaign as stored."""
-
-    name: str
-    domain: str
-    config: dict[str, Any]
-    rounds_target: int
-    mlflow_run_id: str | None
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class RoundRecord:
-    """A round as stored."""
-
-    campaign: str
-    round_index: int
-    stage: str
-    started_at: datetime
-    finished_at: datetime | None
-    metrics: dict[str, float]
-    mlflow_run_id: str | None
-
-    @property
-    def complete(self) -> bool:
-        """Whether every stage of the round ran, MLflow logging included."""
-        return self.stage == ROUND_STAGES[-1]
-
-
-@dataclass(frozen=True, slots=True)
-class CandidateRecord:
-    """A candidate with where it stands."""
-
-    candidate: Candidate
-    status: CandidateStatus
-    filter_name: str | None = None
-    reason: str | None = None
-    predictions: dict[str, Prediction] = field(default_factory=dict)
-    acquisition_value: float | None = None
-    selected_rank: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class EvaluationRecord:
-    """An evaluation as stored, with its row id and time."""
-
-    id: int
-    evaluation: Evaluation
-    request_key: str
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class OracleCallRecord:
-    """One launch of an oracle calculation (the audit trail of what was computed)."""
-
-    id: int
-    candidate_id: str
-    request_key: str
-    started_at: datetime
-    finished_at: datetime | None
-    status: str
-
-
-def _geometry_to_json(geometry: Geometry | None) -> str | None:
-    if geometry is None:
-        return None
-    data: dict[str, Any] = {
-        "symbols": list(geometry.symbols),
-        "positions_angstrom": [list(p) for p in geometry.positions_angstrom],
-        "charge": geometry.charge,
-        "multiplicity": geometry.multiplicity,
-    }
-    if geometry.lattice_angstrom is not None:
-        data["lattice_angstrom"] = [list(v) for v in geometry.lattice_angstrom]
-    return json.dumps(data)
-
-
-def _geometry_from_json(text: str | None) -> Geometry | None:
-    if not text:
-        return None
-    data = json.loads(text)
-    return Geometry(
-        symbols=tuple(data["symbols"]),
-        positions_angstrom=tuple(tuple(p) for p in data["positions_angstrom"]),
-        charge=data["charge"],
-        multiplicity=data["multiplicity"],
-        lattice_angstrom=(tuple(tuple(v) for v in data["lattice_angstrom"])
-                          if data.get("lattice_angstrom") is not None else None),
-    )
-
-
 class Store(DecisionsMixin, LeaseMixin):
     """Persistent record of campaigns.
 
@@ -340,7 +254,7 @@ class Store(DecisionsMixin, LeaseMixin):
             row = conn.execute(
                 select(campaigns_table).where(campaigns_table.c.name == name)
             ).mappings().first()
-        return None if row is None else _campaign_record(row)
+        return None if row is None else campaign_record(row)
 
     def campaigns(self) -> list[CampaignRecord]:
         """All campaigns, oldest first."""
@@ -348,7 +262,7 @@ class Store(DecisionsMixin, LeaseMixin):
             rows = conn.execute(
                 select(campaigns_table).order_by(campaigns_table.c.created_at)
             ).mappings().all()
-        return [_campaign_record(r) for r in rows]
+        return [campaign_record(r) for r in rows]
 
     def set_campaign_run_id(self, name: str, run_id: str) -> None:
         """Remembers the campaign's parent MLflow run."""
@@ -368,7 +282,7 @@ class Store(DecisionsMixin, LeaseMixin):
                 select(rounds_table).where(rounds_table.c.campaign == campaign)
                 .order_by(rounds_table.c.round_index)
             ).mappings().all()
-        return [_round_record(r) for r in rows]
+        return [round_record(r) for r in rows]
 
     def round(self, campaign: str, round_index: int) -> RoundRecord | None:
         """One round, or None when it has not started."""
@@ -379,7 +293,7 @@ class Store(DecisionsMixin, LeaseMixin):
                     & (rounds_table.c.round_index == round_index)
                 )
             ).mappings().first()
-        return None if row is None else _round_record(row)
+        return None if row is None else round_record(row)
 
     def _set_stage(self, conn: Connection, campaign: str, round_index: int, stage: str,
                    **values: Any) -> None:
@@ -440,7 +354,7 @@ class Store(DecisionsMixin, LeaseMixin):
                         "representation": r.candidate.representation,
                         "origin": r.candidate.origin,
                         "parents_json": json.dumps(list(r.candidate.parents)),
-                        "geometry_json": _geometry_to_json(r.candidate.geometry),
+                        "geometry_json": geometry_to_json(r.candidate.geometry),
                         "status": r.status.value,
                         "filter_name": r.filter_name,
                         "reason": r.reason,
@@ -530,7 +444,7 @@ class Store(DecisionsMixin, LeaseMixin):
                 query.order_by(candidates_table.c.round_index, candidates_table.c.selected_rank,
                                candidates_table.c.id)
             ).mappings().all()
-        return [_candidate_record(r) for r in rows]
+        return [candidate_record(r) for r in rows]
 
     def seen_keys(self, campaign: str) -> set[str]:
         """Keys of every candidate the campaign has stored, rejected ones included."""
@@ -638,7 +552,7 @@ class Store(DecisionsMixin, LeaseMixin):
                 update(candidates_table).where(
                     (candidates_table.c.campaign == campaign)
                     & (candidates_table.c.id == candidate_id)
-                ).values(geometry_json=_geometry_to_json(geometry))
+                ).values(geometry_json=geometry_to_json(geometry))
             )
 
     def oracle_result(self, request_key: str) -> OracleResult | None:
@@ -706,7 +620,7 @@ class Store(DecisionsMixin, LeaseMixin):
             query = query.where(evaluations_table.c.candidate_id.in_(list(candidate_ids)))
         with self.engine.connect() as conn:
             rows = conn.execute(query.order_by(evaluations_table.c.id)).mappings().all()
-        return [_evaluation_record(r) for r in rows]
+        return [evaluation_record(r) for r in rows]
 
     def oracle_calls(self, campaign: str) -> list[OracleCallRecord]:
         """Every oracle calculation launched for the campaign, in launch order."""
@@ -742,57 +656,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _campaign_record(row: Any) -> CampaignRecord:
-    return CampaignRecord(
-        name=row["name"], domain=row["domain"], config=json.loads(row["config_json"]),
-        rounds_target=row["rounds_target"], mlflow_run_id=row["mlflow_run_id"],
-        created_at=row["created_at"],
-    )
-
-
-def _round_record(row: Any) -> RoundRecord:
-    metrics = json.loads(row["metrics_json"]) if row["metrics_json"] else {}
-    return RoundRecord(
-        campaign=row["campaign"], round_index=row["round_index"], stage=row["stage"],
-        started_at=row["started_at"], finished_at=row["finished_at"],
-        metrics={k: (math.nan if v is None else float(v)) for k, v in metrics.items()},
-        mlflow_run_id=row["mlflow_run_id"],
-    )
-
-
-def _candidate_record(row: Any) -> CandidateRecord:
-    preds = json.loads(row["predictions_json"]) if row["predictions_json"] else {}
-    return CandidateRecord(
-        candidate=Candidate(
-            id=row["id"], key=row["key"], representation=row["representation"],
-            round_index=row["round_index"], origin=row["origin"],
-            parents=tuple(json.loads(row["parents_json"])),
-            geometry=_geometry_from_json(row["geometry_json"]),
-        ),
-        status=CandidateStatus(row["status"]),
-        filter_name=row["filter_name"],
-        reason=row["reason"],
-        predictions={
-            p: Prediction(
-                mean=math.nan if m is None else m, std=math.nan if s is None else s
-            )
-            for p, (m, s) in preds.items()
-        },
-        acquisition_value=row["acquisition_value"],
-        selected_rank=row["selected_rank"],
-    )
-
-
-def _evaluation_record(row: Any) -> EvaluationRecord:
-    status = EvaluationStatus(row["status"])
-    return EvaluationRecord(
-        id=row["id"],
-        evaluation=Evaluation(
-            candidate_id=row["candidate_id"], property=row["property"],
-            value=math.nan if row["value"] is None else row["value"], unit=row["unit"],
-            fidelity=row["fidelity"], status=status, reason=row["reason"],
-            provenance=json.loads(row["provenance_json"]),
-        ),
-        request_key=row["request_key"],
-        created_at=row["created_at"],
-    )
+__all__ = [
+    "ROUND_STAGES",
+    "CampaignRecord",
+    "CandidateRecord",
+    "EvaluationRecord",
+    "OracleCallRecord",
+    "RoundRecord",
+    "Store",
+    "StoreError",
+    "config_hash",
+    "oracle_results_table",
+]

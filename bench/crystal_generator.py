@@ -9,7 +9,9 @@ Usage (each part on its own, results merged into ``bench/results/crystal_generat
 definitions (:mod:`materials.validity`); COV-R and COV-P with CDVAE's perovskite cutoffs
 (structure fingerprint distance <= 0.2: the mean over sites of matminer's CrystalNN "ops" site
 fingerprint; composition distance <= 4: matminer's Magpie ElementProperty, standardised),
-COV-P over all generated cells as in CDVAE's code; Wasserstein distances of density (g/cm^3) and
+COV-P over all generated cells as in CDVAE's code; compositional validity of the product's
+charge-aware decoding and of the most probable species (``composition_validity_argmax``: the
+cells it re-decoded counted as invalid, which they were); Wasserstein distances of density (g/cm^3) and
 of the number of elements between the valid cells and the held-out cells; valid cells per
 second on this machine (sampling and validity checks). One deviation from CDVAE: the
 composition features are standardised with the means and standard deviations of the training
@@ -145,6 +147,8 @@ def bench_denovo(data: Path, weights: Path | None, n: int, seed: int, steps: int
         "valid_per_s": n_valid / wall if wall else None,
         "structure_validity": summary["structure_validity"],
         "composition_validity": summary["composition_validity"],
+        "composition_validity_argmax": summary["composition_validity"] - summary["redecoded"],
+        "redecoded": summary["redecoded"],
         "validity": summary["validity"], "uniqueness": summary["uniqueness"],
         "novelty": summary["novelty"], "failures": summary["failures"],
         "cov_recall": float(recall.mean()),

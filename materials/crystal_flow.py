@@ -43,6 +43,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch_geometric.utils import scatter
 
+from materials.validity import charge_neutral_species, composition_valid
 from pipeline.flow import Conditioning, FlowTraining, guide, time_grid, train_flow
 
 FORMAT = "invdes-crystal-generator-1"
@@ -387,11 +388,14 @@ class GeneratedCell:
         structure: the cell (None where it could not be built, e.g. a degenerate lattice).
         species_probs: (n, n_types) final species probabilities (de novo; empty when given).
         reason: why there is no structure.
+        redecoded: the most probable species were not charge neutral and the species are
+            the most probable assignment that is (:func:`materials.validity.charge_neutral_species`).
     """
 
     structure: Structure | None
     species_probs: npt.NDArray[np.float32]
     reason: str = ""
+    redecoded: bool = False
 
 
 class CrystalGenerator:
@@ -525,7 +529,8 @@ class CrystalGenerator:
     def sample(self, n_atoms: Sequence[int], species: Sequence[Sequence[str]] | None = None,
                condition: dict[str, float] | None = None, steps: int = 100,
                guidance: float = 1.0, seed: int = 0, batch_size: int = 512,
-               progress: Progress | None = None, anneal: float = 0.0) -> list[GeneratedCell]:
+               progress: Progress | None = None, anneal: float = 0.0,
+               charge_neutral: bool = True) -> list[GeneratedCell]:
         """Samples cells.
 
         Args:
@@ -542,6 +547,10 @@ class CrystalGenerator:
             anneal: the coordinate velocity is scaled by 1 + anneal t (FlowMM's inference
                 anti-annealing): a network that regresses to the mean velocity moves atoms too
                 little late on, and this sharpens where they settle.
+            charge_neutral: de novo, where the most probable species of a cell are not
+                SMACT-valid, take the most probable assignment among each site's three most
+                probable elements that is (charge-aware decoding, as the molecule generator's
+                valence-constrained decoding); False: the most probable species as they are.
 
         Raises:
             ValueError: an element outside the vocabulary, or species that do not match
@@ -577,13 +586,13 @@ class CrystalGenerator:
             part = sizes[start : start + batch_size]
             part_given = given[start : start + batch_size] if given is not None else None
             out += self._sample_batch(part, part_given, condition, steps, guidance, gen,
-                                      advance, anneal)
+                                      advance, anneal, charge_neutral)
         return out
 
     def _sample_batch(self, sizes: list[int], given: list[npt.NDArray[np.int64]] | None,
                       condition: dict[str, float] | None, steps: int, guidance: float,
-                      gen: torch.Generator, on_step: Callable[[], None], anneal: float = 0.0
-                      ) -> list[GeneratedCell]:
+                      gen: torch.Generator, on_step: Callable[[], None], anneal: float = 0.0,
+                      charge_neutral: bool = True) -> list[GeneratedCell]:
         g = len(sizes)
         counts = torch.as_tensor(sizes)
         batch = torch.repeat_interleave(torch.arange(g), counts)
@@ -625,13 +634,19 @@ class CrystalGenerator:
             a, b = int(starts[i]), int(starts[i + 1])
             p_i = (probs[a:b].numpy().astype(np.float32) if given is None
                    else np.zeros((0, len(self.vocabulary)), dtype=np.float32))
+            chosen, redecoded = [int(j) for j in species_idx[a:b]], False
+            if (given is None and charge_neutral
+                    and not composition_valid([self.vocabulary[j] for j in chosen])):
+                neutral = charge_neutral_species(p_i, self.vocabulary)
+                if neutral is not None:
+                    chosen, redecoded = neutral, True
             try:
                 lat = lattice_from_vector(lattice_vectors[i], size)
                 if not np.isfinite(lat.volume) or lat.volume <= 0:
                     raise ValueError(f"degenerate lattice (volume {lat.volume:.3g})")
-                structure = Structure(lat, [self.vocabulary[j] for j in species_idx[a:b]],
+                structure = Structure(lat, [self.vocabulary[j] for j in chosen],
                                       frac[a:b].numpy().astype(np.float64))
-                cells.append(GeneratedCell(structure, p_i))
+                cells.append(GeneratedCell(structure, p_i, redecoded=redecoded))
             except ValueError as exc:
                 cells.append(GeneratedCell(None, p_i, f"no cell: {exc}"))
         return cells

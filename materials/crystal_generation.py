@@ -53,6 +53,8 @@ class CrystalSample:
         structure_valid: no two sites closer than 0.5 Angstrom, volume above 0.1 A^3.
         reason: why the cell is invalid or missing ("" when valid).
         predicted: property model mean and standard deviation per property, where it predicts.
+        redecoded: the species are the charge-aware decoding's, not the most probable ones
+            (:meth:`materials.crystal_flow.CrystalGenerator.sample`).
     """
 
     formula: str
@@ -61,6 +63,7 @@ class CrystalSample:
     structure_valid: bool = False
     reason: str = ""
     predicted: dict[str, tuple[float, float]] = field(default_factory=dict)
+    redecoded: bool = False
 
     @property
     def valid(self) -> bool:
@@ -68,7 +71,8 @@ class CrystalSample:
         return self.composition_valid and self.structure_valid
 
 
-def _judge(formula: str, structure: Structure | None, reason: str) -> CrystalSample:
+def _judge(formula: str, structure: Structure | None, reason: str, redecoded: bool = False
+           ) -> CrystalSample:
     if structure is None:
         return CrystalSample(formula, None, reason=reason or "no cell")
     species = [site.specie.symbol for site in structure]
@@ -76,7 +80,8 @@ def _judge(formula: str, structure: Structure | None, reason: str) -> CrystalSam
     problem = structure_problem(structure)
     reasons = [r for r in (problem, "" if comp_ok else "composition fails SMACT charge "
                                                         "neutrality / electronegativity") if r]
-    return CrystalSample(formula, structure, comp_ok, not problem, "; ".join(reasons))
+    return CrystalSample(formula, structure, comp_ok, not problem, "; ".join(reasons),
+                         redecoded=redecoded)
 
 
 def predict_properties(samples: Sequence[CrystalSample], model: Any) -> None:
@@ -155,7 +160,7 @@ def generate_crystals(generator: CrystalGenerator, n: int,
     samples = []
     for c in cells:
         formula = c.structure.composition.reduced_formula if c.structure is not None else ""
-        samples.append(_judge(formula, c.structure, c.reason))
+        samples.append(_judge(formula, c.structure, c.reason, c.redecoded))
     if property_model is not None:
         predict_properties(samples, property_model)
     if selecting:
@@ -261,8 +266,8 @@ def unique_and_novel(samples: Sequence[CrystalSample], generator: CrystalGenerat
 def summarize(samples: Sequence[CrystalSample], drawn: int, wall_s: float,
               generator: CrystalGenerator | None = None) -> dict[str, Any]:
     """Counts and rates for people and ``--json``: validity (compositional, structural, both),
-    uniqueness and novelty among the valid, wall time, samples per second and failures by
-    reason."""
+    the share of cells whose species the charge-aware decoding chose, uniqueness and novelty
+    among the valid, wall time, samples per second and failures by reason."""
     n = len(samples)
     comp = sum(s.composition_valid for s in samples)
     struct = sum(s.structure_valid for s in samples)
@@ -281,6 +286,7 @@ def summarize(samples: Sequence[CrystalSample], drawn: int, wall_s: float,
             "composition_validity": comp / n if n else 0.0,
             "structure_validity": struct / n if n else 0.0,
             "validity": valid / n if n else 0.0,
+            "redecoded": sum(s.redecoded for s in samples) / n if n else 0.0,
             "uniqueness": float(unique.sum() / valid) if valid else 0.0,
             "novelty": float(novel.sum() / valid) if valid else 0.0,
             "wall_s": wall_s, "samples_per_s": drawn / wall_s if wall_s > 0 else None,

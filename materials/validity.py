@@ -11,8 +11,10 @@ numbers compare with the published ones.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 from collections import Counter
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -53,6 +55,47 @@ def composition_valid(species: list[str]) -> bool:
     counts = np.array([counter[e] for e in elements])
     counts = counts // np.gcd.reduce(counts)
     return _smact_valid(elements, tuple(int(c) for c in counts))
+
+
+def charge_neutral_species(probs: np.ndarray, vocabulary: Sequence[str], top_k: int = 3,
+                           max_tries: int = 256) -> list[int] | None:
+    """The most probable species assignment whose composition is SMACT-valid: a best-first
+    search over the sites' ``top_k`` most probable elements, in decreasing joint probability
+    (the sum of the sites' log-probabilities), checking at most ``max_tries`` assignments.
+
+    Args:
+        probs: (n_sites, n_types) species probabilities of one cell.
+        vocabulary: the element symbol of each type.
+        top_k: elements considered per site.
+        max_tries: assignments checked before giving up.
+
+    Returns:
+        The type index per site, or None when no checked assignment is valid.
+    """
+    n_sites = probs.shape[0]
+    if n_sites == 0:
+        return None
+    k = min(top_k, probs.shape[1])
+    ranked = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    logp = np.log(np.clip(np.take_along_axis(probs, ranked, axis=1), 1e-12, None))
+    start = (0,) * n_sites
+    heap = [(-float(logp[:, 0].sum()), start)]
+    seen = {start}
+    for _ in range(max_tries):
+        if not heap:
+            break
+        _, ranks = heapq.heappop(heap)
+        choice = [int(ranked[i, r]) for i, r in enumerate(ranks)]
+        if composition_valid([vocabulary[j] for j in choice]):
+            return choice
+        for i in range(n_sites):
+            if ranks[i] + 1 < k:
+                nxt = (*ranks[:i], ranks[i] + 1, *ranks[i + 1:])
+                if nxt not in seen:
+                    seen.add(nxt)
+                    score = float(sum(logp[j, r] for j, r in enumerate(nxt)))
+                    heapq.heappush(heap, (-score, nxt))
+    return None
 
 
 def structure_problem(structure: Structure) -> str:

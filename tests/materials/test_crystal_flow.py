@@ -33,7 +33,7 @@ from materials.crystal_generation import (
     predict_crystal_structures,
     summarize,
 )
-from materials.validity import composition_valid, structure_problem
+from materials.validity import charge_neutral_species, composition_valid, structure_problem
 from pipeline.conditions import parse_condition
 
 
@@ -126,6 +126,28 @@ def test_validity_follows_cdvae_definitions() -> None:
     assert "apart, below 0.5" in structure_problem(squeezed)
 
 
+def test_charge_neutral_species_takes_the_most_probable_valid_assignment() -> None:
+    vocabulary = ["Na", "Cs", "K", "Pb", "I", "O"]
+    probs = np.full((5, 6), 1e-3)
+    probs[0, [0, 1]] = 0.6, 0.35  # A: Na, then Cs
+    probs[1, [2, 3]] = 0.9, 0.05  # B: K, then Pb
+    probs[2:, 4] = 1.0  # X: I
+    probs /= probs.sum(1, keepdims=True)
+    # Na K I3 and Cs K I3 are not neutral (+1 +1 against -3); Na Pb I3 is the most probable
+    # assignment that is (Cs Pb I3 is neutral too, but less probable)
+    assert not composition_valid(["Na", "K", "I", "I", "I"])
+    assert not composition_valid(["Cs", "K", "I", "I", "I"])
+    assert [vocabulary[j] for j in charge_neutral_species(probs, vocabulary) or []] == \
+        ["Na", "Pb", "I", "I", "I"]
+    # already valid: unchanged
+    probs[1, 3] = 0.99
+    assert charge_neutral_species(probs, vocabulary) == [0, 3, 4, 4, 4]
+    # nothing neutral among the candidates: None
+    only = np.zeros((3, 6))
+    only[0, 0] = only[1:, 4] = 1.0  # Na I2
+    assert charge_neutral_species(only, vocabulary, top_k=1) is None
+
+
 def test_conditions_parse_and_name_their_problem() -> None:
     c = parse_condition("band_gap_ev>=1.5", PROPERTIES)
     assert (c.name, c.op, c.value) == ("band_gap_ev", ">=", 1.5)
@@ -170,6 +192,20 @@ def test_training_saving_and_sampling(tiny_generator: Path) -> None:
         generator.target_for("band_gap_ev", "=", 9.0)
     first = generator.sample([5, 10], steps=4, seed=3)
     again = generator.sample([5, 10], steps=4, seed=3)
+    # charge-aware decoding: a barely trained generator's most probable species are often not
+    # neutral; where a neutral assignment is among the top three per site, it is taken
+    raw = generator.sample([5] * 40, steps=4, seed=5, charge_neutral=False)
+    aware = generator.sample([5] * 40, steps=4, seed=5)
+    species = [[x.symbol for x in c.structure.species] for c in aware if c.structure is not None]
+    n_raw_valid = sum(composition_valid([x.symbol for x in c.structure.species])
+                      for c in raw if c.structure is not None)
+    assert sum(map(composition_valid, species)) > n_raw_valid
+    for r, c in zip(raw, aware, strict=True):
+        assert r.structure is not None and c.structure is not None
+        np.testing.assert_allclose(r.structure.frac_coords, c.structure.frac_coords)
+        changed = r.structure.species != c.structure.species
+        assert changed == c.redecoded
+        assert not changed or composition_valid([x.symbol for x in c.structure.species])
     for a, b in zip(first, again, strict=True):
         assert a.structure is not None and b.structure is not None
         assert len(a.structure) in (5, 10)

@@ -557,7 +557,9 @@ def train_orbital_ensemble(data: ShareDataset, config: OrbitalTrainingConfig,
     """Trains the members, recalibrates on the validation split and records its metrics.
 
     Args:
-        data: labelled molecules.
+        data: labelled molecules, with ``config.conformers`` conformers each
+            (``share_dataset(..., conformers=config.conformers)``); the metrics record how many
+            it had.
         config: architecture and training.
         progress: gets a task advanced once per step.
         trunks: PaiNN states to start the members' trunks from (member m from

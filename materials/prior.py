@@ -47,6 +47,11 @@ def predict_structures(model: CrystalEnsemble, structures: Sequence[Structure | 
     """Predictions for structures; a missing structure or one the model cannot read gets NaN
     and its reason.
 
+    Nor does a cell that is not physical (two sites within 0.5 Angstrom, or no volume: CDVAE's
+    structural validity, :func:`materials.validity.structure_problem`): the network was never
+    shown one and answers with anything (10^30 eV/atom for generated cells whose sites had
+    collapsed onto each other).
+
     A structure with an element the model never saw in training gets none either (unless
     ``allow_unseen``): the shipped model, trained on oxides, nitrides, fluorides and sulfides,
     predicted a zero band gap with near-zero uncertainty for every halide perovskite tried
@@ -59,6 +64,7 @@ def predict_structures(model: CrystalEnsemble, structures: Sequence[Structure | 
     """
     from materials.crystal_graph import CrystalGraphs, build_graphs
     from materials.crystal_model import MAX_Z
+    from materials.validity import structure_problem
 
     n = len(structures)
     mean, std = np.full((n, 2), np.nan), np.full((n, 2), np.nan)
@@ -72,6 +78,10 @@ def predict_structures(model: CrystalEnsemble, structures: Sequence[Structure | 
         heavy = [site.specie.symbol for site in s if site.specie.Z > MAX_Z]
         if heavy:
             reasons[i] = f"element(s) {', '.join(sorted(set(heavy)))} beyond Z = {MAX_Z}"
+            continue
+        problem = structure_problem(s)
+        if problem:
+            reasons[i] = f"not a physical cell: {problem}"
             continue
         unseen = sorted({site.specie.symbol for site in s if site.specie.Z not in known})
         if unseen and not allow_unseen:

@@ -92,9 +92,12 @@ def test_training_fits_and_the_checkpoint_round_trips(ensemble: CrystalEnsemble,
 def test_unknown_structures_get_reasons_not_numbers(ensemble: CrystalEnsemble) -> None:
     lonely = Structure(cubic_perovskite("Sr", "Ti", "O", 3.9).lattice.matrix * 3,
                        ["Sr", "Ti"], [[0, 0, 0], [0.5, 0.5, 0.5]])
-    mean, _, _, reasons = predict_structures(ensemble, [None, lonely])
+    collapsed = cubic_perovskite("Sr", "Ti", "O", 3.9)
+    collapsed.replace(1, "Ti", [0.02, 0.0, 0.01])  # Ti onto Sr: 0.09 Angstrom apart
+    mean, _, _, reasons = predict_structures(ensemble, [None, lonely, collapsed])
     assert np.isnan(mean).all()
     assert reasons[0] == "no structure" and "no neighbour within 5.0 Angstrom" in reasons[1]
+    assert reasons[2].startswith("not a physical cell: sites 0 (Sr) and 1 (Ti) 0.09 A apart")
 
 
 def test_roc_auc_counts_ties_half() -> None:

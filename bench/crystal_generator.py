@@ -263,8 +263,9 @@ def bench_condition(data: Path, weights: Path | None, n: int, seed: int,
             for c in conditions:
                 values = [s.predicted[c.name][0] for s in samples if c.name in s.predicted]
                 if c.op == "=":
-                    row[f"predicted_mae_to_{c}"] = float(np.mean([abs(v - c.value)
-                                                                  for v in values]))
+                    errors = [abs(v - c.value) for v in values]
+                    row[f"predicted_mae_to_{c}"] = float(np.mean(errors))
+                    row[f"predicted_median_error_to_{c}"] = float(np.median(errors))
                 else:
                     row[f"predicted_share_inside_{c}"] = float(np.mean(
                         [c.violation(v) == 0 for v in values]))

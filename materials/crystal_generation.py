@@ -26,7 +26,7 @@ from rich.progress import Progress
 
 from materials.crystal_flow import CrystalGenerator, canonical_cell, reference_structures
 from materials.validity import composition_valid, structure_problem
-from pipeline.conditions import Condition
+from pipeline.conditions import Condition, selection_score
 
 MAX_SITES = 40
 """Largest cell that structure prediction takes (sites)."""
@@ -98,21 +98,21 @@ def predict_properties(samples: Sequence[CrystalSample], model: Any) -> None:
                        for j, name in enumerate(MODEL_PROPERTIES) if np.isfinite(mean[k, j])}
 
 
-def _select(samples: list[CrystalSample], conditions: Sequence[Condition], keep: int
-            ) -> list[CrystalSample]:
-    """The ``keep`` valid samples best inside the conditions by the model's predictions; the
-    conditions the model does not predict do not rank."""
-    def score(s: CrystalSample) -> tuple[float, float]:
-        outside, distance = 0.0, 0.0
-        for c in conditions:
-            if c.name not in s.predicted:
-                continue
-            v = c.violation(s.predicted[c.name][0])
-            if c.op == "=":
-                distance += v
-            else:
-                outside += v
-        return outside, distance
+def _select(samples: list[CrystalSample], conditions: Sequence[Condition], keep: int,
+            scale: dict[str, float] | None = None) -> list[CrystalSample]:
+    """The ``keep`` valid samples that best meet the conditions by the model's predictions and
+    their uncertainty (:func:`pipeline.conditions.selection_score`, as for molecules: a point
+    target's distance in units of the model's held-out error ``scale``, -log of the predicted
+    probability of meeting a window, so that a wild prediction with a wide interval does not
+    pass for one inside); conditions the model does not predict do not rank."""
+    from materials.crystal_model import PROPERTIES as MODEL_PROPERTIES
+
+    ranked_on = [c for c in conditions if c.name in MODEL_PROPERTIES]
+
+    def score(s: CrystalSample) -> float:
+        mean = {name: value[0] for name, value in s.predicted.items()}
+        std = {name: value[1] for name, value in s.predicted.items()}
+        return selection_score(ranked_on, mean, std, scale or {})
 
     ranked = sorted((s for s in samples if s.valid and s.predicted), key=score)
     return ranked[:keep]
@@ -164,7 +164,9 @@ def generate_crystals(generator: CrystalGenerator, n: int,
     if property_model is not None:
         predict_properties(samples, property_model)
     if selecting:
-        samples = _select(samples, conditions, n)
+        validation = getattr(property_model, "metrics", {}).get("validation", {})
+        scale = {p: float(validation.get(f"mae_{p}", 1.0)) for p in MODEL_PROPERTIES}
+        samples = _select(samples, conditions, n, scale)
     return samples, drawn
 
 

@@ -269,6 +269,30 @@ def test_training_saving_and_sampling(tiny_generator: Path) -> None:
                             "novelty", "samples_per_s", "failures"}
 
 
+def test_selection_weighs_the_models_uncertainty() -> None:
+    from materials.crystal_generation import CrystalSample, _select
+
+    cell = polar_cell()
+
+    def sample(gap: float, gap_std: float) -> CrystalSample:
+        return CrystalSample("SrTiO3", cell, True, True,
+                             predicted={"band_gap_ev": (gap, gap_std),
+                                        "formation_energy_ev_per_atom": (0.1, 0.01)})
+
+    sure, wild, outside = sample(2.0, 0.1), sample(500.0, 900.0), sample(0.5, 0.1)
+    gap_window = [parse_condition("band_gap_ev>=1.5", PROPERTIES)]
+    # the wild prediction lies inside on its mean, but its interval says it may well not
+    assert _select([wild, outside, sure], gap_window, 2) == [sure, wild]
+    # point targets rank by distance in units of the model's error
+    point = [parse_condition("formation_energy_ev_per_atom=0.0", PROPERTIES),
+             parse_condition("decomposition_energy_ev_per_atom<=0", PROPERTIES)]  # not predicted
+    near = CrystalSample("SrTiO3", cell, True, True,
+                         predicted={"formation_energy_ev_per_atom": (0.02, 0.01)})
+    far = CrystalSample("SrTiO3", cell, True, True,
+                        predicted={"formation_energy_ev_per_atom": (0.3, 0.01)})
+    assert _select([far, near], point, 1, {"formation_energy_ev_per_atom": 0.013}) == [near]
+
+
 def test_generate_command_writes_valid_cifs(tiny_generator: Path, tmp_path: Path) -> None:
     from flows.cli import app
 

@@ -24,7 +24,8 @@ import numpy.typing as npt
 from pymatgen.core import Composition, Structure
 from rich.progress import Progress
 
-from materials.crystal_flow import CrystalGenerator, canonical_cell, reference_structures
+from materials.cell_encoding import canonical_cell
+from materials.crystal_flow import CrystalGenerator, reference_structures
 from materials.validity import composition_valid, structure_problem
 from pipeline.conditions import Condition, selection_score
 
@@ -296,7 +297,7 @@ def summarize(samples: Sequence[CrystalSample], drawn: int, wall_s: float,
 
 
 def canonical_cif(structure: Structure) -> str:
-    """CIF of the canonical cell (:func:`materials.crystal_flow.canonical_cell`)."""
+    """CIF of the canonical cell (:func:`materials.cell_encoding.canonical_cell`)."""
     from materials.structures import to_cif
 
     return to_cif(canonical_cell(structure))

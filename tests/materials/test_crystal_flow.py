@@ -15,16 +15,18 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.core.operations import SymmOp
 from typer.testing import CliRunner
 
+from materials.cell_encoding import (
+    canonical_cell,
+    lattice_from_vector,
+    lattice_vector,
+    rock_salt_supercell,
+)
 from materials.crystal_flow import (
     PROPERTIES,
     CrystalDenoiser,
     CrystalFlowTraining,
     CrystalGenerator,
-    canonical_cell,
-    lattice_from_vector,
-    lattice_vector,
     pair_edges,
-    rock_salt_supercell,
     train_crystal_generator,
 )
 from materials.crystal_generation import (

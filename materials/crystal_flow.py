@@ -79,6 +79,9 @@ class CrystalFlowTraining(BaseModel):
         ema_decay: exponential moving average of the weights (:class:`pipeline.flow.FlowTraining`).
         symprec: symmetry tolerance of :func:`canonical_cell`, Angstrom.
         seed: initialisation, batches and noise.
+        device: where training runs: ``cpu``, ``cuda`` or ``auto`` (CUDA when available). Not
+            part of a training state's identity: a run started on a GPU can be finished on the
+            CPU; the trained generator always samples on the CPU.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -98,6 +101,7 @@ class CrystalFlowTraining(BaseModel):
     ema_decay: float = Field(default=0.999, ge=0.0, lt=1.0)
     symprec: float = Field(default=0.01, gt=0.0, le=1.0)
     seed: int = 0
+    device: str = Field(default="cpu", pattern=r"^(cpu|cuda(:\d+)?|auto)$")
 
 
 def pair_edges(counts: torch.Tensor) -> torch.Tensor:
@@ -219,35 +223,44 @@ class CellBatch:
 
 
 def make_cell_batch(data: CellSet, index: npt.NDArray[np.int64],
-                    lattice_mean: torch.Tensor, lattice_std: torch.Tensor) -> CellBatch:
-    """Packs cells ``index`` of ``data``, the lattice standardised."""
+                    lattice_mean: torch.Tensor, lattice_std: torch.Tensor,
+                    device: torch.device | None = None) -> CellBatch:
+    """Packs cells ``index`` of ``data``, the lattice standardised (with statistics on the
+    CPU), then moves the batch to ``device`` (the CPU by default); ``counts`` stays on the
+    CPU."""
     counts = torch.as_tensor([len(data.species[i]) for i in index])
     lat = torch.as_tensor(data.lattice[index], dtype=torch.float32)
-    return CellBatch(
+    b = CellBatch(
         species=torch.as_tensor(np.concatenate([data.species[i] for i in index])),
         frac=torch.as_tensor(np.concatenate([data.frac[i] for i in index]), dtype=torch.float32),
         lattice=(lat - lattice_mean) / lattice_std,
         y=torch.as_tensor(data.y[index], dtype=torch.float32),
         batch=torch.repeat_interleave(torch.arange(len(index)), counts),
         counts=counts, edges=pair_edges(counts))
+    if device is None or device.type == "cpu":
+        return b
+    return CellBatch(species=b.species.to(device), frac=b.frac.to(device),
+                     lattice=b.lattice.to(device), y=b.y.to(device), batch=b.batch.to(device),
+                     counts=counts, edges=b.edges.to(device))
 
 
 def flow_loss(model: CrystalDenoiser, b: CellBatch, conditioning: Conditioning,
               config: CrystalFlowTraining, gen: torch.Generator | None = None
               ) -> tuple[torch.Tensor, dict[str, float]]:
     """The training loss of one batch and its parts (coordinate, lattice, species)."""
-    g = len(b.counts)
-    t = torch.rand(g, generator=gen)
-    given = (torch.rand(g, generator=gen) < config.p_csp).float()
-    f0 = torch.rand(b.frac.shape, generator=gen)
+    g, dev = len(b.counts), b.frac.device
+    # noise is drawn on the CPU from ``gen`` (the same numbers on every device), then moved
+    t = torch.rand(g, generator=gen).to(dev)
+    given = (torch.rand(g, generator=gen) < config.p_csp).float().to(dev)
+    f0 = torch.rand(b.frac.shape, generator=gen).to(dev)
     v = wrap(b.frac - f0)
     v = v - scatter(v, b.batch, dim=0, dim_size=g, reduce="mean")[b.batch]
     tb = t[b.batch][:, None]
     f_t = torch.remainder(f0 + tb * v, 1.0)
-    l0 = torch.randn(b.lattice.shape, generator=gen)
+    l0 = torch.randn(b.lattice.shape, generator=gen).to(dev)
     l_t = (1 - t[:, None]) * l0 + t[:, None] * b.lattice
     s1 = F.one_hot(b.species, model.n_types).float()
-    s0 = config.categorical_noise * torch.randn(s1.shape, generator=gen)
+    s0 = config.categorical_noise * torch.randn(s1.shape, generator=gen).to(dev)
     s_t = (1 - tb) * s0 + tb * s1
     s_t = torch.where(given[b.batch][:, None] > 0, s1, s_t)
     cond, mask = conditioning.training_mask(b.y, config.p_uncond, config.p_drop_property, gen)
@@ -256,7 +269,7 @@ def flow_loss(model: CrystalDenoiser, b: CellBatch, conditioning: Conditioning,
     lattice = ((l_hat - b.lattice) ** 2).sum(-1).mean()
     generated = given[b.batch] == 0
     species = (F.cross_entropy(logits[generated], b.species[generated])
-               if bool(generated.any()) else torch.zeros(()))
+               if bool(generated.any()) else torch.zeros((), device=dev))
     loss = coord + config.weight_lattice * lattice + config.weight_species * species
     return loss, {"coord_mse": float(coord.detach()), "lattice_mse": float(lattice.detach()),
                   "species_ce": float(species.detach())}
@@ -613,6 +626,8 @@ def train_crystal_generator(structures: Sequence[Structure], labels: npt.ArrayLi
     conditioning = Conditioning.from_labels(properties, y)
     torch.manual_seed(config.seed)
     model = _network(config, len(vocabulary), len(properties))
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
+                          if config.device == "auto" else config.device)
     earlier: dict[str, Any] = {}
     if init_from is not None:
         model.load_state_dict(init_from.model.state_dict())
@@ -629,13 +644,16 @@ def train_crystal_generator(structures: Sequence[Structure], labels: npt.ArrayLi
         earlier = {"init_from": {k: v for k, v in init_from.metrics.items()
                                  if k != "init_from"}}
 
+    model = model.to(device)
+
     def loss_fn(net: nn.Module, index: npt.NDArray[np.int64], gen: torch.Generator
                 ) -> tuple[torch.Tensor, dict[str, float]]:
         assert isinstance(net, CrystalDenoiser)
-        return flow_loss(net, make_cell_batch(data, index, lattice_mean, lattice_std),
+        return flow_loss(net, make_cell_batch(data, index, lattice_mean, lattice_std, device),
                          conditioning, config, gen)
 
-    identity = {"config": config.model_dump(), "n_cells": len(data),
+    # the device is left out: a state written on a GPU continues on the CPU and back
+    identity = {"config": config.model_dump(exclude={"device"}), "n_cells": len(data),
                 "vocabulary": list(vocabulary),
                 "init_from": earlier.get("init_from", {}).get("train_seconds")}
     run = train_flow(model, len(data), loss_fn,
@@ -649,7 +667,8 @@ def train_crystal_generator(structures: Sequence[Structure], labels: npt.ArrayLi
                     for k, name in enumerate(properties)}
     metrics = {"n_structures": len(structures), "n_cells": len(data),
                "train_seconds": run.seconds, "final_loss": run.last_loss, **earlier,
+               "device": str(device),
                "labelled": {name: int(np.isfinite(y[:, k]).sum())
                             for k, name in enumerate(properties)}}
-    return CrystalGenerator(config, model, vocabulary, conditioning, lattice_mean, lattice_std,
+    return CrystalGenerator(config, model.cpu(), vocabulary, conditioning, lattice_mean, lattice_std,
                             sizes, reference, label_values, metrics)

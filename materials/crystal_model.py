@@ -86,6 +86,9 @@ class CrystalTrainingConfig(BaseModel):
         weight_decay: AdamW weight decay.
         seed: seed of the members' initialisation and batch order.
         workers: members trained at once, each in its own single-threaded process.
+        device: where the members train: ``cpu``, ``cuda`` or ``auto`` (CUDA when available);
+            not part of a member checkpoint's recipe (a member started on a GPU can finish on
+            the CPU); the trained ensemble predicts on the CPU.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -101,6 +104,7 @@ class CrystalTrainingConfig(BaseModel):
     weight_decay: float = Field(default=1e-5, ge=0, le=1.0)
     seed: int = 0
     workers: int = Field(default=1, ge=1, le=64)
+    device: str = Field(default="cpu", pattern=r"^(cpu|cuda(:\d+)?|auto)$")
 
 
 class CrystalPaiNN(nn.Module):
@@ -197,7 +201,7 @@ def member_loss(net: CrystalPaiNN, out: dict[str, torch.Tensor], y: torch.Tensor
     are left out."""
     energy, gap = y[:, 0], y[:, 1]
     known_e, known_g = torch.isfinite(energy), torch.isfinite(gap)
-    loss = torch.zeros((), dtype=out["formation_mean"].dtype)
+    loss = torch.zeros((), dtype=out["formation_mean"].dtype, device=y.device)
     if bool(known_e.any()):
         e, m, v = energy[known_e], out["formation_mean"][known_e], out["formation_var"][known_e]
         loss = loss + (((e - m) / net.y_std[0]) ** 2 if warm
@@ -235,10 +239,14 @@ def _train_member(job: _Member, advance: Advance) -> dict[str, torch.Tensor]:
     end, and a restarted job continues from it (each epoch's batch order depends on the seed,
     the member and the epoch only, so a resumed member trains as an uninterrupted one)."""
     config = job.config
+    recipe = config.model_dump(exclude={"device"})
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
+                          if config.device == "auto" else config.device)
     torch.manual_seed(config.seed * 1000 + job.index)
     net = _network(config)
     net.y_mean.copy_(torch.tensor(job.y_mean))
     net.y_std.copy_(torch.tensor(job.y_std))
+    net = net.to(device)
     steps = config.epochs * math.ceil(len(job.train) / config.batch_size)
     opt = torch.optim.AdamW(net.parameters(), lr=config.learning_rate,
                             weight_decay=config.weight_decay)
@@ -246,8 +254,9 @@ def _train_member(job: _Member, advance: Advance) -> dict[str, torch.Tensor]:
                                                        eta_min=config.learning_rate / 100)
     first = 0
     if job.checkpoint is not None and Path(job.checkpoint).exists():
-        state = torch.load(job.checkpoint, weights_only=True)
-        if state["config"] != config.model_dump():
+        state = torch.load(job.checkpoint, weights_only=True, map_location=device)
+        saved = {k: v for k, v in state["config"].items() if k != "device"}
+        if saved != recipe:
             raise ValueError(f"{job.checkpoint}: a member checkpoint of another recipe; remove it "
                              "or train into another folder")
         net.load_state_dict(state["net"])
@@ -259,7 +268,7 @@ def _train_member(job: _Member, advance: Advance) -> dict[str, torch.Tensor]:
     def save(epoch: int) -> None:
         if job.checkpoint is not None:
             tmp = Path(f"{job.checkpoint}.tmp")
-            torch.save({"config": config.model_dump(), "net": net.state_dict(),
+            torch.save({"config": recipe, "net": net.state_dict(),
                         "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                         "epoch": epoch}, tmp)
             tmp.replace(job.checkpoint)
@@ -267,7 +276,8 @@ def _train_member(job: _Member, advance: Advance) -> dict[str, torch.Tensor]:
     for epoch in range(first, config.epochs):
         net.train()
         rng = np.random.default_rng([config.seed, job.index, epoch])
-        for z, edges, vectors, batch, y in crystal_batches(job.train, config.batch_size, rng):
+        for tensors in crystal_batches(job.train, config.batch_size, rng):
+            z, edges, vectors, batch, y = (x.to(device, non_blocking=True) for x in tensors)
             out = net(z, edges, vectors, batch, len(y))
             loss = member_loss(net, out, y, warm=epoch < config.warmup_epochs)
             opt.zero_grad()
@@ -444,7 +454,8 @@ def train_crystal_ensemble(train: CrystalGraphs, val: CrystalGraphs,
     jobs = [_Member(m, train, config, y_mean, y_std,
                     str(folder / f"member-{m}.pt") if folder is not None else None)
             for m in range(config.members)]
-    states = run_jobs(_train_member, jobs, config.workers, advance)
+    states = run_jobs(_train_member, jobs, config.workers, advance,
+                      "fork" if config.device == "cpu" else "spawn")
     members = []
     for state in states:
         net = _network(config)

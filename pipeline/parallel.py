@@ -30,15 +30,18 @@ def _in_worker(func: Callable[[Any, Advance], Any], job: Any) -> Any:
 
 
 def run_jobs(func: Callable[[J, Advance], R], jobs: Sequence[J], workers: int,
-             advance: Advance | None = None) -> list[R]:
-    """``func(job, advance)`` for every job, in ``workers`` forked processes of one torch thread
-    each (in this process, one after the other, when ``workers`` is 1).
+             advance: Advance | None = None, start_method: str = "fork") -> list[R]:
+    """``func(job, advance)`` for every job, in ``workers`` processes of one torch thread each
+    (in this process, one after the other, when ``workers`` is 1).
 
     Args:
         func: a module-level function (it is sent to the workers by reference).
         jobs: its first arguments, picklable.
         workers: processes at once.
         advance: receives the step counts the jobs report, in this process.
+        start_method: ``fork`` (fast; the workers share this process's imports), or ``spawn``
+            for jobs that use CUDA, which cannot be used in a process forked from one where it
+            was initialised (importing torch-geometric initialises it).
 
     Returns:
         The results in the order of ``jobs``. A worker that dies (killed, out of memory) fails
@@ -47,7 +50,7 @@ def run_jobs(func: Callable[[J, Advance], R], jobs: Sequence[J], workers: int,
     report: Advance = advance if advance is not None else (lambda n: None)
     if workers <= 1 or len(jobs) <= 1:
         return [func(job, report) for job in jobs]
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context(start_method)
     queue = ctx.SimpleQueue()
 
     def drain() -> None:

@@ -117,6 +117,7 @@ def train_crystal_model(
     seed: Annotated[int, typer.Option()] = 0,
     workers: Annotated[int, typer.Option(
         min=1, help="Members trained at once, one single-threaded process each.")] = 1,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
 ) -> None:
     """Train the crystal property model: a periodic PaiNN deep ensemble predicting formation
     energy (eV/atom) and band gap (eV, with the probability of a gap) with calibrated
@@ -132,7 +133,7 @@ def train_crystal_model(
         config = CrystalTrainingConfig(
             epochs=epochs, members=members, features=features, n_layers=layers, cutoff=cutoff,
             batch_size=batch_size, learning_rate=learning_rate, seed=seed,
-            warmup_epochs=min(5, epochs // 4), workers=workers)
+            warmup_epochs=min(5, epochs // 4), workers=workers, device=device)
         table = read_perovskite_table(data, limit)
         graphs = build_graphs(table.structures, config.cutoff, table.targets)
     except (ValueError, ValidationError, OSError) as exc:
@@ -285,17 +286,17 @@ def train_generator_command(
     orbitals sit); for perovskites, flow matching over species, fractional
     coordinates and lattice, conditioned on formation energy, band gap and CHGNet stability
     (trained on the pool's compositions outside the benchmark's held-out 15 %)."""
-    from chem.flow_data import PROPERTIES, MoleculeSet, read_labelled_xyz
-    from chem.flow_matching import FlowGenerator, GeneratorTraining, train_generator
-
     if domain == "perovskites":
         _train_crystal_generator(
             data, out, limit, epochs, features, layers or 4, batch_size, learning_rate or 1e-3,
             categorical_noise or 2.0, seed, state, init_from, p_drop_property, ema_decay,
-            stability, double_share)
+            stability, double_share, device)
         return
     if domain != "molecules":
         fail(f"--domain must be molecules or perovskites, got {domain!r}")
+    from chem.flow_data import PROPERTIES, MoleculeSet, read_labelled_xyz
+    from chem.flow_matching import FlowGenerator, GeneratorTraining, train_generator
+
     out = out or GENERATOR
     try:
         config = GeneratorTraining(epochs=epochs, features=features, n_layers=layers or 6,
@@ -358,7 +359,8 @@ def _train_crystal_generator(data: Path, out: Path | None, limit: int | None, ep
                              features: int, layers: int, batch_size: int, learning_rate: float,
                              categorical_noise: float, seed: int, state: Path | None,
                              init_from: Path | None, p_drop_property: float, ema_decay: float,
-                             stability: Path | None, double_share: float) -> None:
+                             stability: Path | None, double_share: float, device: str
+                             ) -> None:
     import numpy as np
 
     from materials.crystal_flow import (
@@ -374,7 +376,8 @@ def _train_crystal_generator(data: Path, out: Path | None, limit: int | None, ep
         config = CrystalFlowTraining(
             epochs=epochs, features=features, n_layers=layers, batch_size=batch_size,
             learning_rate=learning_rate, categorical_noise=categorical_noise, seed=seed,
-            p_drop_property=p_drop_property, ema_decay=ema_decay, double_share=double_share)
+            p_drop_property=p_drop_property, ema_decay=ema_decay, double_share=double_share,
+            device=device)
         table = read_perovskite_table(data, limit)
         decomposition = (read_stability_labels(stability, table.ids) if stability is not None
                          else np.full(len(table.ids), np.nan))

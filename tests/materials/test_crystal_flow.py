@@ -358,3 +358,25 @@ def test_geometry_filter_rejects_cells_without_perovskite_sites() -> None:
     assert list(result.passed) == [True, False]
     assert "no perovskite sites" in result.reasons[1] and "both a cation and an anion" in \
         result.reasons[1]
+
+
+def test_training_state_does_not_depend_on_the_device(tmp_path: Path) -> None:
+    """A state written by a run on one device continues on another (a GPU run finished on the
+    CPU): the device is not part of the state's identity, the recipe is."""
+    cells = [polar_cell(a, b, x, length) for a, b, x, length in (
+        ("Sr", "Ti", "O", 3.9), ("Ba", "Ti", "O", 4.0), ("K", "Nb", "O", 4.0))]
+    labels = np.array([[-3.0, 1.8, np.nan], [-3.1, 1.6, np.nan], [-2.8, 1.5, np.nan]])
+    state = tmp_path / "state.pt"
+    config = CrystalFlowTraining(features=8, n_layers=1, n_frequencies=2, epochs=2, batch_size=2,
+                                 double_share=0.0, device="cpu")
+    first = train_crystal_generator(cells, labels, config, state_path=state)
+    again = train_crystal_generator(cells, labels, config.model_copy(update={"device": "auto"}),
+                                    state_path=state)
+    for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values(),
+                    strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="other settings or data"):
+        train_crystal_generator(cells, labels, config.model_copy(update={"learning_rate": 0.1}),
+                                state_path=state)
+    with pytest.raises(ValueError, match="device"):
+        CrystalFlowTraining(device="gpu0")

@@ -127,3 +127,28 @@ def test_tables_are_read_with_per_atom_targets_and_split_by_composition(tmp_path
     pd.DataFrame([{"cif": "x", "heat_all": 1.0}]).to_csv(path, index=False)
     with pytest.raises(ValueError, match=r"missing column\(s\) \['ind_gap'\]"):
         read_perovskite_table(path)
+
+
+def test_member_checkpoints_continue_on_another_device(tmp_path: object) -> None:
+    """Member checkpoints name the recipe, not the device: a run started elsewhere (a GPU)
+    is taken up where it stopped."""
+    from pathlib import Path
+
+    cells = _cells()[:5]
+    y = np.array([[-3.5, 1.8], [-3.3, 1.6], [-3.6, 3.2], [-2.9, 0.0], [-1.2, 0.0]])
+    graphs = build_graphs(cells, 5.0, y)
+    config = CrystalTrainingConfig(features=8, n_layers=1, n_rbf=4, cutoff=5.0, members=1,
+                                   epochs=5, warmup_epochs=1, batch_size=2, device="cpu")
+    folder = Path(str(tmp_path)) / "members"
+    first = train_crystal_ensemble(graphs.subset(range(4)), graphs.subset([4]), config,
+                                   checkpoint_dir=folder)
+    assert torch.load(folder / "member-0.pt", weights_only=True)["epoch"] == 5
+    again = train_crystal_ensemble(graphs.subset(range(4)), graphs.subset([4]),
+                                   config.model_copy(update={"device": "auto"}),
+                                   checkpoint_dir=folder)
+    a, _, _ = first.predict_graphs(graphs)
+    b, _, _ = again.predict_graphs(graphs)
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="another recipe"):
+        train_crystal_ensemble(graphs.subset(range(4)), graphs.subset([4]),
+                               config.model_copy(update={"features": 16}), checkpoint_dir=folder)

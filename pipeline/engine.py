@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from pipeline.acquisition import Acquisition, Selection, information_per_cost
 from pipeline.config import CampaignConfig
-from pipeline.metrics import campaign_totals, lab_prediction_metrics, surrogate_error_metrics
+from pipeline.metrics import campaign_totals, lab_metrics, surrogate_errors
 from pipeline.protocols import (
     CachingOracle,
     Featurizer,
@@ -53,7 +53,7 @@ from pipeline.registry import (
     PRIORS,
     SURROGATES,
 )
-from pipeline.store import CampaignRecord, CandidateRecord, EvaluationRecord, Store
+from pipeline.store import CampaignRecord, CandidateRecord, Store
 from pipeline.types import (
     Candidate,
     CandidateStatus,
@@ -647,48 +647,11 @@ class CampaignEngine:
             metrics["feasible_total"] = float(len(feasible))
         if self.config.pareto_with:
             metrics["pareto_front_size"] = float(len(pareto_front(self.config, measured)))
-        metrics.update(self._surrogate_errors(records, evals))
-        metrics.update(self._lab_metrics(round_index))
+        metrics.update(surrogate_errors(self.surrogate_properties, records, evals))
+        metrics.update(lab_metrics(self.store, self.name, round_index, self.surrogate_properties))
         metrics.update({f"surrogate_rows_{f}": float(n) for f, n in self._fit_rows.items()})
         metrics.update({f"seconds_{k}": v for k, v in self.timer.seconds.items()})
         return metrics
-
-    def _lab_metrics(self, round_index: int) -> dict[str, float]:
-        """Results imported from outside (the lab) that this round's surrogate could learn from
-        (``lab_results_used``: imported before the round started), and how well the surrogates
-        of earlier rounds had predicted those imported since the previous round started (their
-        predictions at selection; :func:`pipeline.metrics.lab_prediction_metrics`)."""
-        this = self.store.round(self.name, round_index)
-        if this is None:
-            return {}
-        previous = self.store.round(self.name, round_index - 1) if round_index else None
-        imported = [e for e in self.store.evaluations(self.name)
-                    if e.evaluation.ok and "file_sha256" in e.evaluation.provenance
-                    and e.created_at < this.started_at]
-        out = {"lab_results_used": float(len(imported))}
-        new = [e for e in imported if previous is None or e.created_at >= previous.started_at]
-        if not new:
-            return out
-        preds = {r.candidate.id: r.predictions
-                 for r in self.store.candidates(self.name,
-                                                ids={e.evaluation.candidate_id for e in new})}
-        for prop in self.surrogate_properties:
-            arrays = _predicted_and_measured(prop, new, preds)
-            if arrays is not None:
-                out.update(lab_prediction_metrics(prop, *arrays))
-        return out
-
-    def _surrogate_errors(
-        self, records: list[CandidateRecord], evals: list[EvaluationRecord]
-    ) -> dict[str, float]:
-        """Error of the predictions made at selection time (before refitting) on the new results."""
-        preds = {r.candidate.id: r.predictions for r in records}
-        out: dict[str, float] = {}
-        for prop in self.surrogate_properties:
-            arrays = _predicted_and_measured(prop, evals, preds)
-            if arrays is not None:
-                out.update(surrogate_error_metrics(prop, *arrays))
-        return out
 
     def campaign_totals(self, round_index: int) -> dict[str, float]:
         """The campaign's totals and bests after ``round_index`` (see
@@ -714,20 +677,6 @@ class CampaignEngine:
         predicted score, then failed oracle requests.
         """
         return rank_candidates(self.store, self.name, self.config)
-
-
-def _predicted_and_measured(
-    prop: str, evals: Sequence[EvaluationRecord], preds: Mapping[str, Mapping[str, Prediction]]
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]] | None:
-    """Measured values of ``prop`` (ok results) and the predictions made for them at selection:
-    (y, mean, std), each (n,); None when no result has a prediction."""
-    pairs = [(e.evaluation.value, preds[e.evaluation.candidate_id][prop]) for e in evals
-             if e.evaluation.property == prop and e.evaluation.ok
-             and prop in preds.get(e.evaluation.candidate_id, {})]
-    if not pairs:
-        return None
-    return (np.array([p[0] for p in pairs]), np.array([p[1].mean for p in pairs]),
-            np.array([p[1].std for p in pairs]))
 
 
 def filter_report(filters: Sequence[tuple[str, Filter]],

@@ -1,5 +1,6 @@
-"""Round and campaign metrics that need no store: how well the surrogate predicted the new
-results (and whether it drifted), and a campaign's totals and bests over its rounds."""
+"""Round and campaign metrics: how well the surrogate predicted the new results (and whether
+it drifted), how well earlier rounds predicted the lab's results, and a campaign's totals and
+bests over its rounds."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
+
+from pipeline.store import CandidateRecord, EvaluationRecord, Store
+from pipeline.types import Prediction
 
 DRIFT_Z_RMS = 2.0
 """A surrogate has drifted when the root mean square of its standardised errors on a round's new
@@ -96,3 +100,56 @@ def lab_prediction_metrics(prop: str, y: npt.NDArray[np.float64], mean: npt.NDAr
     return {f"lab_prediction_mae_{prop}": errors[f"surrogate_mae_{prop}"],
             f"lab_prediction_coverage90_{prop}": errors[f"surrogate_coverage90_{prop}"],
             f"lab_prediction_n_{prop}": float(len(y))}
+
+
+def predicted_and_measured(
+    prop: str, evals: Sequence[EvaluationRecord], preds: Mapping[str, Mapping[str, Prediction]]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]] | None:
+    """Measured values of ``prop`` (ok results) and the predictions made for them at selection:
+    (y, mean, std), each (n,); None when no result has a prediction."""
+    pairs = [(e.evaluation.value, preds[e.evaluation.candidate_id][prop]) for e in evals
+             if e.evaluation.property == prop and e.evaluation.ok
+             and prop in preds.get(e.evaluation.candidate_id, {})]
+    if not pairs:
+        return None
+    return (np.array([p[0] for p in pairs]), np.array([p[1].mean for p in pairs]),
+            np.array([p[1].std for p in pairs]))
+
+
+def surrogate_errors(properties: Sequence[str], records: Sequence[CandidateRecord],
+                     evals: Sequence[EvaluationRecord]) -> dict[str, float]:
+    """Error of the predictions made at selection time (before refitting) on a round's new
+    results (:func:`surrogate_error_metrics` per property)."""
+    preds = {r.candidate.id: r.predictions for r in records}
+    out: dict[str, float] = {}
+    for prop in properties:
+        arrays = predicted_and_measured(prop, evals, preds)
+        if arrays is not None:
+            out.update(surrogate_error_metrics(prop, *arrays))
+    return out
+
+
+def lab_metrics(store: Store, campaign: str, round_index: int, properties: Sequence[str]
+                ) -> dict[str, float]:
+    """Results imported from outside (the lab) that a round's surrogate could learn from
+    (``lab_results_used``: imported before the round started), and how well the surrogates
+    of earlier rounds had predicted those imported since the previous round started (their
+    predictions at selection; :func:`lab_prediction_metrics`)."""
+    this = store.round(campaign, round_index)
+    if this is None:
+        return {}
+    previous = store.round(campaign, round_index - 1) if round_index else None
+    imported = [e for e in store.evaluations(campaign)
+                if e.evaluation.ok and "file_sha256" in e.evaluation.provenance
+                and e.created_at < this.started_at]
+    out = {"lab_results_used": float(len(imported))}
+    new = [e for e in imported if previous is None or e.created_at >= previous.started_at]
+    if not new:
+        return out
+    preds = {r.candidate.id: r.predictions
+             for r in store.candidates(campaign, ids={e.evaluation.candidate_id for e in new})}
+    for prop in properties:
+        arrays = predicted_and_measured(prop, new, preds)
+        if arrays is not None:
+            out.update(lab_prediction_metrics(prop, *arrays))
+    return out

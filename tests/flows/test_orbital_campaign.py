@@ -149,3 +149,23 @@ def test_generator_meets_descriptor_windows_by_selection(weights: tuple[Path, Pa
         "generate", "molecules", "--n", "2", "--out", str(sdf), "--oversample", "1",
         "--condition", "frontier_overlap<=0.3", "--orbital-model", str(orbital)])
     assert alone.exit_code == 2 and "only selection by the property model" in alone.output
+
+
+def test_generator_draws_widely_by_default_where_selection_alone_must_meet_a_condition(
+        weights: tuple[Path, Path], tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from flows.cli.generate import OVERSAMPLE_GUIDED, OVERSAMPLE_SELECTION_ONLY
+
+    energy, orbital = weights
+    common = ["generate", "molecules", "--n", "1", "--out", str(tmp_path / "m.sdf"), "--steps",
+              "5", "--property-model", str(energy), "--orbital-model", str(orbital), "--json"]
+    guided = CliRunner().invoke(app, [*common, "--condition", "gap_ev>=5"])
+    assert guided.exit_code == 0, guided.output
+    assert json.loads(guided.stdout)["n_sampled"] == OVERSAMPLE_GUIDED
+    by_selection = CliRunner().invoke(app, [*common, "--condition", "lumo_share_N>=0.5"])
+    assert by_selection.exit_code == 0, by_selection.output
+    assert json.loads(by_selection.stdout)["n_sampled"] == OVERSAMPLE_SELECTION_ONLY

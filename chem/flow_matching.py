@@ -46,6 +46,7 @@ from chem.flow_model import (
     add_self_conditioning,
     pair_index,
 )
+from pipeline.devices import training_device
 from pipeline.flow import Conditioning, FlowTraining, guide, time_grid, train_flow
 
 __all__ = ["FlowGenerator", "GeneratorTraining", "integrate", "time_grid", "train_generator"]
@@ -529,8 +530,7 @@ def train_generator(data: MoleculeSet, config: GeneratorTraining,
     """
     if len(data) < 2:
         raise ValueError(f"training needs at least 2 molecules, got {len(data)}")
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
-                          if config.device == "auto" else config.device)
+    device = training_device(config.device)
     torch.manual_seed(config.seed)
     if data.y.shape[1] != len(properties):
         raise ValueError(f"labels have {data.y.shape[1]} columns for properties {properties}")

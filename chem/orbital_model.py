@@ -36,7 +36,8 @@ from torch_geometric.utils import scatter
 
 from chem.datasets import GeometryMethod, _embed, subset_atoms
 from chem.molecules import EMBED_SEED
-from chem.painn import PaiNN, training_device
+from chem.painn import PaiNN
+from pipeline.devices import training_device
 from pipeline.orbital_shares import DESCRIPTORS, SHARE_ELEMENTS, orbital_descriptors
 from pipeline.uncertainty import Z90, interval_scales
 

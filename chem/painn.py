@@ -137,9 +137,3 @@ class PaiNN(nn.Module):
         variance = (nn.functional.softplus(raw_var) + 1e-6) * self.y_std**2
         return mean, variance
 
-
-def training_device(name: str) -> torch.device:
-    """Where training runs: ``cpu``, ``cuda``, or ``auto`` (CUDA when available)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)

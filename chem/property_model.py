@@ -31,7 +31,8 @@ from rdkit import Chem
 from rich.progress import Progress, TaskID
 
 from chem.datasets import PROPERTIES, GeometryDataset, GeometryMethod, embed_dataset
-from chem.painn import ELEMENTS, PaiNN, training_device
+from chem.painn import ELEMENTS, PaiNN
+from pipeline.devices import training_device
 from pipeline.uncertainty import interval_scales, regression_metrics
 
 FORMAT = "invdes-painn-ensemble-1"

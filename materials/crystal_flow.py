@@ -49,6 +49,7 @@ from materials.cell_encoding import (
     lattice_from_vector,
 )
 from materials.validity import charge_neutral_species, composition_valid
+from pipeline.devices import training_device
 from pipeline.flow import Conditioning, FlowTraining, guide, time_grid, train_flow
 
 FORMAT = "invdes-crystal-generator-1"
@@ -626,8 +627,7 @@ def train_crystal_generator(structures: Sequence[Structure], labels: npt.ArrayLi
     conditioning = Conditioning.from_labels(properties, y)
     torch.manual_seed(config.seed)
     model = _network(config, len(vocabulary), len(properties))
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
-                          if config.device == "auto" else config.device)
+    device = training_device(config.device)
     earlier: dict[str, Any] = {}
     if init_from is not None:
         model.load_state_dict(init_from.model.state_dict())

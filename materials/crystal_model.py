@@ -41,6 +41,7 @@ from torch import nn
 from torch_geometric.utils import scatter
 
 from materials.crystal_graph import CrystalGraphs
+from pipeline.devices import training_device
 from pipeline.equivariant import PaiNNInteraction, RadialBasis
 from pipeline.parallel import Advance, run_jobs
 from pipeline.uncertainty import interval_scales, regression_metrics
@@ -240,8 +241,7 @@ def _train_member(job: _Member, advance: Advance) -> dict[str, torch.Tensor]:
     the member and the epoch only, so a resumed member trains as an uninterrupted one)."""
     config = job.config
     recipe = config.model_dump(exclude={"device"})
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu")
-                          if config.device == "auto" else config.device)
+    device = training_device(config.device)
     torch.manual_seed(config.seed * 1000 + job.index)
     net = _network(config)
     net.y_mean.copy_(torch.tensor(job.y_mean))

@@ -172,8 +172,10 @@ def bench_denovo(data: Path, weights: Path | None, n: int, seed: int, steps: int
     mean, std, scaler = composition_scaler(scaler_path, train_comp)
     parts: dict[str, float] = {}
     recall, precision = coverage(sd, gen_comp[ok], gt_comp[ok_gt], mean, std, parts)
-    own_mean, own_std, own = composition_scaler(None, train_comp)
-    own_recall, own_precision = coverage(sd, gen_comp[ok], gt_comp[ok_gt], own_mean, own_std)
+    own_recall, own_precision, own = recall, precision, scaler
+    if scaler_path is not None:  # also with our training cells' statistics, for comparison
+        own_mean, own_std, own = composition_scaler(None, train_comp)
+        own_recall, own_precision = coverage(sd, gen_comp[ok], gt_comp[ok_gt], own_mean, own_std)
     gen_density = [s.density for s in valid]
     gt_density = [s.density for s in gt]
     gen_elems = [len(s.composition.elements) for s in valid]

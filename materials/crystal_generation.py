@@ -26,6 +26,7 @@ from rich.progress import Progress
 
 from materials.cell_encoding import canonical_cell
 from materials.crystal_flow import CrystalGenerator, reference_structures
+from materials.crystal_model import PROPERTIES as MODEL_PROPERTIES
 from materials.validity import composition_valid, structure_problem
 from pipeline.conditions import Condition, selection_score
 
@@ -87,7 +88,6 @@ def _judge(formula: str, structure: Structure | None, reason: str, redecoded: bo
 
 def predict_properties(samples: Sequence[CrystalSample], model: Any) -> None:
     """Adds the crystal property model's predictions (mean, std) to the samples in place."""
-    from materials.crystal_model import PROPERTIES as MODEL_PROPERTIES
     from materials.prior import predict_structures
 
     structures = [s.structure for s in samples]
@@ -106,8 +106,6 @@ def _select(samples: list[CrystalSample], conditions: Sequence[Condition], keep:
     target's distance in units of the model's held-out error ``scale``, -log of the predicted
     probability of meeting a window, so that a wild prediction with a wide interval does not
     pass for one inside); conditions the model does not predict do not rank."""
-    from materials.crystal_model import PROPERTIES as MODEL_PROPERTIES
-
     ranked_on = [c for c in conditions if c.name in MODEL_PROPERTIES]
 
     def score(s: CrystalSample) -> float:
@@ -144,8 +142,6 @@ def generate_crystals(generator: CrystalGenerator, n: int,
     Returns:
         The samples (kept ones, each judged) and how many were drawn.
     """
-    from materials.crystal_model import PROPERTIES as MODEL_PROPERTIES
-
     selecting = (property_model is not None and oversample > 1
                  and any(c.name in MODEL_PROPERTIES for c in conditions))
     drawn = n * oversample if selecting else n

@@ -49,11 +49,11 @@ COV_CUTOFFS = {"structure": 0.2, "composition": 4.0}
 """CDVAE's perovskite coverage cutoffs."""
 
 
-def _merge(part: str, report: dict[str, Any]) -> None:
-    data = json.loads(OUT.read_text()) if OUT.exists() else {}
+def _merge(part: str, report: dict[str, Any], out: Path = OUT) -> None:
+    data = json.loads(out.read_text()) if out.exists() else {}
     data[part] = report
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(data, indent=2) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def _split(data: Path) -> tuple[Any, np.ndarray, np.ndarray]:
@@ -140,7 +140,8 @@ def coverage(sd: np.ndarray, gen_comp: np.ndarray, gt_comp: np.ndarray, mean: np
 
 
 def bench_denovo(data: Path, weights: Path | None, n: int, seed: int, steps: int,
-                 anneal: float, scaler_path: Path | None = None) -> dict[str, Any]:
+                 anneal: float, scaler_path: Path | None = None,
+                 min_distance: float = 0.0) -> dict[str, Any]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -157,7 +158,8 @@ def bench_denovo(data: Path, weights: Path | None, n: int, seed: int, steps: int
     table, train, test = _split(data)
     generator = CrystalGenerator.load(weights or CRYSTAL_GENERATOR)
     start = time.perf_counter()
-    samples, drawn = generate_crystals(generator, n, seed=seed, steps=steps, anneal=anneal)
+    samples, drawn = generate_crystals(generator, n, seed=seed, steps=steps, anneal=anneal,
+                                       min_distance=min_distance)
     wall = time.perf_counter() - start
     summary = summarize(samples, drawn, wall, generator)
     valid = [s.structure for s in samples if s.valid and s.structure is not None]
@@ -192,7 +194,8 @@ def bench_denovo(data: Path, weights: Path | None, n: int, seed: int, steps: int
     fig.savefig(RESULTS / "crystal_generator_denovo.png", dpi=120)
     n_valid = len(valid)
     return {
-        "n": n, "seed": seed, "steps": steps, "anneal": anneal, "wall_s": wall,
+        "n": n, "seed": seed, "steps": steps, "anneal": anneal,
+        "min_distance": min_distance, "wall_s": wall,
         "valid_per_s": n_valid / wall if wall else None,
         "structure_validity": summary["structure_validity"],
         "composition_validity": summary["composition_validity"],
@@ -218,7 +221,7 @@ def bench_denovo(data: Path, weights: Path | None, n: int, seed: int, steps: int
 
 
 def bench_csp(data: Path, weights: Path | None, k: int, seed: int, limit: int | None,
-              steps: int, anneal: float) -> dict[str, Any]:
+              steps: int, anneal: float, min_distance: float = 0.0) -> dict[str, Any]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -240,7 +243,7 @@ def bench_csp(data: Path, weights: Path | None, k: int, seed: int, limit: int | 
     start = time.perf_counter()
     repeated = [sp for sp in species for _ in range(k)]
     cells = generator.sample([len(sp) for sp in repeated], species=repeated, seed=seed,
-                             steps=steps, anneal=anneal)
+                             steps=steps, anneal=anneal, min_distance=min_distance)
     wall = time.perf_counter() - start
     sm = matcher()
     rms = np.full((len(gt), k), np.nan)
@@ -267,7 +270,7 @@ def bench_csp(data: Path, weights: Path | None, k: int, seed: int, limit: int | 
     fig.tight_layout()
     fig.savefig(RESULTS / "crystal_generator_csp.png", dpi=120)
     return {"n_compositions": len(gt), "samples_per_composition": k, "seed": seed,
-            "steps": steps, "anneal": anneal,
+            "steps": steps, "anneal": anneal, "min_distance": min_distance,
             "sampling_wall_s": wall,
             "match_rate_1": float(np.isfinite(one).mean()),
             "rmse_1": float(np.nanmean(one)) if np.isfinite(one).any() else None,
@@ -378,23 +381,27 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="integration steps")
     parser.add_argument("--anneal", type=float, default=None,
                         help="coordinate velocity scaling (default: the product's)")
+    parser.add_argument("--min-distance", type=float, default=None,
+                        help="site separation in sampling, Angstrom (default: the product's)")
+    parser.add_argument("--out", type=Path, default=OUT, help="JSON the part is merged into")
     parser.add_argument("--composition-scaler", type=Path, default=None,
                         help="denovo: JSON with CDVAE's Magpie scaler constants (means, stds)")
     args = parser.parse_args()
-    from materials.crystal_generation import ANNEAL
+    from materials.crystal_generation import ANNEAL, MIN_DISTANCE
 
     anneal = ANNEAL if args.anneal is None else args.anneal
+    min_distance = MIN_DISTANCE if args.min_distance is None else args.min_distance
     if args.part == "denovo":
         report = bench_denovo(args.data, args.weights, args.n, args.seed, args.steps, anneal,
-                              args.composition_scaler)
+                              args.composition_scaler, min_distance)
     elif args.part == "csp":
         report = bench_csp(args.data, args.weights, args.k, args.seed, args.limit, args.steps,
-                           anneal)
+                           anneal, min_distance)
     else:
         report = bench_condition(args.data, args.weights, min(args.n, 300), args.seed,
                                  args.n_chgnet)
     report["weights"] = str(args.weights or "shipped")
-    _merge(args.part, report)
+    _merge(args.part, report, args.out)
     print(json.dumps(report, indent=2))
 
 

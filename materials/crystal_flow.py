@@ -122,6 +122,45 @@ def wrap(d: torch.Tensor) -> torch.Tensor:
     return d - torch.round(d)
 
 
+def metric_tensors(lattice_vectors: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
+    """(g, 3, 3) metric tensors G (Angstrom^2) of cells given as their
+    :func:`~materials.cell_encoding.lattice_vector` (g, 6) with ``sizes`` (g,) sites each (the
+    torch counterpart of :func:`~materials.cell_encoding.lattice_from_vector`): the squared
+    length of a fractional difference d is d^T G d."""
+    lengths = torch.exp(lattice_vectors[:, :3] + torch.log(sizes.to(lattice_vectors))[:, None] / 3)
+    cosines = torch.cos(lattice_vectors[:, 3:].clamp(math.radians(30.0), math.radians(150.0)))
+    a, b, c = lengths.unbind(-1)
+    ca, cb, cg = cosines.unbind(-1)
+    return torch.stack([
+        torch.stack([a * a, a * b * cg, a * c * cb], -1),
+        torch.stack([a * b * cg, b * b, b * c * ca], -1),
+        torch.stack([a * c * cb, b * c * ca, c * c], -1)], -2)
+
+
+def separate_sites(frac: torch.Tensor, metric: torch.Tensor, batch: torch.Tensor,
+                   edges: torch.Tensor, min_distance: float) -> torch.Tensor:
+    """Pushes apart the sites of each pair closer than ``min_distance`` (Angstrom, shortest
+    periodic image), each by half the shortfall along the line joining them.
+
+    Args:
+        frac: (n, 3) fractional coordinates in [0, 1).
+        metric: (g, 3, 3) metric tensors of the cells (:func:`metric_tensors`).
+        batch: (n,) cell of each site.
+        edges: (2, e) ordered site pairs within each cell (:func:`pair_edges`).
+        min_distance: Angstrom.
+
+    Returns:
+        (n, 3) fractional coordinates in [0, 1); sites of no close pair are unchanged.
+    """
+    i, j = edges
+    d = wrap(frac[j] - frac[i])
+    r = torch.einsum("ea,eab,eb->e", d, metric[batch[i]], d).clamp_min(0).sqrt()
+    push = torch.where(r < min_distance, 0.5 * (min_distance / r.clamp_min(1e-3) - 1.0),
+                       torch.zeros_like(r))
+    shift = scatter(-push[:, None] * d, i, dim=0, dim_size=len(frac), reduce="sum")
+    return torch.remainder(frac + shift, 1.0)
+
+
 class CrystalDenoiser(nn.Module):
     """Invariant message passing over all site pairs of a cell (CSPNet-like).
 
@@ -426,7 +465,8 @@ class CrystalGenerator:
                condition: dict[str, float] | None = None, steps: int = 100,
                guidance: float = 1.0, seed: int = 0, batch_size: int = 512,
                progress: Progress | None = None, anneal: float = 0.0,
-               charge_neutral: bool = True) -> list[GeneratedCell]:
+               charge_neutral: bool = True, min_distance: float = 0.0,
+               separate_from: float = 0.5) -> list[GeneratedCell]:
         """Samples cells.
 
         Args:
@@ -447,6 +487,10 @@ class CrystalGenerator:
                 SMACT-valid, take the most probable assignment among each site's three most
                 probable elements that is (charge-aware decoding, as the molecule generator's
                 valence-constrained decoding); False: the most probable species as they are.
+            min_distance: Angstrom; from time ``separate_from`` on, after each step, sites
+                closer than this are pushed apart (:func:`separate_sites`), so that two sites
+                the flow drives to one point part and the later steps place them; 0: never.
+            separate_from: flow time (0 noise, 1 data) from which ``min_distance`` acts.
 
         Raises:
             ValueError: an element outside the vocabulary, or species that do not match
@@ -482,13 +526,15 @@ class CrystalGenerator:
             part = sizes[start : start + batch_size]
             part_given = given[start : start + batch_size] if given is not None else None
             out += self._sample_batch(part, part_given, condition, steps, guidance, gen,
-                                      advance, anneal, charge_neutral)
+                                      advance, anneal, charge_neutral, min_distance,
+                                      separate_from)
         return out
 
     def _sample_batch(self, sizes: list[int], given: list[npt.NDArray[np.int64]] | None,
                       condition: dict[str, float] | None, steps: int, guidance: float,
                       gen: torch.Generator, on_step: Callable[[], None], anneal: float = 0.0,
-                      charge_neutral: bool = True) -> list[GeneratedCell]:
+                      charge_neutral: bool = True, min_distance: float = 0.0,
+                      separate_from: float = 0.5) -> list[GeneratedCell]:
         g = len(sizes)
         counts = torch.as_tensor(sizes)
         batch = torch.repeat_interleave(torch.arange(g), counts)
@@ -518,6 +564,9 @@ class CrystalGenerator:
             scale = dt / (1.0 - float(grid[k]))
             frac = torch.remainder(frac + dt * (1.0 + anneal * float(grid[k])) * v, 1.0)
             lattice = lattice + scale * (l1 - lattice)
+            if min_distance > 0 and float(grid[k + 1]) >= separate_from:
+                metric = metric_tensors(lattice * self.lattice_std + self.lattice_mean, counts)
+                frac = separate_sites(frac, metric, batch, edges, min_distance)
             if given is None:
                 s = s + scale * (p - s)
                 probs = p

@@ -34,6 +34,9 @@ MAX_SITES = 40
 """Largest cell that structure prediction takes (sites)."""
 ANNEAL = 5.0
 """Default coordinate velocity scaling 1 + anneal t in sampling (see the README's measurements)."""
+MIN_DISTANCE = 1.2
+"""Default site separation in sampling, Angstrom (:meth:`CrystalGenerator.sample`): from flow
+time 0.5 on, sites closer than this are pushed apart (see the README's measurements)."""
 
 
 def matcher() -> Any:
@@ -121,8 +124,8 @@ def generate_crystals(generator: CrystalGenerator, n: int,
                       conditions: Sequence[Condition] = (), seed: int = 0,
                       n_atoms: int | None = None, property_model: Any = None,
                       oversample: int = 4, guidance: float = 1.0, steps: int = 100,
-                      progress: Progress | None = None, anneal: float = ANNEAL
-                      ) -> tuple[list[CrystalSample], int]:
+                      progress: Progress | None = None, anneal: float = ANNEAL,
+                      min_distance: float = MIN_DISTANCE) -> tuple[list[CrystalSample], int]:
     """De novo cells.
 
     Args:
@@ -138,6 +141,7 @@ def generate_crystals(generator: CrystalGenerator, n: int,
         steps: integration steps.
         progress: progress bars.
         anneal: coordinate velocity scaling (:meth:`CrystalGenerator.sample`).
+        min_distance: site separation in sampling, Angstrom (0: none).
 
     Returns:
         The samples (kept ones, each judged) and how many were drawn.
@@ -153,7 +157,8 @@ def generate_crystals(generator: CrystalGenerator, n: int,
         sizes = np.full(drawn, n_atoms)
     target = generator.guidance_targets(conditions)
     cells = generator.sample(sizes.tolist(), condition=target, steps=steps, guidance=guidance,
-                             seed=seed, progress=progress, anneal=anneal)
+                             seed=seed, progress=progress, anneal=anneal,
+                             min_distance=min_distance)
     samples = []
     for c in cells:
         formula = c.structure.composition.reduced_formula if c.structure is not None else ""
@@ -192,9 +197,10 @@ def predict_crystal_structures(generator: CrystalGenerator, formulas: Sequence[s
                                per_composition: int = 1, seed: int = 0,
                                property_model: Any = None, steps: int = 100,
                                conditions: Sequence[Condition] = (), guidance: float = 1.0,
-                               progress: Progress | None = None, anneal: float = ANNEAL
-                               ) -> list[CrystalSample]:
-    """Structure prediction: ``per_composition`` cells for each formula, with its species.
+                               progress: Progress | None = None, anneal: float = ANNEAL,
+                               min_distance: float = MIN_DISTANCE) -> list[CrystalSample]:
+    """Structure prediction: ``per_composition`` cells for each formula, with its species
+    (``min_distance``: site separation in sampling, Angstrom, as :func:`generate_crystals`).
 
     Raises:
         ValueError: a formula that is not one (its line is named), or an element the generator
@@ -215,7 +221,7 @@ def predict_crystal_structures(generator: CrystalGenerator, formulas: Sequence[s
     target = generator.guidance_targets(conditions)
     cells = generator.sample([len(s) for s in repeated], species=repeated, condition=target,
                              steps=steps, guidance=guidance, seed=seed, progress=progress,
-                             anneal=anneal)
+                             anneal=anneal, min_distance=min_distance)
     requested = [f for f in formulas for _ in range(per_composition)]
     samples = [_judge(f, c.structure, c.reason) for f, c in zip(requested, cells, strict=True)]
     if property_model is not None:

@@ -344,12 +344,15 @@ class CrystalFlowGenerator:
             steps: integration steps.
             guidance: classifier-free guidance weight.
             anneal: coordinate velocity scaling 1 + anneal t in sampling.
+            min_distance: Angstrom; from half way on, sites closer than this are pushed
+                apart after each step (0: never).
         """
 
         model_config = ConfigDict(extra="forbid", frozen=True)
         weights: str | None = None
         conditions: list[str] | None = None
         anneal: float = Field(default=5.0, ge=0.0, le=100.0)
+        min_distance: float = Field(default=1.2, ge=0.0, le=3.0)
         atoms: int | None = Field(default=None, ge=1, le=40)
         steps: int = Field(default=100, ge=1, le=1000)
         guidance: float = Field(default=1.0, ge=0.0, le=20.0)
@@ -401,7 +404,8 @@ class CrystalFlowGenerator:
                                         if c.name not in explicit]
         samples, _ = generate_crystals(self.generator, n, conditions, context.seed % (2**63),
                                        self.params.atoms, None, 1, self.params.guidance,
-                                       self.params.steps, anneal=self.params.anneal)
+                                       self.params.steps, anneal=self.params.anneal,
+                                       min_distance=self.params.min_distance)
         return [structure_candidate(s.structure, context.candidate_id(i),
                                     round_index=context.round_index, origin="crystal_flow")
                 for i, s in enumerate(samples) if s.structure is not None]

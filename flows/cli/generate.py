@@ -242,6 +242,9 @@ def generate_perovskites(
     guidance: Annotated[float, typer.Option(help="Classifier-free guidance weight.")] = 1.0,
     anneal: Annotated[float, typer.Option(
         min=0.0, help="Coordinate velocity scaled by 1 + anneal t (sharper sites).")] = 5.0,
+    min_distance: Annotated[float, typer.Option(
+        min=0.0, max=3.0, help="Angstrom: from half way on, sites closer than this are pushed "
+                               "apart after each step (0: never).")] = 1.2,
     oversample: Annotated[int, typer.Option(
         min=1, help="De novo with a condition the property model predicts: draw this many "
                     "times --n and keep the --n it predicts best inside the conditions.")] = 4,
@@ -292,19 +295,20 @@ def generate_perovskites(
             if compositions is not None:
                 samples, wall = timed(predict_crystal_structures, generator, formulas,
                                       per_composition, seed, judge, steps, conditions,
-                                      guidance, progress, anneal)
+                                      guidance, progress, anneal, min_distance)
                 drawn = len(samples)
             else:
                 assert n is not None
                 (samples, drawn), wall = timed(generate_crystals, generator, n, conditions,
                                                seed, atoms, judge, oversample, guidance, steps,
-                                               progress, anneal)
+                                               progress, anneal, min_distance)
         except ValueError as exc:
             fail(f"{compositions}: {exc}" if compositions is not None else str(exc))
     summary = summarize(samples, drawn, wall, generator)
     summary.update({"mode": "structure prediction" if compositions is not None else "de novo",
                     "conditions": [str(c) for c in conditions], "seed": seed, "steps": steps,
-                    "guidance": guidance, "anneal": anneal, "out": str(csv_out)})
+                    "guidance": guidance, "anneal": anneal, "min_distance": min_distance,
+                    "out": str(csv_out)})
     unguided = [str(c) for c in conditions if not generator.labelled(c.name)]
     if unguided:
         summary["not_guided"] = {c: "the generator was trained without labels of this "

@@ -26,7 +26,9 @@ from materials.crystal_flow import (
     CrystalDenoiser,
     CrystalFlowTraining,
     CrystalGenerator,
+    metric_tensors,
     pair_edges,
+    separate_sites,
     train_crystal_generator,
 )
 from materials.crystal_generation import (
@@ -161,6 +163,31 @@ def test_lattice_vector_round_trip_and_double_cell() -> None:
     assert abs(double.volume - 2 * polar_cell().volume) < 1e-6
 
 
+def test_metric_tensors_match_the_decoded_lattice() -> None:
+    skewed = Lattice.from_parameters(4.1, 4.2, 5.9, 88.0, 91.0, 120.0)
+    vectors = torch.as_tensor(np.stack([lattice_vector(skewed, 5),
+                                        lattice_vector(Lattice.cubic(7.8), 10)]))
+    metric = metric_tensors(vectors, torch.tensor([5, 10])).numpy()
+    np.testing.assert_allclose(metric[0], skewed.metric_tensor, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(metric[1], Lattice.cubic(7.8).metric_tensor, atol=1e-9)
+
+
+def test_site_separation_parts_only_close_sites_across_the_boundary() -> None:
+    # cell 0 (cubic, 4 A): two sites 0.08 A apart across the periodic boundary, one far off;
+    # cell 1 (cubic, 4 A): two sites 2 A apart
+    frac = torch.tensor([[0.01, 0.5, 0.5], [0.99, 0.5, 0.5], [0.5, 0.0, 0.0],
+                         [0.0, 0.0, 0.0], [0.5, 0.0, 0.0]], dtype=torch.float64)
+    counts = torch.tensor([3, 2])
+    batch = torch.tensor([0, 0, 0, 1, 1])
+    metric = torch.as_tensor(np.stack([Lattice.cubic(4.0).metric_tensor] * 2))
+    out = separate_sites(frac, metric, batch, pair_edges(counts), 1.2)
+    # each of the close pair moves half the shortfall (0.56 A) away from the other, outwards
+    np.testing.assert_allclose(out[:2].numpy(), [[0.15, 0.5, 0.5], [0.85, 0.5, 0.5]], atol=1e-9)
+    np.testing.assert_array_equal(out[2:].numpy(), frac[2:].numpy())
+    structure = Structure(Lattice.cubic(4.0), ["O", "O", "Ti"], out[:3].numpy())
+    assert structure.get_distance(0, 1) == pytest.approx(1.2)
+
+
 def test_validity_follows_cdvae_definitions() -> None:
     assert composition_valid(["Sr", "Ti", "O", "O", "O"])
     assert composition_valid(["Cs", "Pb", "I", "I", "I"])
@@ -269,6 +296,25 @@ def test_training_saving_and_sampling(tiny_generator: Path) -> None:
     assert 0.0 <= summary["validity"] <= 1.0
     assert set(summary) >= {"composition_validity", "structure_validity", "uniqueness",
                             "novelty", "samples_per_s", "failures"}
+
+
+def test_site_separation_in_sampling_leaves_no_collapsed_sites(tiny_generator: Path) -> None:
+    generator = CrystalGenerator.load(tiny_generator)
+
+    def closest(cells: list) -> float:
+        out = []
+        for c in cells:
+            d = c.structure.distance_matrix
+            np.fill_diagonal(d, np.inf)
+            out.append(d.min())
+        return float(min(out))
+
+    sizes = [5] * 40 + [10] * 20
+    plain = generator.sample(sizes, steps=4, seed=0)
+    parted = generator.sample(sizes, steps=4, seed=0, min_distance=1.2)
+    assert closest(plain) < 1.2  # a barely trained generator stacks sites
+    assert closest(parted) > 0.8
+    assert all(structure_problem(c.structure) == "" for c in parted)
 
 
 def test_selection_weighs_the_models_uncertainty() -> None:

@@ -44,7 +44,11 @@ def test_lab_results_are_checked_imported_and_used(
     run_campaign(parse_config(data), quiet=True)
     store = Store(Home(tmp_path / "home").store_url)
     measured = [r for r in store.candidates("withlab") if r.status.value == "evaluated"]
-    assert len(measured) >= 2
+    assert len(measured) >= 2, (  # on failure: what each selected candidate's oracle said
+        [(r.candidate.key, r.status.value, r.reason) for r in store.candidates("withlab")
+         if r.selected_rank is not None],
+        [(e.evaluation.candidate_id, e.evaluation.status.value, e.evaluation.reason)
+         for e in store.evaluations("withlab")])
     first, second = measured[0].candidate, measured[1].candidate
     before = len(store.evaluations("withlab"))
     snapshot = _dump(tmp_path / "home" / "campaigns.db")

@@ -86,6 +86,10 @@ class CrystalTrainingConfig(BaseModel):
         learning_rate: Adam step size (cosine-annealed to 1 % of it).
         weight_decay: AdamW weight decay.
         seed: seed of the members' initialisation and batch order.
+        rattle: Angstrom; standard deviation of random Gaussian site displacements applied to
+            every training batch (the labels kept), so that the members see cells around the
+            pool's geometries, ideal cubic ones included, and do not answer wildly for a
+            cell a few hundredths of an Angstrom off them; 0: the geometries as they are.
         workers: members trained at once, each in its own single-threaded process.
         device: where the members train: ``cpu``, ``cuda`` or ``auto`` (CUDA when available);
             not part of a member checkpoint's recipe (a member started on a GPU can finish on
@@ -104,8 +108,28 @@ class CrystalTrainingConfig(BaseModel):
     learning_rate: float = Field(default=1e-3, gt=0, le=1.0)
     weight_decay: float = Field(default=1e-5, ge=0, le=1.0)
     seed: int = 0
+    rattle: float = Field(default=0.0, ge=0.0, le=0.5)
     workers: int = Field(default=1, ge=1, le=64)
     device: str = Field(default="cpu", pattern=r"^(cpu|cuda(:\d+)?|auto)$")
+
+
+def rattled_vectors(vectors: torch.Tensor, edges: torch.Tensor, n_atoms: int, sigma: float,
+                    gen: torch.Generator) -> torch.Tensor:
+    """Edge vectors of the same crystals with every site displaced by a Gaussian of standard
+    deviation ``sigma`` (Angstrom; each periodic image of a site moves with it).
+
+    Args:
+        vectors: (n_edges, 3) Angstrom, receiver -> sender image.
+        edges: (2, n_edges) receiver, sender.
+        n_atoms: sites in the batch.
+        sigma: Angstrom.
+        gen: CPU random generator (the same numbers on every device).
+
+    Returns:
+        (n_edges, 3) Angstrom.
+    """
+    shift = (sigma * torch.randn(n_atoms, 3, generator=gen)).to(vectors)
+    return vectors + shift[edges[1]] - shift[edges[0]]
 
 
 class CrystalPaiNN(nn.Module):
@@ -255,7 +279,9 @@ def _train_member(job: _Member, advance: Advance) -> dict[str, torch.Tensor]:
     first = 0
     if job.checkpoint is not None and Path(job.checkpoint).exists():
         state = torch.load(job.checkpoint, weights_only=True, map_location=device)
-        saved = {k: v for k, v in state["config"].items() if k != "device"}
+        saved = CrystalTrainingConfig.model_validate(  # settings added since: their defaults
+            {k: v for k, v in state["config"].items() if k != "device"}).model_dump(
+            exclude={"device"})
         if saved != recipe:
             raise ValueError(f"{job.checkpoint}: a member checkpoint of another recipe; remove it "
                              "or train into another folder")
@@ -276,8 +302,12 @@ def _train_member(job: _Member, advance: Advance) -> dict[str, torch.Tensor]:
     for epoch in range(first, config.epochs):
         net.train()
         rng = np.random.default_rng([config.seed, job.index, epoch])
+        gen = torch.Generator().manual_seed(  # displacements: a stream apart from the order
+            int(np.random.SeedSequence([config.seed, job.index, epoch, 1]).generate_state(1)[0]))
         for tensors in crystal_batches(job.train, config.batch_size, rng):
             z, edges, vectors, batch, y = (x.to(device, non_blocking=True) for x in tensors)
+            if config.rattle > 0:
+                vectors = rattled_vectors(vectors, edges, len(z), config.rattle, gen)
             out = net(z, edges, vectors, batch, len(y))
             loss = member_loss(net, out, y, warm=epoch < config.warmup_epochs)
             opt.zero_grad()

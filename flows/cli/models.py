@@ -115,6 +115,9 @@ def train_crystal_model(
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     learning_rate: Annotated[float, typer.Option()] = 1e-3,
     seed: Annotated[int, typer.Option()] = 0,
+    rattle: Annotated[float, typer.Option(
+        min=0.0, max=0.5, help="Angstrom: random site displacements of this standard deviation "
+                               "in every training batch (labels kept).")] = 0.0,
     workers: Annotated[int, typer.Option(
         min=1, help="Members trained at once, one single-threaded process each.")] = 1,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
@@ -132,7 +135,7 @@ def train_crystal_model(
     try:
         config = CrystalTrainingConfig(
             epochs=epochs, members=members, features=features, n_layers=layers, cutoff=cutoff,
-            batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+            batch_size=batch_size, learning_rate=learning_rate, seed=seed, rattle=rattle,
             warmup_epochs=min(5, epochs // 4), workers=workers, device=device)
         table = read_perovskite_table(data, limit)
         graphs = build_graphs(table.structures, config.cutoff, table.targets)

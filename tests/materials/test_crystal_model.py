@@ -12,6 +12,7 @@ from materials.crystal_graph import build_graphs, structure_edges
 from materials.crystal_model import (
     CrystalEnsemble,
     CrystalTrainingConfig,
+    rattled_vectors,
     roc_auc,
     train_crystal_ensemble,
 )
@@ -152,3 +153,47 @@ def test_member_checkpoints_continue_on_another_device(tmp_path: object) -> None
     with pytest.raises(ValueError, match="another recipe"):
         train_crystal_ensemble(graphs.subset(range(4)), graphs.subset([4]),
                                config.model_copy(update={"features": 16}), checkpoint_dir=folder)
+
+
+def test_rattled_vectors_are_those_of_the_displaced_crystal() -> None:
+    cell = cubic_perovskite("Sr", "Ti", "O", 3.9)
+    edges, vectors = structure_edges(cell, 3.0)  # neighbours at 1.95 and 2.76, next at 3.9
+    gen = torch.Generator().manual_seed(4)
+    got = rattled_vectors(torch.as_tensor(vectors), torch.as_tensor(edges), len(cell), 0.03, gen)
+    shift = 0.03 * torch.randn(len(cell), 3, generator=torch.Generator().manual_seed(4))
+    moved = Structure(cell.lattice, cell.species, cell.cart_coords + shift.double().numpy(),
+                      coords_are_cartesian=True)
+    edges2, vectors2 = structure_edges(moved, 3.0)
+
+    def rows(e: np.ndarray, v: np.ndarray) -> np.ndarray:
+        table = np.column_stack([e.T, np.round(v, 1), v])
+        return table[np.lexsort(table[:, 4::-1].T)][:, [0, 1, 5, 6, 7]]
+
+    np.testing.assert_allclose(rows(edges, got.numpy()), rows(edges2, vectors2), atol=1e-6)
+    assert not np.allclose(got.numpy(), vectors)
+
+
+def test_rattled_training_resumes_checkpoints_written_before_the_setting(tmp_path: object
+                                                                         ) -> None:
+    from pathlib import Path
+
+    cells = _cells()[:5]
+    y = np.array([[-3.5, 1.8], [-3.3, 1.6], [-3.6, 3.2], [-2.9, 0.0], [-1.2, 0.0]])
+    graphs = build_graphs(cells, 5.0, y)
+    config = CrystalTrainingConfig(features=8, n_layers=1, n_rbf=4, cutoff=5.0, members=1,
+                                   epochs=5, warmup_epochs=1, batch_size=2)
+    folder = Path(str(tmp_path)) / "members"
+    first = train_crystal_ensemble(graphs.subset(range(4)), graphs.subset([4]), config,
+                                   checkpoint_dir=folder)
+    state = torch.load(folder / "member-0.pt", weights_only=True)
+    del state["config"]["rattle"]  # as written before the setting existed
+    torch.save(state, folder / "member-0.pt")
+    again = train_crystal_ensemble(graphs.subset(range(4)), graphs.subset([4]), config,
+                                   checkpoint_dir=folder)
+    np.testing.assert_array_equal(first.predict_graphs(graphs)[0], again.predict_graphs(graphs)[0])
+    with pytest.raises(ValueError, match="another recipe"):
+        train_crystal_ensemble(graphs.subset(range(4)), graphs.subset([4]),
+                               config.model_copy(update={"rattle": 0.03}), checkpoint_dir=folder)
+    rattled = train_crystal_ensemble(graphs.subset(range(4)), graphs.subset([4]),
+                                     config.model_copy(update={"rattle": 0.03}))
+    assert not np.allclose(rattled.predict_graphs(graphs)[0], first.predict_graphs(graphs)[0])

@@ -10,7 +10,9 @@ Usage (each part on its own, results merged into one JSON):
 of the reduced formula; the model never saw them): formation energy MAE per atom and per cell
 (goal 0.008 eV/atom = 0.04 eV/cell), 90 % interval coverage (goal 0.87-0.93), band gap MAE
 against the all-zero guess and on the non-metals, metal/non-metal ROC AUC (goal 0.9); a parity
-plot ``bench/results/perovskite_parity.png``.
+plot ``bench/results/perovskite_parity.png``; and ``robustness``: how far the predictions move
+when every site of the same cells is displaced at random by 0.02 and 0.05 Angstrom (Gaussian,
+per coordinate; a fraction of thermal motion, so a sound model barely moves).
 ``chgnet``: n test-split structures, CHGNet's energy at the pool's geometry (and, for the first
 ``--n-relaxed``, after relaxation), formation energies against CHGNet's element phases
 (:mod:`oracles.competing_phases`), Spearman correlation with the pool's ``heat_all`` per atom,
@@ -33,11 +35,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 OUT = RESULTS / "perovskite.json"
 
 
-def _merge(part: str, report: dict[str, Any]) -> None:
-    data = json.loads(OUT.read_text()) if OUT.exists() else {}
+def _merge(part: str, report: dict[str, Any], out: Path = OUT) -> None:
+    data = json.loads(out.read_text()) if out.exists() else {}
     data[part] = report
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(data, indent=2) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def _test_split(data: Path) -> Any:
@@ -87,7 +89,44 @@ def bench_model(data: Path, weights: str | None) -> dict[str, Any]:
         ax.set_title(f"{len(test)} held-out structures, MAE {mae:.3f}")
     fig.tight_layout()
     fig.savefig(RESULTS / "perovskite_parity.png", dpi=120)
+    report["robustness"] = robustness(model, [table.structures[i] for i in test], mean)
     return report
+
+
+def robustness(model: Any, structures: list[Any], mean: np.ndarray,
+               sigmas: tuple[float, ...] = (0.02, 0.05), seed: int = 0) -> dict[str, Any]:
+    """Changes of the predicted means when the sites are displaced at random.
+
+    Args:
+        model: the crystal ensemble.
+        structures: the cells ``mean`` was predicted for.
+        mean: (n, 2) predictions on them, eV/atom and eV.
+        sigmas: Angstrom, standard deviations of the Gaussian displacements.
+        seed: seed of the displacements.
+    """
+    from pymatgen.core import Structure
+
+    from materials.prior import predict_structures
+
+    rng = np.random.default_rng(seed)
+    out: dict[str, Any] = {}
+    for sigma in sigmas:
+        moved = [Structure(s.lattice, s.species,
+                           s.cart_coords + rng.normal(0.0, sigma, (len(s), 3)),
+                           coords_are_cartesian=True) for s in structures]
+        again = predict_structures(model, moved)[0]
+        delta = np.abs(again - mean)
+        fe, gap = delta[:, 0][np.isfinite(delta[:, 0])], delta[:, 1][np.isfinite(delta[:, 1])]
+        out[f"rattle_{sigma:g}_angstrom"] = {
+            "n": len(fe),
+            "formation_energy_change_ev_per_atom": {
+                "median": float(np.median(fe)), "p95": float(np.percentile(fe, 95)),
+                "max": float(fe.max()), "share_above_0.1": float(np.mean(fe > 0.1))},
+            "band_gap_change_ev": {
+                "median": float(np.median(gap)), "p95": float(np.percentile(gap, 95)),
+                "max": float(gap.max()), "share_above_0.5": float(np.mean(gap > 0.5))},
+        }
+    return out
 
 
 def bench_chgnet(data: Path, n: int, n_relaxed: int) -> dict[str, Any]:
@@ -184,6 +223,7 @@ def main() -> None:
                              "pool's geometry).")
     parser.add_argument("--levels", nargs="+", default=["pbe-szv-gamma", "pbe-szv", "pbe-dzvp"])
     parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument("--out", type=Path, default=OUT, help="JSON the part is merged into.")
     args = parser.parse_args()
     if args.part in ("model", "chgnet") and args.data is None:
         sys.exit(f"{args.part} needs --data")
@@ -194,7 +234,7 @@ def main() -> None:
     else:
         report = bench_pbc(args.levels, args.timeout)
     print(json.dumps(report, indent=2))
-    _merge(args.part, report)
+    _merge(args.part, report, args.out)
 
 
 if __name__ == "__main__":

@@ -139,8 +139,9 @@ def metric_tensors(lattice_vectors: torch.Tensor, sizes: torch.Tensor) -> torch.
 
 def separate_sites(frac: torch.Tensor, metric: torch.Tensor, batch: torch.Tensor,
                    edges: torch.Tensor, min_distance: float) -> torch.Tensor:
-    """Pushes apart the sites of each pair closer than ``min_distance`` (Angstrom, shortest
-    periodic image), each by half the shortfall along the line joining them.
+    """Pushes apart the sites of each pair closer than ``min_distance`` (Angstrom), each by half
+    the shortfall along the line joining them. The pair's image is the nearest in fractional
+    coordinates (:func:`wrap`), the shortest one unless the cell is strongly sheared.
 
     Args:
         frac: (n, 3) fractional coordinates in [0, 1).

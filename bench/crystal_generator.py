@@ -141,7 +141,7 @@ def coverage(sd: np.ndarray, gen_comp: np.ndarray, gt_comp: np.ndarray, mean: np
 
 def bench_denovo(data: Path, weights: Path | None, n: int, seed: int, steps: int,
                  anneal: float, scaler_path: Path | None = None,
-                 min_distance: float = 0.0) -> dict[str, Any]:
+                 min_distance: float = 0.0, plots: Path = RESULTS) -> dict[str, Any]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -191,7 +191,7 @@ def bench_denovo(data: Path, weights: Path | None, n: int, seed: int, steps: int
                  label=["held-out cells", "generated (valid)"])
     axes[1].set_xlabel("number of elements")
     fig.tight_layout()
-    fig.savefig(RESULTS / "crystal_generator_denovo.png", dpi=120)
+    fig.savefig(plots / "crystal_generator_denovo.png", dpi=120)
     n_valid = len(valid)
     return {
         "n": n, "seed": seed, "steps": steps, "anneal": anneal,
@@ -221,7 +221,8 @@ def bench_denovo(data: Path, weights: Path | None, n: int, seed: int, steps: int
 
 
 def bench_csp(data: Path, weights: Path | None, k: int, seed: int, limit: int | None,
-              steps: int, anneal: float, min_distance: float = 0.0) -> dict[str, Any]:
+              steps: int, anneal: float, min_distance: float = 0.0, plots: Path = RESULTS
+              ) -> dict[str, Any]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -268,7 +269,7 @@ def bench_csp(data: Path, weights: Path | None, k: int, seed: int, limit: int | 
     ax.set_xlabel("normalised RMSE of matched structures")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(RESULTS / "crystal_generator_csp.png", dpi=120)
+    fig.savefig(plots / "crystal_generator_csp.png", dpi=120)
     return {"n_compositions": len(gt), "samples_per_composition": k, "seed": seed,
             "steps": steps, "anneal": anneal, "min_distance": min_distance,
             "sampling_wall_s": wall,
@@ -281,7 +282,7 @@ def bench_csp(data: Path, weights: Path | None, k: int, seed: int, limit: int | 
 
 
 def bench_condition(data: Path, weights: Path | None, n: int, seed: int,
-                    n_chgnet: int) -> dict[str, Any]:
+                    n_chgnet: int, anneal: float, min_distance: float) -> dict[str, Any]:
     import torch
 
     from flows.cli.common import CRYSTAL_GENERATOR
@@ -307,7 +308,8 @@ def bench_condition(data: Path, weights: Path | None, n: int, seed: int,
             if oversample > 1 and not conditions:
                 continue
             samples, drawn = generate_crystals(generator, n, conditions, seed, None, judge,
-                                               oversample)
+                                               oversample, anneal=anneal,
+                                               min_distance=min_distance)
             row: dict[str, Any] = {"drawn": drawn, "kept": len(samples),
                                    "validity": float(np.mean([s.valid for s in samples]))}
             for prop in ("formation_energy_ev_per_atom", "band_gap_ev"):
@@ -327,16 +329,19 @@ def bench_condition(data: Path, weights: Path | None, n: int, seed: int,
             print(name, oversample, json.dumps(row), flush=True)
     labelled = generator.metrics.get("labelled", {}).get("decomposition_energy_ev_per_atom", 0)
     if labelled and n_chgnet:
-        out["stability_by_chgnet"] = _stability(generator, n_chgnet, seed)
+        out["stability_by_chgnet"] = _stability(generator, n_chgnet, seed, anneal,
+                                                min_distance)
     else:
         out["stability_by_chgnet"] = ("not measured: the generator has no CHGNet stability "
                                       "labels (invdes perovskite label-stability)")
     out["note"] = ("formation energies and gaps here are the crystal property model's "
                    "predictions on the generated cells, not DFT")
+    out["anneal"], out["min_distance"] = anneal, min_distance
     return out
 
 
-def _stability(generator: Any, n: int, seed: int) -> dict[str, Any]:
+def _stability(generator: Any, n: int, seed: int, anneal: float, min_distance: float
+               ) -> dict[str, Any]:
     from materials.crystal_generation import generate_crystals
     from materials.domain import structure_candidate
     from oracles.chgnet_oracle import CHGNetOracle
@@ -347,7 +352,8 @@ def _stability(generator: Any, n: int, seed: int) -> dict[str, Any]:
     for name, conditions in (("unconditional", []),
                              ("decomposition<=0", [Condition(
                                  "decomposition_energy_ev_per_atom", "<=", 0.0)])):
-        samples, _ = generate_crystals(generator, n, conditions, seed)
+        samples, _ = generate_crystals(generator, n, conditions, seed, anneal=anneal,
+                                       min_distance=min_distance)
         stable, done = 0, 0
         for s in samples:
             if not s.valid or s.structure is None:
@@ -383,7 +389,8 @@ def main() -> None:
                         help="coordinate velocity scaling (default: the product's)")
     parser.add_argument("--min-distance", type=float, default=None,
                         help="site separation in sampling, Angstrom (default: the product's)")
-    parser.add_argument("--out", type=Path, default=OUT, help="JSON the part is merged into")
+    parser.add_argument("--out", type=Path, default=OUT,
+                        help="JSON the part is merged into (its plots go beside it)")
     parser.add_argument("--composition-scaler", type=Path, default=None,
                         help="denovo: JSON with CDVAE's Magpie scaler constants (means, stds)")
     args = parser.parse_args()
@@ -393,13 +400,13 @@ def main() -> None:
     min_distance = MIN_DISTANCE if args.min_distance is None else args.min_distance
     if args.part == "denovo":
         report = bench_denovo(args.data, args.weights, args.n, args.seed, args.steps, anneal,
-                              args.composition_scaler, min_distance)
+                              args.composition_scaler, min_distance, args.out.parent)
     elif args.part == "csp":
         report = bench_csp(args.data, args.weights, args.k, args.seed, args.limit, args.steps,
-                           anneal, min_distance)
+                           anneal, min_distance, args.out.parent)
     else:
         report = bench_condition(args.data, args.weights, min(args.n, 300), args.seed,
-                                 args.n_chgnet)
+                                 args.n_chgnet, anneal, min_distance)
     report["weights"] = str(args.weights or "shipped")
     _merge(args.part, report, args.out)
     print(json.dumps(report, indent=2))

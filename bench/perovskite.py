@@ -50,7 +50,7 @@ def _test_split(data: Path) -> Any:
     return table, np.flatnonzero(split == "test")
 
 
-def bench_model(data: Path, weights: str | None) -> dict[str, Any]:
+def bench_model(data: Path, weights: str | None, plots: Path = RESULTS) -> dict[str, Any]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -88,7 +88,7 @@ def bench_model(data: Path, weights: str | None) -> dict[str, Any]:
         mae = metrics[f"mae_{('formation_energy_ev_per_atom', 'band_gap_ev')[k]}"]
         ax.set_title(f"{len(test)} held-out structures, MAE {mae:.3f}")
     fig.tight_layout()
-    fig.savefig(RESULTS / "perovskite_parity.png", dpi=120)
+    fig.savefig(plots / "perovskite_parity.png", dpi=120)
     report["robustness"] = robustness(model, [table.structures[i] for i in test], mean)
     return report
 
@@ -223,12 +223,13 @@ def main() -> None:
                              "pool's geometry).")
     parser.add_argument("--levels", nargs="+", default=["pbe-szv-gamma", "pbe-szv", "pbe-dzvp"])
     parser.add_argument("--timeout", type=float, default=1800.0)
-    parser.add_argument("--out", type=Path, default=OUT, help="JSON the part is merged into.")
+    parser.add_argument("--out", type=Path, default=OUT,
+                        help="JSON the part is merged into (its plot goes beside it).")
     args = parser.parse_args()
     if args.part in ("model", "chgnet") and args.data is None:
         sys.exit(f"{args.part} needs --data")
     if args.part == "model":
-        report = bench_model(args.data, args.weights)
+        report = bench_model(args.data, args.weights, args.out.parent)
     elif args.part == "chgnet":
         report = bench_chgnet(args.data, args.n, args.n_relaxed)
     else:

@@ -155,8 +155,12 @@ def separate_sites(frac: torch.Tensor, metric: torch.Tensor, batch: torch.Tensor
     """
     i, j = edges
     d = wrap(frac[j] - frac[i])
-    r = torch.einsum("ea,eab,eb->e", d, metric[batch[i]], d).clamp_min(0).sqrt()
-    push = torch.where(r < min_distance, 0.5 * (min_distance / r.clamp_min(1e-3) - 1.0),
+    r2 = torch.einsum("ea,eab,eb->e", d, metric[batch[i]], d)
+    r = r2.clamp_min(0).sqrt()
+    # no push where the metric is not positive definite (an impossible mid-flow lattice gives
+    # no distance); a pair moves at most min_distance / 2 each (r below 1e-3 A is taken as it)
+    close = (r2 > 0) & (r < min_distance)
+    push = torch.where(close, 0.5 * (min_distance / r.clamp_min(1e-3) - 1.0),
                        torch.zeros_like(r))
     shift = scatter(-push[:, None] * d, i, dim=0, dim_size=len(frac), reduce="sum")
     return torch.remainder(frac + shift, 1.0)

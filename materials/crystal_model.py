@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pymatgen.core.periodic_table import Element
 from torch import nn
 from torch_geometric.utils import scatter
@@ -279,9 +279,12 @@ def _train_member(job: _Member, advance: Advance) -> dict[str, torch.Tensor]:
     first = 0
     if job.checkpoint is not None and Path(job.checkpoint).exists():
         state = torch.load(job.checkpoint, weights_only=True, map_location=device)
-        saved = CrystalTrainingConfig.model_validate(  # settings added since: their defaults
-            {k: v for k, v in state["config"].items() if k != "device"}).model_dump(
-            exclude={"device"})
+        try:  # settings added since the checkpoint was written: their defaults
+            saved = CrystalTrainingConfig.model_validate(
+                {k: v for k, v in state["config"].items() if k != "device"}).model_dump(
+                exclude={"device"})
+        except ValidationError:
+            saved = dict(state["config"])
         if saved != recipe:
             raise ValueError(f"{job.checkpoint}: a member checkpoint of another recipe; remove it "
                              "or train into another folder")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -349,6 +349,7 @@ class CrystalFlowGenerator:
         """
 
         model_config = ConfigDict(extra="forbid", frozen=True)
+        added_later: ClassVar[tuple[str, ...]] = ("min_distance",)
         weights: str | None = None
         conditions: list[str] | None = None
         anneal: float = Field(default=5.0, ge=0.0, le=100.0)

@@ -290,7 +290,8 @@ class CampaignConfig(_Strict):
 
         Those are: ``rounds``, ``description``, ``store``, ``tracking``, ``fidelities``,
         ``executor``, ``budget``, ``oracle.max_parallel`` and the oracle's operational limits
-        (:data:`OPERATIONAL_PARAMS`).
+        (:data:`OPERATIONAL_PARAMS`). Parameters are written with their defaults, except those a
+        stage's ``Params`` lists in ``added_later`` while they are at their default.
         """
         data = self.model_dump(mode="json",
                                exclude={"rounds", "description", "store", "tracking",
@@ -299,7 +300,13 @@ class CampaignConfig(_Strict):
             entries = data[section] if isinstance(data[section], list) else [data[section]]
             for entry in (e for e in entries if e is not None):
                 model = registry.params_model(entry["name"])
-                entry["params"] = model.model_validate(entry["params"]).model_dump(mode="json")
+                params = model.model_validate(entry["params"]).model_dump(mode="json")
+                # settings a later version added: at their default they leave the identity of
+                # a campaign created before them as it was, so that it still resumes
+                for key in getattr(model, "added_later", ()):
+                    if params.get(key) == model.model_fields[key].default:
+                        params.pop(key)
+                entry["params"] = params
         data["oracle"].pop("max_parallel")
         data["oracle"]["params"] = {k: v for k, v in data["oracle"]["params"].items()
                                     if k not in OPERATIONAL_PARAMS}

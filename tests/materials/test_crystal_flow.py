@@ -186,6 +186,11 @@ def test_site_separation_parts_only_close_sites_across_the_boundary() -> None:
     np.testing.assert_array_equal(out[2:].numpy(), frac[2:].numpy())
     structure = Structure(Lattice.cubic(4.0), ["O", "O", "Ti"], out[:3].numpy())
     assert structure.get_distance(0, 1) == pytest.approx(1.2)
+    # a metric that is not positive definite (no lattice has it) gives no distances: no push
+    impossible = metric.clone()
+    impossible[0, 0, 0] = -16.0
+    kept = separate_sites(frac, impossible, batch, pair_edges(counts), 1.2)
+    np.testing.assert_array_equal(kept[:2].numpy(), frac[:2].numpy())
 
 
 def test_validity_follows_cdvae_definitions() -> None:
@@ -312,9 +317,10 @@ def test_site_separation_in_sampling_leaves_no_collapsed_sites(tiny_generator: P
     sizes = [5] * 40 + [10] * 20
     plain = generator.sample(sizes, steps=4, seed=0)
     parted = generator.sample(sizes, steps=4, seed=0, min_distance=1.2)
-    assert closest(plain) < 1.2  # a barely trained generator stacks sites
+    assert closest(plain) < 0.5  # a barely trained generator stacks sites
     assert closest(parted) > 0.8
-    assert all(structure_problem(c.structure) == "" for c in parted)
+    assert all(c.structure is not None and structure_problem(c.structure) == ""
+               for c in parted)
 
 
 def test_selection_weighs_the_models_uncertainty() -> None:
@@ -391,6 +397,37 @@ def test_campaign_generator_uses_the_campaigns_targets(tiny_generator: Path) -> 
     assert all(c.geometry is not None and c.geometry.lattice_angstrom is not None
                for c in proposals)
     assert len(generator.reference_keys()) == 6
+
+
+def test_site_separation_reaches_sampling_and_spares_older_campaigns(
+        tiny_generator: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    import materials.crystal_generation as crystal_generation
+    from materials.generators import CrystalFlowGenerator
+    from pipeline.config import parse_config
+    from pipeline.protocols import GenerationContext
+
+    seen: list[float] = []
+    real = crystal_generation.generate_crystals
+
+    def spy(*args: object, **kwargs: object) -> object:
+        seen.append(float(kwargs["min_distance"]))  # type: ignore[arg-type]
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(crystal_generation, "generate_crystals", spy)
+    default = CrystalFlowGenerator.Params(weights=str(tiny_generator), steps=2)
+    for params in (default, default.model_copy(update={"min_distance": 0.0})):
+        generator = CrystalFlowGenerator(params)
+        generator.sample(2, context=GenerationContext(0, 5, id_prefix="r0-g0-"))
+    assert seen == [1.2, 0.0]
+    # a campaign created before the setting existed keeps its identity at the default
+    data = yaml.safe_load((Path(__file__).parents[2] / "conf" / "generator_perovskites.yaml")
+                          .read_text())
+    identity = parse_config(data).identity()["generators"][0]["params"]
+    assert "min_distance" not in identity and identity["anneal"] == 5.0
+    data["generators"][0]["params"]["min_distance"] = 0.5
+    assert parse_config(data).identity()["generators"][0]["params"]["min_distance"] == 0.5
 
 
 def test_geometry_filter_rejects_cells_without_perovskite_sites() -> None:

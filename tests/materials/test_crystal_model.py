@@ -197,3 +197,35 @@ def test_rattled_training_resumes_checkpoints_written_before_the_setting(tmp_pat
     rattled = train_crystal_ensemble(graphs.subset(range(4)), graphs.subset([4]),
                                      config.model_copy(update={"rattle": 0.03}))
     assert not np.allclose(rattled.predict_graphs(graphs)[0], first.predict_graphs(graphs)[0])
+    state["config"]["mystery"] = 1  # a setting this version does not know
+    torch.save(state, folder / "member-0.pt")
+    with pytest.raises(ValueError, match="another recipe"):
+        train_crystal_ensemble(graphs.subset(range(4)), graphs.subset([4]), config,
+                               checkpoint_dir=folder)
+
+
+def test_rattled_training_interrupted_and_resumed_equals_an_uninterrupted_one(
+        tmp_path: object) -> None:
+    from pathlib import Path
+
+    cells = _cells()[:5]
+    y = np.array([[-3.5, 1.8], [-3.3, 1.6], [-3.6, 3.2], [-2.9, 0.0], [-1.2, 0.0]])
+    graphs = build_graphs(cells, 5.0, y)
+    config = CrystalTrainingConfig(features=8, n_layers=1, n_rbf=4, cutoff=5.0, members=1,
+                                   epochs=10, warmup_epochs=1, batch_size=2, rattle=0.03)
+    train, val = graphs.subset(range(4)), graphs.subset([4])
+    whole = train_crystal_ensemble(train, val, config)
+    folder = Path(str(tmp_path)) / "members"
+    done = [0]
+
+    def stop_after_six(n: int) -> None:
+        done[0] += n
+        if done[0] >= 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_crystal_ensemble(train, val, config, stop_after_six, checkpoint_dir=folder)
+    assert torch.load(folder / "member-0.pt", weights_only=True)["epoch"] == 5
+    resumed = train_crystal_ensemble(train, val, config, checkpoint_dir=folder)
+    np.testing.assert_array_equal(whole.predict_graphs(graphs)[0],
+                                  resumed.predict_graphs(graphs)[0])

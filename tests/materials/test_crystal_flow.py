@@ -357,6 +357,7 @@ def test_generate_command_writes_valid_cifs(tiny_generator: Path, tmp_path: Path
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout[result.stdout.index("{"):])
     assert summary["mode"] == "de novo" and summary["samples"] == 5
+    assert summary["min_distance"] == 1.2 and summary["structure_validity"] == 1.0
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == summary["rows_written"] > 0
     for row in rows:

@@ -21,14 +21,12 @@ from materials.cell_encoding import (
     lattice_vector,
     rock_salt_supercell,
 )
+from materials.cell_geometry import metric_tensors, pair_edges, separate_sites
 from materials.crystal_flow import (
     PROPERTIES,
     CrystalDenoiser,
     CrystalFlowTraining,
     CrystalGenerator,
-    metric_tensors,
-    pair_edges,
-    separate_sites,
     train_crystal_generator,
 )
 from materials.crystal_generation import (

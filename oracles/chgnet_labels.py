@@ -14,6 +14,7 @@ import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import numpy as np
 from pymatgen.core import Structure
 from rich.progress import Progress
 
@@ -36,8 +37,8 @@ def done_ids(path: Path) -> set[str]:
 
 
 def label_stability(ids: Sequence[str], structures: Sequence[Structure], out: Path,
-                    cache: ResultCache | None = None, progress: Progress | None = None
-                    ) -> dict[str, int]:
+                    cache: ResultCache | None = None, progress: Progress | None = None,
+                    priority: Sequence[float] | None = None) -> dict[str, int]:
     """Labels every structure not yet in ``out`` and appends its row.
 
     Args:
@@ -46,6 +47,10 @@ def label_stability(ids: Sequence[str], structures: Sequence[Structure], out: Pa
         out: the CSV to append to (made with its header when missing).
         cache: keeps the competing phases' relaxations (a store); None: in memory only.
         progress: gets a task advanced once per structure.
+        priority: one number per structure; the lowest are labelled first (NaN last, ties in
+            table order), so that a run stopped part-way holds the rows that matter most
+            (lowest DFT formation energy first: the cells most likely to be stable). None:
+            table order.
 
     Returns:
         Counts: ``labelled`` and ``failed`` in this call, ``skipped`` (already in ``out``).
@@ -57,6 +62,11 @@ def label_stability(ids: Sequence[str], structures: Sequence[Structure], out: Pa
         oracle.bind_cache(cache)
     seen = done_ids(out)
     todo = [k for k, i in enumerate(ids) if str(i) not in seen]
+    if priority is not None:
+        if len(priority) != len(ids):
+            raise ValueError(f"{len(priority)} priorities for {len(ids)} structures")
+        key = np.nan_to_num(np.asarray(priority, dtype=float), nan=np.inf)
+        todo.sort(key=lambda k: key[k])  # stable: ties keep table order
 
     def rows() -> Iterator[list[str]]:
         for k in todo:

@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -87,6 +88,13 @@ def screen(
     out.print(fitted_table(f"{csv_file.name}: perovskite formability", columns, cells))
 
 
+class LabelOrder(StrEnum):
+    """Which rows of a table a labelling run takes first."""
+
+    table = "table"
+    formation_energy = "formation-energy"
+
+
 @perovskite_app.command("label-stability")
 def label_stability_command(
     data: Annotated[Path, typer.Option(help="perov-5 style CSV with material_id and cif (e.g. "
@@ -97,6 +105,9 @@ def label_stability_command(
         help="Store (SQLAlchemy URL) that keeps the competing phases' relaxations; default: "
              "the campaigns' store.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N rows.")] = None,
+    order: Annotated[LabelOrder, typer.Option(
+        help="Which rows first: 'table' (file order) or 'formation-energy' (lowest DFT "
+             "formation energy first, the rows most likely to be stable).")] = LabelOrder.table,
 ) -> None:
     """CHGNet stability labels of DFT-relaxed structures: energy, formation energy and
     decomposition energy (eV/atom) at each structure's own geometry, against the competing
@@ -108,8 +119,9 @@ def label_stability_command(
     try:
         table = read_perovskite_table(data, limit)
         with training_progress() as progress:
-            counts = label_stability(table.ids, table.structures, out_file, open_store(store),
-                                     progress)
+            counts = label_stability(
+                table.ids, table.structures, out_file, open_store(store), progress,
+                priority=table.targets[:, 0].tolist() if order is LabelOrder.formation_energy else None)
     except (ValueError, OSError) as exc:
         fail(f"{data}: {exc}")
     print(json.dumps(counts))

@@ -31,15 +31,12 @@ from typing import Any
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench.results_json import merge_part  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
 OUT = RESULTS / "perovskite.json"
-
-
-def _merge(part: str, report: dict[str, Any], out: Path = OUT) -> None:
-    data = json.loads(out.read_text()) if out.exists() else {}
-    data[part] = report
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def _test_split(data: Path) -> Any:
@@ -235,7 +232,7 @@ def main() -> None:
     else:
         report = bench_pbc(args.levels, args.timeout)
     print(json.dumps(report, indent=2))
-    _merge(args.part, report, args.out)
+    merge_part(args.part, report, args.out)
 
 
 if __name__ == "__main__":

@@ -413,7 +413,7 @@ def main() -> None:
     parser.add_argument("--composition-scaler", type=Path, default=None,
                         help="denovo: JSON with CDVAE's Magpie scaler constants (means, stds)")
     args = parser.parse_args()
-    from materials.crystal_generation import ANNEAL, MIN_DISTANCE
+    from materials.sampling_defaults import ANNEAL, MIN_DISTANCE
 
     anneal = ANNEAL if args.anneal is None else args.anneal
     min_distance = MIN_DISTANCE if args.min_distance is None else args.min_distance

@@ -27,16 +27,12 @@ from rich.progress import Progress
 from materials.cell_encoding import canonical_cell
 from materials.crystal_flow import CrystalGenerator, reference_structures
 from materials.crystal_model import PROPERTIES as MODEL_PROPERTIES
+from materials.sampling_defaults import ANNEAL, MIN_DISTANCE
 from materials.validity import composition_valid, structure_problem
 from pipeline.conditions import Condition, selection_score
 
 MAX_SITES = 40
 """Largest cell that structure prediction takes (sites)."""
-ANNEAL = 5.0
-"""Default coordinate velocity scaling 1 + anneal t in sampling (see the README's measurements)."""
-MIN_DISTANCE = 1.2
-"""Default site separation in sampling, Angstrom (:meth:`CrystalGenerator.sample`): from flow
-time 0.5 on, sites closer than this are pushed apart (see the README's measurements)."""
 
 
 def matcher() -> Any:

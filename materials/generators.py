@@ -19,6 +19,7 @@ from pymatgen.core import Species, Structure
 
 from materials.domain import structure_candidate
 from materials.formability import ANION_STATES, Formability, FormabilityError, assess
+from materials.sampling_defaults import ANNEAL, MIN_DISTANCE
 from materials.structures import (
     cubic_perovskite,
     double_perovskite,
@@ -352,8 +353,8 @@ class CrystalFlowGenerator:
         added_later: ClassVar[tuple[str, ...]] = ("min_distance",)
         weights: str | None = None
         conditions: list[str] | None = None
-        anneal: float = Field(default=5.0, ge=0.0, le=100.0)
-        min_distance: float = Field(default=1.2, ge=0.0, le=3.0)
+        anneal: float = Field(default=ANNEAL, ge=0.0, le=100.0)
+        min_distance: float = Field(default=MIN_DISTANCE, ge=0.0, le=3.0)
         atoms: int | None = Field(default=None, ge=1, le=40)
         steps: int = Field(default=100, ge=1, le=1000)
         guidance: float = Field(default=1.0, ge=0.0, le=20.0)

@@ -20,6 +20,7 @@ from flows.cli.common import (
     out,
     training_progress,
 )
+from materials.sampling_defaults import ANNEAL, MIN_DISTANCE
 
 OVERSAMPLE_GUIDED = 4
 """Molecules drawn per kept one when every condition is guided."""
@@ -241,10 +242,10 @@ def generate_perovskites(
     steps: Annotated[int, typer.Option(min=1, max=1000, help="Integration steps.")] = 100,
     guidance: Annotated[float, typer.Option(help="Classifier-free guidance weight.")] = 1.0,
     anneal: Annotated[float, typer.Option(
-        min=0.0, help="Coordinate velocity scaled by 1 + anneal t (sharper sites).")] = 5.0,
+        min=0.0, help="Coordinate velocity scaled by 1 + anneal t (sharper sites).")] = ANNEAL,
     min_distance: Annotated[float, typer.Option(
         min=0.0, max=3.0, help="Angstrom: from half way on, sites closer than this are pushed "
-                               "apart after each step (0: never).")] = 1.2,
+                               "apart after each step (0: never).")] = MIN_DISTANCE,
     oversample: Annotated[int, typer.Option(
         min=1, help="De novo with a condition the property model predicts: draw this many "
                     "times --n and keep the --n it predicts best inside the conditions.")] = 4,

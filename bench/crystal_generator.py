@@ -34,6 +34,7 @@ stable against unconditional cells.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -371,16 +372,21 @@ def _stability(generator: Any, n: int, seed: int, anneal: float, min_distance: f
                                  "decomposition_energy_ev_per_atom", "<=", 0.0)])):
         samples, _ = generate_crystals(generator, n, conditions, seed, anneal=anneal,
                                        min_distance=min_distance)
-        stable, done = 0, 0
+        stable, done, static = 0, 0, []
         for s in samples:
             if not s.valid or s.structure is None:
                 continue
+            with contextlib.suppress(ValueError):  # as the labels are made: at its own geometry
+                static.append(oracle.static_stability(s.structure)[
+                    "decomposition_energy_ev_per_atom"])
             result = oracle.run(structure_candidate(s.structure, "chgnet"))
             if result.ok:
                 done += 1
                 stable += result.values["decomposition_energy_ev_per_atom"] <= 0.0
         report[name] = {"samples": len(samples), "relaxed": done,
-                        "stable_share": stable / done if done else None}
+                        "stable_share": stable / done if done else None,
+                        "stable_share_unrelaxed": float(np.mean(np.array(static) <= 0.0))
+                        if static else None}
         print(name, report[name], flush=True)
     base = report["unconditional"]["stable_share"]
     cond = report["decomposition<=0"]["stable_share"]

@@ -57,14 +57,14 @@ def label_stability(ids: Sequence[str], structures: Sequence[Structure], out: Pa
     """
     if len(ids) != len(structures):
         raise ValueError(f"{len(ids)} ids for {len(structures)} structures")
+    if priority is not None and len(priority) != len(ids):
+        raise ValueError(f"{len(priority)} priorities for {len(ids)} structures")
     oracle = CHGNetOracle()
     if cache is not None:
         oracle.bind_cache(cache)
     seen = done_ids(out)
     todo = [k for k, i in enumerate(ids) if str(i) not in seen]
     if priority is not None:
-        if len(priority) != len(ids):
-            raise ValueError(f"{len(priority)} priorities for {len(ids)} structures")
         key = np.nan_to_num(np.asarray(priority, dtype=float), nan=np.inf)
         todo.sort(key=lambda k: key[k])  # stable: ties keep table order
 

@@ -249,6 +249,25 @@ class CHGNetOracle:
         return {"energy_ev_per_atom": energy, "formation_energy_ev_per_atom": formation,
                 "decomposition_energy_ev_per_atom": decomposition}
 
+    def relaxed_stability(self, structure: Structure) -> dict[str, float]:
+        """Relaxes a structure with the oracle's settings and places it on the hull: the same
+        energy, formation and decomposition energy (eV/atom) that :meth:`run` gives a candidate,
+        plus ``steps`` (relaxation steps taken).
+
+        Raises:
+            ValueError: the relaxation fails, as :meth:`hull`, or a non-finite energy.
+        """
+        try:
+            final, energy, n_steps = relax(structure, fmax=self.params.fmax_ev_per_angstrom,
+                                           steps=self.params.max_steps)
+        except Exception as exc:
+            raise ValueError(f"CHGNet relaxation failed: {type(exc).__name__}: {exc}") from exc
+        if not np.isfinite(energy):
+            raise ValueError(f"CHGNet gave a non-finite energy ({energy})")
+        formation, decomposition, _ = self.hull(final, energy)
+        return {"energy_ev_per_atom": energy, "formation_energy_ev_per_atom": formation,
+                "decomposition_energy_ev_per_atom": decomposition, "steps": float(n_steps)}
+
     def run(self, candidate: Candidate) -> OracleResult:
         """Relaxes the candidate and places it on the hull; a failure is a failed result."""
         from pymatgen.io.cif import CifWriter

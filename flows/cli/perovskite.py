@@ -108,10 +108,15 @@ def label_stability_command(
     order: Annotated[LabelOrder, typer.Option(
         help="Which rows first: 'table' (file order) or 'formation-energy' (lowest DFT "
              "formation energy first, the rows most likely to be stable).")] = LabelOrder.table,
+    relax: Annotated[bool, typer.Option(
+        "--relax/--static", help="Relax each structure with the CHGNet oracle first (its own "
+                                 "quantity, a few seconds a cell) or label it at its DFT "
+                                 "geometry (about 0.3 s a cell).")] = False,
 ) -> None:
     """CHGNet stability labels of DFT-relaxed structures: energy, formation energy and
-    decomposition energy (eV/atom) at each structure's own geometry, against the competing
-    phases of the CHGNet oracle. The crystal generator is conditioned on them."""
+    decomposition energy (eV/atom), at each structure's own geometry or after the CHGNet
+    oracle's relaxation (--relax), against the competing phases of the CHGNet oracle. The
+    crystal generator is conditioned on them."""
     from flows.cli.common import open_store, training_progress
     from materials.datasets import read_perovskite_table
     from oracles.chgnet_labels import label_stability
@@ -121,7 +126,8 @@ def label_stability_command(
         with training_progress() as progress:
             counts = label_stability(
                 table.ids, table.structures, out_file, open_store(store), progress,
-                priority=table.targets[:, 0].tolist() if order is LabelOrder.formation_energy else None)
+                priority=table.targets[:, 0].tolist() if order is LabelOrder.formation_energy else None,
+                relaxed=relax)
     except (ValueError, OSError) as exc:
         fail(f"{data}: {exc}")
     print(json.dumps(counts))

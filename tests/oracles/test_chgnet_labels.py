@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from materials.structures import cubic_perovskite
-from oracles.chgnet_labels import COLUMNS, label_stability
+from oracles.chgnet_labels import COLUMNS, RELAXED_COLUMNS, label_stability
 from pipeline.store import Store
 
 
@@ -31,3 +31,26 @@ def test_labels_in_priority_order_and_a_rerun_adds_nothing(tmp_path: Path) -> No
     before = out.read_text()
     again = label_stability(["a", "b"], [squeezed, near], out, store, priority=[0.5, -1.0])
     assert again == {"labelled": 0, "failed": 0, "skipped": 2} and out.read_text() == before
+
+
+def test_relaxed_labels_are_the_oracles_quantity_and_do_not_mix_with_static(tmp_path: Path
+                                                                            ) -> None:
+    squeezed = cubic_perovskite("Cs", "Sn", "Cl", 5.0)
+    near = cubic_perovskite("Cs", "Sn", "Cl", 5.56)
+    store = Store(f"sqlite:///{tmp_path}/phases.db")
+    static_out, relaxed_out = tmp_path / "static.csv", tmp_path / "relaxed.csv"
+    label_stability(["a"], [squeezed], static_out, store)
+    with pytest.raises(ValueError, match=r"expected .*relaxation_steps"):
+        label_stability(["a"], [squeezed], static_out, store, relaxed=True)
+    counts = label_stability(["a", "b"], [squeezed, near], relaxed_out, store, relaxed=True)
+    assert counts == {"labelled": 2, "failed": 0, "skipped": 0}
+    with static_out.open(newline="") as handle:
+        static = next(csv.DictReader(handle))
+    with relaxed_out.open(newline="") as handle:
+        relaxed = {r["material_id"]: r for r in csv.DictReader(handle)}
+    assert tuple(relaxed["a"]) == RELAXED_COLUMNS
+    assert int(relaxed["a"]["relaxation_steps"]) > 1
+    decomposition = {k: float(r["decomposition_energy_ev_per_atom"]) for k, r in relaxed.items()}
+    # relaxation takes the squeezed cell down to the same minimum as the one near it
+    assert decomposition["a"] < float(static["decomposition_energy_ev_per_atom"]) - 0.1
+    assert decomposition["a"] == pytest.approx(decomposition["b"], abs=0.01)

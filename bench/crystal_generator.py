@@ -4,6 +4,7 @@ Usage (each part on its own, results merged into ``bench/results/crystal_generat
     .venv/bin/python bench/crystal_generator.py denovo --data ../shared/data/perov5/perov5_pool.csv.gz
     .venv/bin/python bench/crystal_generator.py csp --data ../shared/data/perov5/perov5_pool.csv.gz
     .venv/bin/python bench/crystal_generator.py condition --data ../shared/data/perov5/perov5_pool.csv.gz
+    .venv/bin/python bench/crystal_generator.py stability --data ... --weights G.pt --store URL
 
 ``denovo``: 1,000 unconditional cells (seed 0, the training cells' sizes). Validity with CDVAE's
 definitions (:mod:`materials.validity`); COV-R and COV-P with CDVAE's perovskite cutoffs
@@ -28,7 +29,8 @@ heat of formation per atom, -0.08 to 1.0 eV/atom in the pool), a band gap and bo
 property model's predictions of what they reached (stated as predictions),
 with and without the selection step; and, where the generator has CHGNet stability labels,
 the share of cells conditioned on "decomposition energy <= 0" that CHGNet (relaxed) finds
-stable against unconditional cells.
+stable against unconditional cells. ``stability``: that comparison alone (``--n-chgnet`` cells
+each).
 """
 
 from __future__ import annotations
@@ -354,6 +356,24 @@ def bench_condition(data: Path, weights: Path | None, n: int, seed: int,
     return out
 
 
+def bench_stability(weights: Path | None, n_chgnet: int, seed: int, anneal: float,
+                    min_distance: float, store: str | None = None) -> dict[str, Any]:
+    """The ``condition`` part's CHGNet stability comparison on its own."""
+    import torch
+
+    from flows.cli.common import CRYSTAL_GENERATOR
+    from materials.crystal_flow import CrystalGenerator
+
+    torch.set_num_threads(2)
+    generator = CrystalGenerator.load(weights or CRYSTAL_GENERATOR)
+    if not generator.metrics.get("labelled", {}).get("decomposition_energy_ev_per_atom", 0):
+        raise SystemExit(f"{weights or CRYSTAL_GENERATOR}: the generator has no CHGNet "
+                         "stability labels (train it with --stability)")
+    return {"stability_by_chgnet": _stability(generator, n_chgnet, seed, anneal,
+                                              min_distance, store),
+            "anneal": anneal, "min_distance": min_distance}
+
+
 def _stability(generator: Any, n: int, seed: int, anneal: float, min_distance: float,
                store: str | None = None) -> dict[str, Any]:
     from materials.crystal_generation import generate_crystals
@@ -398,7 +418,7 @@ def _stability(generator: Any, n: int, seed: int, anneal: float, min_distance: f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["denovo", "csp", "condition"])
+    parser.add_argument("part", choices=["denovo", "csp", "condition", "stability"])
     parser.add_argument("--data", type=Path, required=True, help="the perov5 pool CSV")
     parser.add_argument("--weights", type=Path, default=None)
     parser.add_argument("--n", type=int, default=1000)
@@ -429,6 +449,9 @@ def main() -> None:
     elif args.part == "csp":
         report = bench_csp(args.data, args.weights, args.k, args.seed, args.limit, args.steps,
                            anneal, min_distance, args.out.parent)
+    elif args.part == "stability":
+        report = bench_stability(args.weights, args.n_chgnet, args.seed, anneal, min_distance,
+                                 args.store)
     else:
         report = bench_condition(args.data, args.weights, min(args.n, 300), args.seed,
                                  args.n_chgnet, anneal, min_distance, args.store)

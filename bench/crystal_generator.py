@@ -343,8 +343,7 @@ def bench_condition(data: Path, weights: Path | None, n: int, seed: int,
                         [c.violation(v) == 0 for v in values]))
             out[f"{name} (oversample {oversample})"] = row
             print(name, oversample, json.dumps(row), flush=True)
-    labelled = generator.metrics.get("labelled", {}).get("decomposition_energy_ev_per_atom", 0)
-    if labelled and n_chgnet:
+    if generator.labelled("decomposition_energy_ev_per_atom") and n_chgnet:
         out["stability_by_chgnet"] = _stability(generator, n_chgnet, seed, anneal,
                                                 min_distance, store)
     else:
@@ -366,7 +365,7 @@ def bench_stability(weights: Path | None, n_chgnet: int, seed: int, anneal: floa
 
     torch.set_num_threads(2)
     generator = CrystalGenerator.load(weights or CRYSTAL_GENERATOR)
-    if not generator.metrics.get("labelled", {}).get("decomposition_energy_ev_per_atom", 0):
+    if not generator.labelled("decomposition_energy_ev_per_atom"):
         raise SystemExit(f"{weights or CRYSTAL_GENERATOR}: the generator has no CHGNet "
                          "stability labels (train it with --stability)")
     return {"stability_by_chgnet": _stability(generator, n_chgnet, seed, anneal,

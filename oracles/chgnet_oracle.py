@@ -249,10 +249,14 @@ class CHGNetOracle:
         return {"energy_ev_per_atom": energy, "formation_energy_ev_per_atom": formation,
                 "decomposition_energy_ev_per_atom": decomposition}
 
-    def relaxed_stability(self, structure: Structure) -> dict[str, float]:
-        """Relaxes a structure with the oracle's settings and places it on the hull: the same
-        energy, formation and decomposition energy (eV/atom) that :meth:`run` gives a candidate,
-        plus ``steps`` (relaxation steps taken).
+    def _relax_and_place(self, structure: Structure
+                         ) -> tuple[Structure, int, dict[str, float],
+                                    list[tuple[Phase, OracleResult]]]:
+        """Relaxes a structure with the oracle's settings and places it on the hull.
+
+        Returns:
+            The relaxed structure, the steps taken, its energy, formation and decomposition
+            energy and distance above the hull (eV/atom) and each competing phase's result.
 
         Raises:
             ValueError: the relaxation fails, as :meth:`hull`, or a non-finite energy.
@@ -264,9 +268,21 @@ class CHGNetOracle:
             raise ValueError(f"CHGNet relaxation failed: {type(exc).__name__}: {exc}") from exc
         if not np.isfinite(energy):
             raise ValueError(f"CHGNet gave a non-finite energy ({energy})")
-        formation, decomposition, _ = self.hull(final, energy)
-        return {"energy_ev_per_atom": energy, "formation_energy_ev_per_atom": formation,
-                "decomposition_energy_ev_per_atom": decomposition, "steps": float(n_steps)}
+        formation, decomposition, phase_results = self.hull(final, energy)
+        values = {"energy_ev_per_atom": energy, "formation_energy_ev_per_atom": formation,
+                  "decomposition_energy_ev_per_atom": decomposition,
+                  "e_above_hull_ev_per_atom": max(0.0, decomposition)}
+        return final, n_steps, values, phase_results
+
+    def relaxed_stability(self, structure: Structure) -> dict[str, float]:
+        """The values (eV/atom) that :meth:`run` gives a candidate of this structure, plus
+        ``steps`` (relaxation steps taken).
+
+        Raises:
+            ValueError: as :meth:`_relax_and_place`.
+        """
+        _, n_steps, values, _ = self._relax_and_place(structure)
+        return {**values, "steps": float(n_steps)}
 
     def run(self, candidate: Candidate) -> OracleResult:
         """Relaxes the candidate and places it on the hull; a failure is a failed result."""
@@ -279,14 +295,7 @@ class CHGNetOracle:
             return self._failed(f"unprepared:{candidate.id}", str(exc))
         start = time.perf_counter()
         try:
-            final, energy, n_steps = relax(structure, fmax=self.params.fmax_ev_per_angstrom,
-                                           steps=self.params.max_steps)
-        except Exception as exc:
-            return self._failed(key, f"CHGNet relaxation failed: {type(exc).__name__}: {exc}")
-        if not np.isfinite(energy):
-            return self._failed(key, f"CHGNet gave a non-finite energy ({energy})")
-        try:
-            formation, decomposition, phase_results = self.hull(final, energy)
+            final, n_steps, values, phase_results = self._relax_and_place(structure)
         except ValueError as exc:
             return self._failed(key, str(exc))
         wall = time.perf_counter() - start
@@ -295,9 +304,6 @@ class CHGNetOracle:
                    "phases": {p.name: r.values.get("energy_ev_per_atom") for p, r in phase_results},
                    "phases_failed": [p.name for p, r in phase_results if not r.ok],
                    "volume_change": final.volume / structure.volume - 1.0, "wall_s": wall}
-        values = {"energy_ev_per_atom": energy, "formation_energy_ev_per_atom": formation,
-                  "decomposition_energy_ev_per_atom": decomposition,
-                  "e_above_hull_ev_per_atom": max(0.0, decomposition)}
         return OracleResult(key, "chgnet", self.fidelity, EvaluationStatus.OK, "", values,
                             dict(PROPERTIES), details, {**self.provenance(), "wall_s": wall,
                                                         "steps": n_steps})

@@ -356,25 +356,35 @@ def bench_condition(data: Path, weights: Path | None, n: int, seed: int,
 
 
 def bench_stability(weights: Path | None, n_chgnet: int, seed: int, anneal: float,
-                    min_distance: float, store: str | None = None) -> dict[str, Any]:
-    """The ``condition`` part's CHGNet stability comparison on its own."""
+                    min_distance: float, store: str | None = None,
+                    stability_model: Path | None = None, oversample: int = 4
+                    ) -> dict[str, Any]:
+    """The ``condition`` part's CHGNet stability comparison on its own: guidance where the
+    generator has stability labels, selection by the stability model where there is one."""
     import torch
 
-    from flows.cli.common import CRYSTAL_GENERATOR
+    from flows.cli.common import CRYSTAL_GENERATOR, STABILITY_MODEL
     from materials.crystal_flow import CrystalGenerator
+    from materials.stability_model import StabilityModel
 
     torch.set_num_threads(2)
     generator = CrystalGenerator.load(weights or CRYSTAL_GENERATOR)
-    if not generator.labelled("decomposition_energy_ev_per_atom"):
+    model_path = stability_model or (STABILITY_MODEL if STABILITY_MODEL.is_file() else None)
+    model = StabilityModel.load(model_path) if model_path is not None else None
+    if not generator.labelled("decomposition_energy_ev_per_atom") and model is None:
         raise SystemExit(f"{weights or CRYSTAL_GENERATOR}: the generator has no CHGNet "
-                         "stability labels (train it with --stability)")
+                         "stability labels (train it with --stability) and there is no "
+                         "stability model (invdes train stability-model)")
     return {"stability_by_chgnet": _stability(generator, n_chgnet, seed, anneal,
-                                              min_distance, store),
+                                              min_distance, store, model, oversample),
+            "stability_model": str(model_path) if model_path else None,
+            "stability_model_metrics": model.metrics if model is not None else None,
             "anneal": anneal, "min_distance": min_distance}
 
 
 def _stability(generator: Any, n: int, seed: int, anneal: float, min_distance: float,
-               store: str | None = None) -> dict[str, Any]:
+               store: str | None = None, stability_model: Any = None,
+               oversample: int = 4) -> dict[str, Any]:
     from materials.crystal_generation import generate_crystals
     from materials.domain import structure_candidate
     from oracles.chgnet_oracle import CHGNetOracle
@@ -389,8 +399,10 @@ def _stability(generator: Any, n: int, seed: int, anneal: float, min_distance: f
     for name, conditions in (("unconditional", []),
                              ("decomposition<=0", [Condition(
                                  "decomposition_energy_ev_per_atom", "<=", 0.0)])):
-        samples, _ = generate_crystals(generator, n, conditions, seed, anneal=anneal,
-                                       min_distance=min_distance)
+        samples, drawn = generate_crystals(generator, n, conditions, seed, anneal=anneal,
+                                           min_distance=min_distance, oversample=oversample,
+                                           stability_model=stability_model if conditions
+                                           else None)
         stable, done, static = 0, 0, []
         for s in samples:
             if not s.valid or s.structure is None:
@@ -402,7 +414,7 @@ def _stability(generator: Any, n: int, seed: int, anneal: float, min_distance: f
             if result.ok:
                 done += 1
                 stable += result.values["decomposition_energy_ev_per_atom"] <= 0.0
-        report[name] = {"samples": len(samples), "relaxed": done,
+        report[name] = {"samples": len(samples), "drawn": drawn, "relaxed": done,
                         "stable_share": stable / done if done else None,
                         "stable_share_unrelaxed": float(np.mean(np.array(static) <= 0.0))
                         if static else None}
@@ -411,6 +423,8 @@ def _stability(generator: Any, n: int, seed: int, anneal: float, min_distance: f
     cond = report["decomposition<=0"]["stable_share"]
     report["ratio"] = cond / base if base else None
     report["goal_ratio"] = 3.0
+    report["guided"] = bool(generator.labelled("decomposition_energy_ev_per_atom"))
+    report["selected_by_stability_model"] = stability_model is not None
     return report
 
 
@@ -435,6 +449,11 @@ def main() -> None:
                         help="site separation in sampling, Angstrom (default: the product's)")
     parser.add_argument("--out", type=Path, default=OUT,
                         help="JSON the part is merged into (its plots go beside it)")
+    parser.add_argument("--stability-model", type=Path, default=None,
+                        help="stability: the stability model selecting the conditioned cells "
+                             "(default: the shipped one, where there is one)")
+    parser.add_argument("--oversample", type=int, default=4,
+                        help="stability: cells drawn per kept conditioned cell")
     parser.add_argument("--composition-scaler", type=Path, default=None,
                         help="denovo: JSON with CDVAE's Magpie scaler constants (means, stds)")
     args = parser.parse_args()
@@ -450,7 +469,7 @@ def main() -> None:
                            anneal, min_distance, args.out.parent)
     elif args.part == "stability":
         report = bench_stability(args.weights, args.n_chgnet, args.seed, anneal, min_distance,
-                                 args.store)
+                                 args.store, args.stability_model, args.oversample)
     else:
         report = bench_condition(args.data, args.weights, min(args.n, 300), args.seed,
                                  args.n_chgnet, anneal, min_distance, args.store)

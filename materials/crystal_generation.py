@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +53,8 @@ class CrystalSample:
         composition_valid: SMACT validity of the composition.
         structure_valid: no two sites closer than 0.5 Angstrom, volume above 0.1 A^3.
         reason: why the cell is invalid or missing ("" when valid).
-        predicted: property model mean and standard deviation per property, where it predicts.
+        predicted: mean and standard deviation per property, where a model predicts it (the
+            property model; the stability model for ``decomposition_energy_ev_per_atom``).
         redecoded: the species are the charge-aware decoding's, not the most probable ones
             (:meth:`materials.crystal_flow.CrystalGenerator.sample`).
     """
@@ -98,21 +99,35 @@ def predict_properties(samples: Sequence[CrystalSample], model: Any) -> None:
                        for j, name in enumerate(MODEL_PROPERTIES) if np.isfinite(mean[k, j])}
 
 
+def predict_stability(samples: Sequence[CrystalSample], model: Any) -> None:
+    """Adds the stability model's relaxed decomposition energy (mean, std; eV/atom) to the
+    samples' predictions in place (:mod:`materials.stability_model`)."""
+    from materials.stability_model import STABILITY_PROPERTY
+
+    if not samples:
+        return
+    mean, std = model.predict([s.structure for s in samples])
+    for k, s in enumerate(samples):
+        if np.isfinite(mean[k]):
+            s.predicted[STABILITY_PROPERTY] = (float(mean[k]), float(std[k]))
+
+
 def _select(samples: list[CrystalSample], conditions: Sequence[Condition], keep: int,
-            scale: dict[str, float] | None = None) -> list[CrystalSample]:
+            scale: dict[str, float] | None = None,
+            predicted: Collection[str] = MODEL_PROPERTIES) -> list[CrystalSample]:
     """The ``keep`` valid samples that best meet the conditions by the model's predictions and
     their uncertainty (:func:`pipeline.conditions.selection_score`, as for molecules: a point
     target's distance in units of the model's held-out error ``scale``, -log of the predicted
     probability of meeting a window, so that a wild prediction with a wide interval does not
-    pass for one inside); conditions the model does not predict do not rank."""
-    ranked_on = [c for c in conditions if c.name in MODEL_PROPERTIES]
+    pass for one inside); conditions no model predicts (not in ``predicted``) do not rank."""
+    ranked_on = [c for c in conditions if c.name in predicted]
 
     def score(s: CrystalSample) -> float:
         mean = {name: value[0] for name, value in s.predicted.items()}
         std = {name: value[1] for name, value in s.predicted.items()}
         return selection_score(ranked_on, mean, std, scale or {})
 
-    ranked = sorted((s for s in samples if s.valid and s.predicted), key=score)
+    ranked = sorted((s for s in samples if s.valid), key=score)  # unpredicted ones last
     return ranked[:keep]
 
 
@@ -121,14 +136,15 @@ def generate_crystals(generator: CrystalGenerator, n: int,
                       n_atoms: int | None = None, property_model: Any = None,
                       oversample: int = 4, guidance: float = 1.0, steps: int = 100,
                       progress: Progress | None = None, anneal: float = ANNEAL,
-                      min_distance: float = MIN_DISTANCE) -> tuple[list[CrystalSample], int]:
+                      min_distance: float = MIN_DISTANCE, stability_model: Any = None
+                      ) -> tuple[list[CrystalSample], int]:
     """De novo cells.
 
     Args:
         generator: the trained generator.
         n: cells wanted.
-        conditions: targets; with a property model that predicts one of them, ``oversample``
-            x ``n`` are drawn and the best ``n`` kept.
+        conditions: targets; with a model that predicts one of them (the property model, the
+            stability model), ``oversample`` x ``n`` are drawn and the best ``n`` kept.
         seed: the same seed gives the same cells.
         n_atoms: sites per cell (5, or 10 for the double cell); default: the training sizes.
         property_model: the crystal property model (predictions on every sample; selection).
@@ -138,12 +154,18 @@ def generate_crystals(generator: CrystalGenerator, n: int,
         progress: progress bars.
         anneal: coordinate velocity scaling (:meth:`CrystalGenerator.sample`).
         min_distance: site separation in sampling, Angstrom (0: none).
+        stability_model: the CHGNet stability model (:mod:`materials.stability_model`):
+            predictions of ``decomposition_energy_ev_per_atom``; selection.
 
     Returns:
         The samples (kept ones, each judged) and how many were drawn.
     """
-    selecting = (property_model is not None and oversample > 1
-                 and any(c.name in MODEL_PROPERTIES for c in conditions))
+    from materials.stability_model import STABILITY_PROPERTY
+
+    predicted = set(MODEL_PROPERTIES) if property_model is not None else set()
+    if stability_model is not None:
+        predicted.add(STABILITY_PROPERTY)
+    selecting = oversample > 1 and any(c.name in predicted for c in conditions)
     drawn = n * oversample if selecting else n
     rng = np.random.default_rng(seed)
     if n_atoms is None:
@@ -161,10 +183,15 @@ def generate_crystals(generator: CrystalGenerator, n: int,
         samples.append(_judge(formula, c.structure, c.reason, c.redecoded))
     if property_model is not None:
         predict_properties(samples, property_model)
+    if stability_model is not None:
+        predict_stability(samples, stability_model)
     if selecting:
         validation = getattr(property_model, "metrics", {}).get("validation", {})
         scale = {p: float(validation.get(f"mae_{p}", 1.0)) for p in MODEL_PROPERTIES}
-        samples = _select(samples, conditions, n, scale)
+        if stability_model is not None:
+            scale[STABILITY_PROPERTY] = float(stability_model.metrics.get("test", {}).get(
+                "mae_ev_per_atom", 1.0))
+        samples = _select(samples, conditions, n, scale, predicted)
     return samples, drawn
 
 

@@ -81,18 +81,29 @@ class PerovskiteSiteFingerprint:
             ValueError: a candidate without a perovskite structure (filters remove those).
         """
         out = np.zeros((len(candidates), self.n_features))
-        width = MAX_Z + N_PROPERTIES
         for i, cand in enumerate(candidates):
             try:
-                structure = candidate_structure(cand)
-                sites = assign_sites(structure)
+                out[i] = site_fingerprint(candidate_structure(cand))
             except ValueError as exc:
                 raise ValueError(f"candidate {cand.id}: cannot featurise: {exc}") from None
-            for k, site in enumerate((sites.a, sites.b, sites.x)):
-                block = out[i, k * width : (k + 1) * width]
-                for el, share in _parse(site).items():
-                    block[Element(el).Z - 1] += share
-                    block[MAX_Z:] += share * _element_properties(el)
-            out[i, -2] = structure.volume / len(structure) / 50.0
-            out[i, -1] = float(not _cubic(structure))
         return out
+
+
+def site_fingerprint(structure: Structure) -> npt.NDArray[np.float64]:
+    """The fingerprint of one perovskite cell (:class:`PerovskiteSiteFingerprint`), shape
+    (3 * (94 + 4) + 2,).
+
+    Raises:
+        ValueError: the cell's sites cannot be told apart as A, B and X.
+    """
+    width = MAX_Z + N_PROPERTIES
+    out = np.zeros(3 * width + 2)
+    sites = assign_sites(structure)
+    for k, site in enumerate((sites.a, sites.b, sites.x)):
+        block = out[k * width : (k + 1) * width]
+        for el, share in _parse(site).items():
+            block[Element(el).Z - 1] += share
+            block[MAX_Z:] += share * _element_properties(el)
+    out[-2] = structure.volume / len(structure) / 50.0
+    out[-1] = float(not _cubic(structure))
+    return out

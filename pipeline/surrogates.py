@@ -111,6 +111,38 @@ class TanimotoGPSurrogate:
             y: targets, shape (n,), finite.
             mean_module: prior mean in standardised units (default: a constant).
         """
+        model = self._build(x, y, mean_module)
+        mll = ExactMarginalLogLikelihood(model.likelihood, model)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit_gpytorch_mll(mll)
+        model.eval()
+        self._model = model
+        return self
+
+    def restore(self, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64],
+                state: dict[str, torch.Tensor]) -> Self:
+        """The GP of an earlier :meth:`fit` on the same ``x`` and ``y``, from its
+        :meth:`state_dict`, without fitting again (the same predictions).
+
+        Raises:
+            ValueError: ``x`` or ``y`` are not a training set, or the state is not this GP's.
+        """
+        model = self._build(x, y, None)
+        try:
+            model.load_state_dict(state)
+        except (RuntimeError, KeyError) as exc:
+            raise ValueError(f"not the state of a Tanimoto GP: {exc}") from None
+        model.eval()
+        self._model = model
+        return self
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The fitted hyperparameters and output standardisation (for :meth:`restore`)."""
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def _build(self, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64],
+               mean_module: Mean | None) -> SingleTaskGP:
         x_t = torch.as_tensor(np.asarray(x), dtype=torch.float64)
         y_t = torch.as_tensor(np.asarray(y), dtype=torch.float64).reshape(-1, 1)
         if x_t.shape[0] != y_t.shape[0] or x_t.ndim != 2:
@@ -125,17 +157,10 @@ class TanimotoGPSurrogate:
             noise_constraint=GreaterThan(self.params.min_noise),
         )
         kernel = ScaleKernel(TanimotoKernel(), outputscale_prior=LogNormalPrior(0.0, 1.0))
-        model = SingleTaskGP(
+        return SingleTaskGP(
             x_t, y_t, likelihood=likelihood, covar_module=kernel, mean_module=mean_module,
             outcome_transform=Standardize(m=1),
         )
-        mll = ExactMarginalLogLikelihood(model.likelihood, model)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fit_gpytorch_mll(mll)
-        model.eval()
-        self._model = model
-        return self
 
     @property
     def model(self) -> Model:

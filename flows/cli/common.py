@@ -53,6 +53,7 @@ GENERATOR = REPO_DATA / "generator.pt"
 ORBITAL_MODEL = REPO_DATA / "orbital_model.pt"
 CRYSTAL_MODEL = Path(__file__).resolve().parents[2] / "materials" / "data" / "crystal_model.pt"
 CRYSTAL_GENERATOR = CRYSTAL_MODEL.with_name("crystal_generator.pt")
+STABILITY_MODEL = CRYSTAL_MODEL.with_name("stability_model.npz")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

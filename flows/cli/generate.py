@@ -16,6 +16,7 @@ from flows.cli.common import (
     GENERATOR,
     ORBITAL_MODEL,
     PROPERTY_MODEL,
+    STABILITY_MODEL,
     fail,
     out,
     training_progress,
@@ -253,6 +254,9 @@ def generate_perovskites(
     property_model: Annotated[Path | None, typer.Option(
         help="Crystal property model for predictions and selection (default: the shipped "
              "one).")] = None,
+    stability_model: Annotated[Path | None, typer.Option(
+        help="CHGNet stability model: predicted decomposition_energy_ev_per_atom and "
+             "selection on it (default: the shipped one, where there is one).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Generate perovskite cells: de novo (--n) or the structures of given compositions
@@ -266,11 +270,13 @@ def generate_perovskites(
         canonical_cif,
         generate_crystals,
         predict_crystal_structures,
+        predict_stability,
         summarize,
         timed,
     )
     from materials.crystal_model import PROPERTIES as MODEL_PROPERTIES
     from materials.prior import load_crystal_model
+    from materials.stability_model import STABILITY_PROPERTY
     from pipeline.conditions import parse_condition
 
     if (n is None) == (compositions is None):
@@ -283,6 +289,11 @@ def generate_perovskites(
         generator = CrystalGenerator.load(path)
         conditions = [parse_condition(c, generator.properties) for c in condition or []]
         judge = load_crystal_model(str(property_model or CRYSTAL_MODEL))
+        stability = None
+        if stability_model is not None or STABILITY_MODEL.is_file():
+            from materials.stability_model import StabilityModel
+
+            stability = StabilityModel.load(stability_model or STABILITY_MODEL)
         formulas: list[str] = []
         if compositions is not None:
             formulas = [line.strip() for line in compositions.read_text().splitlines()
@@ -298,11 +309,13 @@ def generate_perovskites(
                                       per_composition, seed, judge, steps, conditions,
                                       guidance, progress, anneal, min_distance)
                 drawn = len(samples)
+                if stability is not None:
+                    predict_stability(samples, stability)
             else:
                 assert n is not None
                 (samples, drawn), wall = timed(generate_crystals, generator, n, conditions,
                                                seed, atoms, judge, oversample, guidance, steps,
-                                               progress, anneal, min_distance)
+                                               progress, anneal, min_distance, stability)
         except ValueError as exc:
             fail(f"{compositions}: {exc}" if compositions is not None else str(exc))
     summary = summarize(samples, drawn, wall, generator)
@@ -320,9 +333,10 @@ def generate_perovskites(
             summary[f"predicted_{c.name}_mean"] = float(sum(values) / len(values))
             summary[f"inside_{c}_by_model"] = sum(c.violation(v) == 0 for v in values
                                                   ) / len(values) if c.op != "=" else None
+    predicted = [*MODEL_PROPERTIES, *([STABILITY_PROPERTY] if stability is not None else [])]
     csv_out.parent.mkdir(parents=True, exist_ok=True)
     columns = ["formula", "generated_formula", "cif", "composition_valid", "structure_valid",
-               "reason"] + [f"{p}{suffix}" for p in MODEL_PROPERTIES for suffix in ("", "_std")]
+               "reason"] + [f"{p}{suffix}" for p in predicted for suffix in ("", "_std")]
     written = 0
     with csv_out.open("w", newline="") as handle:
         writer = csv.writer(handle)
@@ -332,7 +346,7 @@ def generate_perovskites(
                 continue
             row = [s.formula, s.structure.composition.reduced_formula,
                    canonical_cif(s.structure), s.composition_valid, s.structure_valid, s.reason]
-            for p in MODEL_PROPERTIES:
+            for p in predicted:
                 mean, std = s.predicted.get(p, (float("nan"), float("nan")))
                 row += [f"{mean:.4f}", f"{std:.4f}"]
             writer.writerow(row)

@@ -462,3 +462,31 @@ def test_training_state_does_not_depend_on_the_device(tmp_path: Path) -> None:
                                 state_path=state)
     with pytest.raises(ValueError, match="device"):
         CrystalFlowTraining(device="gpu0")
+
+
+def test_stability_condition_selects_by_the_stability_model(tiny_generator: Path) -> None:
+    from materials.crystal_generation import (
+        CrystalSample,
+        _select,
+        generate_crystals,
+        predict_stability,
+    )
+    from materials.stability_model import StabilityModel, stability_features
+
+    generator = CrystalGenerator.load(tiny_generator)
+    pairs = (("Sr", "Ti"), ("Ba", "Ti"), ("Ca", "Zr"), ("K", "Nb"), ("Na", "Ta"), ("La", "Al"))
+    cells = [polar_cell(a, b, "O") for a, b in pairs]
+    model = StabilityModel.fit(np.array([stability_features(c) for c in cells]),
+                               np.array([-0.2, -0.15, 0.3, 0.35, 0.4, -0.1]), list("abcdef"))
+    stable = [parse_condition("decomposition_energy_ev_per_atom<=0", PROPERTIES)]
+    # a condition only the stability model predicts is enough to draw more and select
+    kept, drawn = generate_crystals(generator, 3, stable, seed=1, steps=4, oversample=4,
+                                    stability_model=model)
+    assert drawn == 12 and len(kept) == 3
+    samples = [CrystalSample(c.composition.reduced_formula, c, True, True) for c in cells]
+    predict_stability(samples, model)
+    name = "decomposition_energy_ev_per_atom"
+    assert all(name in s.predicted for s in samples)
+    best = _select(samples, stable, 3, {name: 0.1}, {name})
+    assert {s.formula for s in best} == {"SrTiO3", "BaTiO3", "LaAlO3"}
+    assert _select(samples, stable, 3) == samples[:3]  # without the model: not ranked

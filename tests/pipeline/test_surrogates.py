@@ -134,3 +134,13 @@ def test_prior_gp_recalibrates_a_shifted_prior_and_corrects_it_with_labels() -> 
     with_nan = np.where(np.arange(300) == 20, np.nan, prior)
     refit = PriorGPSurrogate().fit(x[labelled], truth[labelled], prior_x=x, prior_values=with_nan)
     assert np.isfinite(refit.predict(np.concatenate([unknown, x[20:21]]))[0]).all()
+
+
+def test_gp_restored_from_its_state_predicts_alike_without_fitting() -> None:
+    x, y = _fingerprints()
+    gp = TanimotoGPSurrogate().fit(x[:12], y[:12])
+    restored = TanimotoGPSurrogate().restore(x[:12], y[:12], gp.state_dict())
+    for a, b in zip(gp.predict(x[12:]), restored.predict(x[12:]), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10)
+    with pytest.raises(ValueError, match="not the state of a Tanimoto GP"):
+        TanimotoGPSurrogate().restore(x[:12], y[:12], {"nonsense": torch.zeros(1)})

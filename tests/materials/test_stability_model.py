@@ -69,7 +69,7 @@ def test_checkpoint_round_trip_predicts_alike(model: StabilityModel, tmp_path: P
         np.testing.assert_allclose(a, b, rtol=1e-6)
     assert loaded.metrics == model.metrics and loaded.std_scale == 0.8
     (tmp_path / "bad.npz").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="bad.npz: not a stability model checkpoint"):
+    with pytest.raises(ValueError, match=r"bad\.npz: not a stability model checkpoint"):
         StabilityModel.load(tmp_path / "bad.npz")
 
 
@@ -138,5 +138,5 @@ def test_train_command_writes_a_model_and_refuses_static_labels(tmp_path: Path) 
                                  str(static), "--out", str(tmp_path / "other.npz")])
     assert result.exit_code == 2 and "not a relaxed stability labels file" in result.output
     assert not (tmp_path / "other.npz").exists()
-    with pytest.raises(ValueError, match="static.csv"):
+    with pytest.raises(ValueError, match=r"static\.csv"):
         labelled_cells(static, [], [])

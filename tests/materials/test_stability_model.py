@@ -19,8 +19,8 @@ from materials.stability_model import (
 
 
 def cubic(a: str, b: str, x: str, length: float = 4.0) -> Structure:
-    return Structure(Lattice.cubic(length), [a, b, x, x, x],
-                     [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    frac = [[0.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, 0.5, 0.0], [0.5, 0.0, 0.5], [0.0, 0.5, 0.5]]
+    return Structure(Lattice.cubic(length), [a, b, x, x, x], frac)
 
 
 # a family of stable oxides (below the hull) and one of unstable iodides

@@ -248,8 +248,9 @@ def generate_perovskites(
         min=0.0, max=3.0, help="Angstrom: from half way on, sites closer than this are pushed "
                                "apart after each step (0: never).")] = MIN_DISTANCE,
     oversample: Annotated[int, typer.Option(
-        min=1, help="De novo with a condition the property model predicts: draw this many "
-                    "times --n and keep the --n it predicts best inside the conditions.")] = 4,
+        min=1, help="De novo with a condition the property or stability model predicts: draw "
+                    "this many times --n and keep the --n predicted best inside the "
+                    "conditions.")] = 4,
     weights: Annotated[Path | None, typer.Option(help="Generator checkpoint.")] = None,
     property_model: Annotated[Path | None, typer.Option(
         help="Crystal property model for predictions and selection (default: the shipped "

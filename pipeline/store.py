@@ -574,6 +574,22 @@ class Store(DecisionsMixin, LeaseMixin):
             provenance=json.loads(row["provenance_json"]),
         )
 
+    def oracle_results_of(self, oracle: str) -> list[OracleResult]:
+        """Every stored successful answer of one oracle (e.g. ``chgnet-phase``), oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(oracle_results_table).where(
+                    (oracle_results_table.c.oracle == oracle)
+                    & (oracle_results_table.c.status == EvaluationStatus.OK.value)
+                ).order_by(oracle_results_table.c.created_at)
+            ).mappings().all()
+        return [OracleResult(
+            request_key=row["request_key"], oracle=row["oracle"], fidelity=row["fidelity"],
+            status=EvaluationStatus(row["status"]), reason=row["reason"],
+            values=json.loads(row["values_json"]), units=json.loads(row["units_json"]),
+            details=json.loads(row["details_json"]),
+            provenance=json.loads(row["provenance_json"])) for row in rows]
+
     def save_oracle_result(self, result: OracleResult, conn: Connection | None = None) -> None:
         """Caches an answer by its request key; a success replaces an earlier failure, never
         the other way round."""

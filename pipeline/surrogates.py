@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -71,6 +71,19 @@ def _predict_noisy(
     return torch.cat(means).numpy(), torch.cat(stds).numpy()
 
 
+_M = TypeVar("_M", bound=Model)
+
+
+def _fitted(model: _M) -> _M:
+    """The model with its hyperparameters fitted by maximum marginal likelihood, in eval mode."""
+    mll = ExactMarginalLogLikelihood(model.likelihood, model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit_gpytorch_mll(mll)
+    model.eval()
+    return model
+
+
 @SURROGATES.register("tanimoto_gp")
 class TanimotoGPSurrogate:
     """Exact GP with a Tanimoto kernel on fingerprints (BoTorch ``SingleTaskGP``).
@@ -111,13 +124,7 @@ class TanimotoGPSurrogate:
             y: targets, shape (n,), finite.
             mean_module: prior mean in standardised units (default: a constant).
         """
-        model = self._build(x, y, mean_module)
-        mll = ExactMarginalLogLikelihood(model.likelihood, model)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fit_gpytorch_mll(mll)
-        model.eval()
-        self._model = model
+        self._model = _fitted(self._build(x, y, mean_module))
         return self
 
     def restore(self, x: npt.NDArray[np.float64], y: npt.NDArray[np.float64],
@@ -260,13 +267,8 @@ class MultiFidelityGPSurrogate:
             "noise_prior_ln", LogNormalPrior(math.log(0.05), 1.0), "noise")
         model.likelihood.noise_covar.register_constraint("raw_noise",
                                                          GreaterThan(self.params.min_noise))
-        mll = ExactMarginalLogLikelihood(model.likelihood, model)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fit_gpytorch_mll(mll)
-        model.eval()
         self._single = None
-        self._model = model
+        self._model = _fitted(model)
         return self
 
     @property

@@ -564,15 +564,7 @@ class Store(DecisionsMixin, LeaseMixin):
                     & (oracle_results_table.c.status == EvaluationStatus.OK.value)
                 )
             ).mappings().first()
-        if row is None:
-            return None
-        return OracleResult(
-            request_key=row["request_key"], oracle=row["oracle"], fidelity=row["fidelity"],
-            status=EvaluationStatus(row["status"]), reason=row["reason"],
-            values=json.loads(row["values_json"]), units=json.loads(row["units_json"]),
-            details=json.loads(row["details_json"]),
-            provenance=json.loads(row["provenance_json"]),
-        )
+        return None if row is None else _oracle_result(row)
 
     def oracle_results_of(self, oracle: str) -> list[OracleResult]:
         """Every stored successful answer of one oracle (e.g. ``chgnet-phase``), oldest first."""
@@ -583,12 +575,7 @@ class Store(DecisionsMixin, LeaseMixin):
                     & (oracle_results_table.c.status == EvaluationStatus.OK.value)
                 ).order_by(oracle_results_table.c.created_at)
             ).mappings().all()
-        return [OracleResult(
-            request_key=row["request_key"], oracle=row["oracle"], fidelity=row["fidelity"],
-            status=EvaluationStatus(row["status"]), reason=row["reason"],
-            values=json.loads(row["values_json"]), units=json.loads(row["units_json"]),
-            details=json.loads(row["details_json"]),
-            provenance=json.loads(row["provenance_json"])) for row in rows]
+        return [_oracle_result(row) for row in rows]
 
     def save_oracle_result(self, result: OracleResult, conn: Connection | None = None) -> None:
         """Caches an answer by its request key; a success replaces an earlier failure, never
@@ -684,3 +671,14 @@ __all__ = [
     "config_hash",
     "oracle_results_table",
 ]
+
+
+def _oracle_result(row: Any) -> OracleResult:
+    """An oracle result from its ``oracle_results`` row (a mapping)."""
+    return OracleResult(
+        request_key=row["request_key"], oracle=row["oracle"], fidelity=row["fidelity"],
+        status=EvaluationStatus(row["status"]), reason=row["reason"],
+        values=json.loads(row["values_json"]), units=json.loads(row["units_json"]),
+        details=json.loads(row["details_json"]),
+        provenance=json.loads(row["provenance_json"]),
+    )

@@ -89,7 +89,8 @@ class PerovskiteSiteFingerprint:
         return out
 
 
-def site_fingerprint(structure: Structure) -> npt.NDArray[np.float64]:
+def site_fingerprint(structure: Structure, geometry: bool = True
+                     ) -> npt.NDArray[np.float64]:
     """The fingerprint of one perovskite cell (:class:`PerovskiteSiteFingerprint`), shape
     (3 * (94 + 4) + 2,).
 
@@ -104,6 +105,8 @@ def site_fingerprint(structure: Structure) -> npt.NDArray[np.float64]:
         for el, share in _parse(site).items():
             block[Element(el).Z - 1] += share
             block[MAX_Z:] += share * _element_properties(el)
+    if not geometry:  # the site entries alone, without the symmetry analysis
+        return out[:-2]
     out[-2] = structure.volume / len(structure) / 50.0
     out[-1] = float(not _cubic(structure))
     return out

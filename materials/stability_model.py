@@ -44,7 +44,7 @@ def stability_features(structure: Structure) -> Array:
     Raises:
         ValueError: the cell's sites cannot be told apart as A, B and X.
     """
-    return site_fingerprint(structure)[:-2]
+    return site_fingerprint(structure, geometry=False)
 
 
 def _features_or_nan(structures: Sequence[Structure | None]) -> tuple[Array, npt.NDArray[np.bool_]]:

@@ -414,6 +414,7 @@ def _stability(generator: Any, n: int, seed: int, anneal: float, min_distance: f
             if result.ok:
                 done += 1
                 stable += result.values["decomposition_energy_ev_per_atom"] <= 0.0
+            print(f"{name}: {done} relaxed, {stable} stable", flush=True)
         report[name] = {"samples": len(samples), "drawn": drawn, "relaxed": done,
                         "stable_share": stable / done if done else None,
                         "stable_share_unrelaxed": float(np.mean(np.array(static) <= 0.0))

@@ -217,6 +217,8 @@ def train_orbital_model(
     learning_rate: Annotated[float, typer.Option()] = 5e-4,
     conformers: Annotated[int, typer.Option(
         min=1, max=32, help="Embedded conformers per molecule, one per epoch in turn.")] = 4,
+    overlap_weight: Annotated[float, typer.Option(
+        min=0.0, help="Weight of the frontier_overlap error added to the cross-entropy.")] = 0.0,
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
 ) -> None:
@@ -237,7 +239,7 @@ def train_orbital_model(
         config = OrbitalTrainingConfig(epochs=epochs, members=members, features=features,
                                        n_layers=layers, batch_size=batch_size,
                                        learning_rate=learning_rate, seed=seed, device=device,
-                                       conformers=conformers)
+                                       conformers=conformers, overlap_weight=overlap_weight)
         trunks = (trunk_states(init_trunk, config)
                   if init_trunk is not None and str(init_trunk) != "none" else None)
     except (ValueError, OSError, ValidationError) as exc:

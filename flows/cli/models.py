@@ -218,7 +218,7 @@ def train_orbital_model(
     conformers: Annotated[int, typer.Option(
         min=1, max=32, help="Embedded conformers per molecule, one per epoch in turn.")] = 4,
     overlap_weight: Annotated[float, typer.Option(
-        min=0.0, help="Weight of the frontier_overlap error added to the cross-entropy.")] = 0.0,
+        min=0.0, help="Weight of the frontier_overlap error added to the cross-entropy.")] = 1.0,
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
 ) -> None:

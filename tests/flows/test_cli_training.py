@@ -96,4 +96,5 @@ def test_label_orbitals_then_train_the_orbital_model(tmp_path: Path) -> None:
     assert trained.exit_code == 0, trained.output
     model = OrbitalShareEnsemble.load(out)
     assert model.metrics["labelled_rows"] == 20 and model.metrics["test_fraction"] == 0.2
+    assert model.config.overlap_weight == 1.0  # the overlap loss is on by default
     assert model.metrics["n_train"] + model.metrics["n_validation"] < 20  # the test split is out

@@ -79,7 +79,9 @@ class OrbitalTrainingConfig(BaseModel):
             molecule's ``frontier_overlap`` computed from the predicted shares, added to the
             cross-entropy (0: cross-entropy alone). The overlap is a sum of square roots of
             products of shares, so it hangs on the small shares that the cross-entropy barely
-            weighs; this term makes the network get them right.
+            weighs; this term weighs them by what they do to the overlap (on 2,242 labelled
+            molecules, weight 1 lowered the held-out overlap MAE from 0.084 to 0.081 and its
+            mean bias from +0.045 to +0.029).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

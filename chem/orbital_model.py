@@ -456,12 +456,12 @@ def _train_member(index: int, train: ShareDataset, config: OrbitalTrainingConfig
         net.train()
         for z, pos, batch, target, index_ in _batches(train, config.batch_size, rng, epoch):
             z, pos, batch, target = z.to(device), pos.to(device), batch.to(device), target.to(device)
-            _, log_shares = net(z, pos, batch)
+            shares, log_shares = net(z, pos, batch)
             known = torch.isfinite(target)
             loss = -(target[known] * log_shares[known]).sum() / (2 * len(index_))
             if config.overlap_weight > 0:
                 loss = loss + config.overlap_weight * _overlap_error(
-                    log_shares.exp(), target, z, batch, len(index_))
+                    shares, target, z, batch, len(index_))
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
